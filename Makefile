@@ -1,0 +1,40 @@
+# Two commands on a fresh machine with Python 3.11: `make run` and `make test`.
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+OUTPUT ?= output/sample
+ARGS ?=
+
+.PHONY: run test venv dev-venv lock clean
+
+venv: $(VENV)/.runtime
+dev-venv: $(VENV)/.dev
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
+	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+## Run the pipeline on the embedded sample (DuckDB + Beam's local runner on every core).
+run: venv
+	$(PY) -m pipeline --output $(OUTPUT) $(ARGS)
+
+## All tests.
+test: dev-venv
+	$(PY) -m pytest $(ARGS)
+
+## Re-resolve the runtime lock (needs the package index).
+lock:
+	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
+	/tmp/lock-venv/bin/pip install --quiet "apache-beam[gcp]==2.77.0" scikit-learn xgboost-cpu pandas pyarrow duckdb==1.5.5 joblib matplotlib
+	{ echo "# Runtime lock: the image, the local run and CI install exactly this set (pip freeze of a resolved env)."; \
+	  echo "# Regenerate: make lock"; /tmp/lock-venv/bin/pip freeze; } > requirements.txt
+
+clean:
+	rm -rf $(VENV) output

@@ -1,0 +1,119 @@
+"""Sinks: each output in its own folder under --output, as Parquet (default) or CSV.
+
+The output schemas are declared here once; the BigQuery sink derives its table
+schemas from them. Beam's file sinks write to a temporary folder and rename
+on success, so a crash leaves no half-written file under a final name.
+"""
+
+from __future__ import annotations
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.options import ParameterError, PipelineParams
+
+OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows")
+SUMMARY_FILE = "summary.json"
+
+
+def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
+    key = (params.key_column, pa.string())
+    window = [("window_start", pa.int64()), ("window_end", pa.int64())]
+    tail = [("model", pa.string()), ("run_id", pa.string())]
+    return {
+        "predictions": pa.schema([
+            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
+            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *tail]),
+        "metrics": pa.schema([
+            key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
+            ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
+            ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
+            ("predict_seconds", pa.float64()), *tail]),
+        "ledger": pa.schema([
+            key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
+            ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
+            ("error_class", pa.string()), ("error_message", pa.string()), *tail]),
+        "rejected_rows": pa.schema([
+            ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
+            ("row_json", pa.string()), ("run_id", pa.string())]),
+    }
+
+
+def output_path(params: PipelineParams, name: str) -> str:
+    return FileSystems.join(params.output, name)
+
+
+def prepare_output(params: PipelineParams) -> None:
+    """Applies --if_output_exists before any work: refuse, or remove the previous run's outputs."""
+    existing = []
+    for name in (*OUTPUT_NAMES, SUMMARY_FILE):
+        path = output_path(params, name)
+        pattern = path if name == SUMMARY_FILE else FileSystems.join(path, "*")
+        existing += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    if not existing:
+        return
+    if params.if_output_exists == "fail":
+        raise ParameterError("output", params.output,
+                             f"an empty location (it holds {len(existing)} files of an earlier run; "
+                             "use --if_output_exists=replace to overwrite)")
+    FileSystems.delete(existing)
+
+
+def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+    columns = {}
+    for field in schema:
+        values = frame[field.name] if field.name in frame else pd.Series([None] * len(frame))
+        if pa.types.is_date32(field.type):
+            values = pd.to_datetime(values).dt.date
+        columns[field.name] = pa.array(values, type=field.type, from_pandas=True)
+    return pa.table(columns, schema=schema)
+
+
+def _concat(items) -> pd.DataFrame:
+    """One DataFrame from a batch of DataFrames or of row dicts."""
+    if all(isinstance(item, dict) for item in items):
+        return pd.DataFrame(list(items))
+    return pd.concat(items, ignore_index=True) if len(items) > 1 else items[0]
+
+
+class WriteFrames(beam.PTransform):
+    """Writes a PCollection of DataFrames (or lists of row dicts) to <output>/<name>/part-*.
+
+    Small elements are batched first so each file holds a few large row groups.
+    """
+
+    def __init__(self, params: PipelineParams, name: str, schema: pa.Schema):
+        super().__init__()
+        self._params, self._name, self._schema = params, name, schema
+
+    def expand(self, frames):
+        schema, prefix = self._schema, FileSystems.join(output_path(self._params, self._name), "part")
+        batches = (frames
+                   | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
+                   | "Concat" >> beam.Map(_concat))
+        if self._params.output_format == "csv":
+            header = ",".join(schema.names)
+            return (batches
+                    | "ToCsv" >> beam.Map(lambda f: to_table(f, schema).to_pandas().to_csv(
+                        index=False, header=False, lineterminator="\n").rstrip("\n"))
+                    | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header))
+        return (batches
+                | "ToArrow" >> beam.Map(to_table, schema)
+                | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema,
+                                                           file_name_suffix=".parquet"))
+
+
+class WriteOutputs(beam.PTransform):
+    """Writes predictions, metrics, ledger and rejected rows, each in its own folder."""
+
+    def __init__(self, params: PipelineParams):
+        super().__init__()
+        self._params = params
+
+    def expand(self, outputs: dict):
+        schemas = output_schemas(self._params)
+        return {name: (outputs[name]
+                       | f"Write_{name}" >> WriteFrames(self._params, name, schemas[name]))
+                for name in OUTPUT_NAMES}

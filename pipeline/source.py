@@ -1,0 +1,173 @@
+"""Sources: the rows of the user's query or files, as columnar chunks (pandas DataFrames).
+
+Rows travel as DataFrame chunks, never one Python dict per row: the shuffle
+later moves one element per key x period instead of one per row.
+
+- DuckDB (local default): `--query` runs in DuckDB with the embedded sample
+  registered as `dataset.table`, so the article's SQL runs unchanged. DuckDB can
+  also read files in the query itself (`FROM 'data/*.parquet'`).
+- Files: `--input` Parquet/CSV/JSONL path or glob, local or gs://.
+- BigQuery: `--source=bigquery` (see `pipeline.bigquery`).
+"""
+
+from __future__ import annotations
+
+import io
+
+import apache_beam as beam
+import pandas as pd
+import pyarrow as pa
+from apache_beam.io import fileio
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.options import ParameterError, PipelineParams
+
+CHUNK_ROWS = 50_000
+SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
+
+
+def resolve_source(params: PipelineParams, runner: str | None) -> str:
+    """The source kind this run reads from: duckdb, file or bigquery."""
+    if params.source != "auto":
+        return params.source
+    if params.input:
+        return "file"
+    if runner and "dataflow" in runner.lower():
+        return "bigquery"
+    return "duckdb"
+
+
+def duckdb_connection():
+    """A DuckDB connection with the embedded sample registered as dataset.table."""
+    import duckdb
+
+    from pipeline import sample_data
+
+    connection = duckdb.connect()
+    connection.execute("SET threads TO 1")  # one core per worker process; the pipeline parallelises
+    connection.register("embedded_sample", sample_data.generate())
+    connection.execute(f"CREATE SCHEMA {SAMPLE_SCHEMA}")
+    connection.execute(f'CREATE VIEW {SAMPLE_SCHEMA}."{SAMPLE_TABLE}" AS SELECT * FROM embedded_sample')
+    return connection
+
+
+def duckdb_columns(query: str) -> list[str]:
+    """Column names of the query's result, without running it in full."""
+    connection = duckdb_connection()
+    try:
+        return [row[0] for row in connection.execute(f"DESCRIBE ({query})").fetchall()]
+    except Exception as exc:
+        raise ParameterError("query", query, f"a query DuckDB can run locally: {exc}") from None
+    finally:
+        connection.close()
+
+
+def file_columns(pattern: str) -> list[str]:
+    """Column names of the first file matching --input."""
+    matches = FileSystems.match([pattern])[0].metadata_list
+    if not matches:
+        raise ParameterError("input", pattern, "a path or glob that matches at least one file")
+    path = sorted(m.path for m in matches)[0]
+    with FileSystems.open(path) as handle:
+        head = read_file_table(path, handle, limit=1)
+    return list(head.columns)
+
+
+def read_file_table(path: str, handle, limit: int | None = None) -> pd.DataFrame:
+    data = handle.read()
+    if path.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(pa.BufferReader(data))
+    elif path.endswith(".csv"):
+        import pyarrow.csv as pacsv
+
+        # Everything as text: validation parses each column and keeps the original for rejects.
+        table = pacsv.read_csv(io.BytesIO(data),
+                               convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    elif path.endswith((".jsonl", ".json")):
+        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)
+        return frame
+    else:
+        raise ParameterError("input", path, "a .parquet, .csv, .jsonl or .json file")
+    if limit is not None:
+        table = table.slice(0, limit)
+    return table.to_pandas()
+
+
+def _chunks(frame: pd.DataFrame, size: int = CHUNK_ROWS):
+    for start in range(0, len(frame), size):
+        yield frame.iloc[start:start + size].reset_index(drop=True)
+
+
+class _RunDuckDBQuery(beam.DoFn):
+    def __init__(self, query: str, columns: tuple[str, ...]):
+        self._query, self._columns = query, columns
+
+    def process(self, _):
+        connection = duckdb_connection()
+        try:
+            reader = connection.execute(self._query).fetch_record_batch(CHUNK_ROWS)
+            for batch in reader:
+                yield batch.to_pandas()[list(self._columns)]
+        finally:
+            connection.close()
+
+
+class _ReadFileChunks(beam.DoFn):
+    def __init__(self, columns: tuple[str, ...]):
+        self._columns = columns
+
+    def process(self, readable_file):
+        path = readable_file.metadata.path
+        with readable_file.open() as handle:
+            frame = read_file_table(path, handle)
+        missing = [c for c in self._columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{path} lacks column(s) {missing}")
+        yield from _chunks(frame[list(self._columns)])
+
+
+class ReadSource(beam.PTransform):
+    """Reads the rows named by the parameters as DataFrame chunks of the needed columns."""
+
+    def __init__(self, params: PipelineParams, kind: str):
+        super().__init__()
+        self._params, self._kind = params, kind
+
+    def expand(self, pbegin):
+        columns = self._params.columns
+        if self._kind == "duckdb":
+            return (pbegin
+                    | "Query" >> beam.Create([self._params.query])
+                    | "RunInDuckDB" >> beam.ParDo(_RunDuckDBQuery(self._params.query, columns))
+                    | "Spread" >> beam.Reshuffle())
+        if self._kind == "file":
+            return (pbegin
+                    | "Match" >> fileio.MatchFiles(self._params.input)
+                    | "Open" >> fileio.ReadMatches()
+                    | "ReadChunks" >> beam.ParDo(_ReadFileChunks(columns))
+                    | "Spread" >> beam.Reshuffle())
+        if self._kind == "bigquery":
+            from pipeline import bigquery
+
+            return pbegin | "BigQuery" >> bigquery.ReadBigQueryChunks(self._params)
+        raise ParameterError("source", self._kind, "one of duckdb, file, bigquery")
+
+
+def check_columns(params: PipelineParams, kind: str) -> None:
+    """Fails before any work when the source lacks a column the parameters name."""
+    if kind == "duckdb":
+        available = duckdb_columns(params.query)
+    elif kind == "file":
+        available = file_columns(params.input)
+    else:
+        return  # BigQuery: checked from the table/query schema by pipeline.bigquery when available
+    for name in ("key_column", "time_column", "date_column", "target"):
+        column = getattr(params, name)
+        if column not in available:
+            raise ParameterError(name, column, f"a column of the source; it has {', '.join(available)}")
+    missing = [f for f in params.features if f not in available]
+    if missing:
+        raise ParameterError("features", ",".join(params.features),
+                             f"columns of the source; missing {missing}, source has {', '.join(available)}")

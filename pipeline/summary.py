@@ -1,0 +1,141 @@
+"""The run summary, computed inside the pipeline and written as summary.json under --output.
+
+Computed in the pipeline (not from the runner's metrics afterwards) so that it
+exists for template launches too, where the launcher never sees the job's
+result. Other tools read these names: rows_read, rows_used, rows_rejected,
+groups_planned, groups_trained, groups_skipped, groups_failed.
+"""
+
+from __future__ import annotations
+
+
+import json
+import math
+
+import apache_beam as beam
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import window as beam_window
+
+from pipeline.options import PipelineParams
+from pipeline.sinks import SUMMARY_FILE, output_path
+
+
+class _SumCounters(beam.CombineFn):
+    """Sums dicts of counters; values may be nested dicts of counters."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, counters):
+        for name, value in counters.items():
+            if isinstance(value, dict):
+                acc[name] = self.add_input(acc.get(name, {}), value)
+            else:
+                acc[name] = acc.get(name, 0) + value
+        return acc
+
+    def merge_accumulators(self, accumulators):
+        merged = {}
+        for acc in accumulators:
+            self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+def ledger_counters(row: dict) -> dict:
+    status, reason = row["status"], row["reason"]
+    counters = {"groups_planned": 1, f"groups_{status}": 1}
+    if status != "trained":
+        counters[f"{status}_by_reason"] = {reason: 1}
+    return counters
+
+
+def prediction_counters(frame: pd.DataFrame, time_column: str) -> dict:
+    """Sums of squared errors per test period, for the model and the naive baseline."""
+    errors = frame.assign(sq=(frame["predicted"] - frame["actual"]) ** 2,
+                          base_sq=(frame["baseline"] - frame["actual"]) ** 2)
+    grouped = errors.groupby(time_column).agg(n=("sq", "size"), sse=("sq", "sum"), base_sse=("base_sq", "sum"))
+    return {f"period_{stat}": {str(p): float(grouped.at[p, stat]) for p in grouped.index}
+            for stat in ("n", "sse", "base_sse")}
+
+
+def rejected_counters(frame: pd.DataFrame) -> dict:
+    return {"rows_rejected_by_reason": frame["reason"].value_counts().to_dict()}
+
+
+def assemble(params: PipelineParams, source: str, totals: dict) -> dict:
+    """The summary document from the summed counters."""
+    n, sse, base_sse = (totals.get(f"period_{s}", {}) for s in ("n", "sse", "base_sse"))
+    periods = sorted(n, key=int)
+    rows_rejected = totals.get("rows_rejected_validation", 0) + totals.get("rows_rejected_duplicate", 0)
+    summary = {
+        "run_id": params.run_id,
+        "source": source,
+        "rows_read": totals.get("rows_read", 0),
+        "rows_used": totals.get("rows_used", 0),
+        "rows_rejected": rows_rejected,
+        "rows_rejected_by_reason": totals.get("rows_rejected_by_reason", {}),
+        "feature_values_coerced": totals.get("feature_values_coerced", 0),
+        "feature_values_missing": totals.get("feature_values_missing", 0),
+        "groups_planned": totals.get("groups_planned", 0),
+        "groups_trained": totals.get("groups_trained", 0),
+        "groups_skipped": totals.get("groups_skipped", 0),
+        "groups_failed": totals.get("groups_failed", 0),
+        "skipped_by_reason": totals.get("skipped_by_reason", {}),
+        "failed_by_reason": totals.get("failed_by_reason", {}),
+        "rmse_by_test_period": {p: math.sqrt(sse[p] / n[p]) for p in periods},
+        "baseline_rmse_by_test_period": {p: math.sqrt(base_sse[p] / n[p]) for p in periods},
+        "predictions": int(sum(n.values())),
+        "parameters": params.as_dict(),
+    }
+    summary["counts_reconcile"] = {
+        "rows": summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"],
+        "groups": summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
+                                                + summary["groups_failed"]),
+    }
+    return summary
+
+
+def write_json(path: str, document: dict) -> None:
+    """Writes via a temporary name and a rename, so readers never see half a file."""
+    temporary = path + ".tmp"
+    with FileSystems.create(temporary) as handle:
+        handle.write(json.dumps(document, indent=2, sort_keys=False, default=str).encode())
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+def read_summary(params: PipelineParams) -> dict:
+    with FileSystems.open(output_path(params, SUMMARY_FILE)) as handle:
+        return json.loads(handle.read())
+
+
+class WriteSummary(beam.PTransform):
+    """Counters from every stage -> one summary.json."""
+
+    def __init__(self, params: PipelineParams, source: str):
+        super().__init__()
+        self._params, self._source = params, source
+
+    def expand(self, inputs: dict):
+        params, time_column = self._params, self._params.time_column
+        to_global = beam_window.GlobalWindows()
+        counters = (
+            inputs["row_counts"],
+            inputs["ledger"] | "Regroup_ledger" >> beam.WindowInto(to_global)
+            | "LedgerCounters" >> beam.Map(ledger_counters),
+            inputs["predictions"] | "Regroup_predictions" >> beam.WindowInto(to_global)
+            | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
+            inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
+        ) | "AllCounters" >> beam.Flatten()
+        totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
+        path = output_path(params, SUMMARY_FILE)
+        return (totals
+                | "Assemble" >> beam.Map(lambda t: assemble(params, self._source, t))
+                | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc))
+
+

@@ -1,0 +1,53 @@
+"""Windowing semantics on hand-made data: which key x windows train, on which periods, and why skipped."""
+
+from pipeline.windows import WindowPlan
+from tests.conftest import make_rows, read_output, run_pipeline
+
+
+def test_window_plan_arithmetic():
+    plan = WindowPlan(size=3, period=1, test_periods=1)
+    assert plan.starts_within(2013, 2018) == [2013, 2014, 2015, 2016]
+    assert list(plan.train_periods(2013)) == [2013, 2014]
+    assert list(plan.test_periods_of(2013)) == [2015]
+    wide = WindowPlan(size=4, period=2, test_periods=2)
+    assert wide.starts_within(2013, 2020) == [2014, 2016]
+    assert list(wide.train_periods(2014)) == [2014, 2015]
+    assert list(wide.test_periods_of(2014)) == [2016, 2017]
+
+
+def test_which_key_windows_train_and_skip(tmp_path, write_parquet):
+    # A: every year 2001-2005. B: 2004 missing. C: two years only.
+    data = make_rows({"A": [2001, 2002, 2003, 2004, 2005], "B": [2001, 2002, 2003, 2005], "C": [2001, 2002]})
+    summary = run_pipeline(tmp_path / "out", f"--input={write_parquet(data)}", "--model=ridge")
+
+    ledger = read_output(str(tmp_path / "out"), "ledger")
+    status = {(r.shop_id, r.window_start): (r.status, r.reason) for r in ledger.itertuples()}
+    assert status == {
+        ("A", 2001): ("trained", ""), ("A", 2002): ("trained", ""), ("A", 2003): ("trained", ""),
+        ("B", 2001): ("trained", ""),
+        ("B", 2002): ("skipped", "too_few_periods"), ("B", 2003): ("skipped", "too_few_periods"),
+        ("C", 2001): ("skipped", "too_few_periods"), ("C", 2002): ("skipped", "too_few_periods"),
+        # C has no row in window 2003 (2003-2005): that key x window is not a group
+    }
+    predictions = read_output(str(tmp_path / "out"), "predictions")
+    tested = predictions.groupby(["shop_id", "window_start"])["year"].unique()
+    assert {k: list(v) for k, v in tested.items()} == {
+        ("A", 2001): [2003], ("A", 2002): [2004], ("A", 2003): [2005], ("B", 2001): [2003]}
+    assert (predictions["window_end"] == predictions["window_start"] + 2).all()
+    metrics = read_output(str(tmp_path / "out"), "metrics").set_index(["shop_id", "window_start"])
+    assert metrics.loc[("A", 2002), "rows_train"] == 40 and metrics.loc[("A", 2002), "rows_test"] == 20
+    assert summary["groups_planned"] == 8 and summary["groups_trained"] == 4
+    assert summary["groups_skipped"] == 4 and summary["skipped_by_reason"] == {"too_few_periods": 4}
+    assert set(summary["rmse_by_test_period"]) == {"2003", "2004", "2005"}
+
+
+def test_period_and_test_span(tmp_path, write_parquet):
+    data = make_rows({"A": list(range(2001, 2009))})
+    run_pipeline(tmp_path / "out", f"--input={write_parquet(data)}", "--model=ridge",
+                 "--window_size=4", "--window_period=2", "--test_periods=2")
+    predictions = read_output(str(tmp_path / "out"), "predictions")
+    tested = predictions.groupby("window_start")["year"].unique()
+    assert {k: sorted(v) for k, v in tested.items()} == {
+        2002: [2004, 2005], 2004: [2006, 2007]}
+    metrics = read_output(str(tmp_path / "out"), "metrics")
+    assert set(metrics["rows_train"]) == {40} and set(metrics["test_start"]) == {2004, 2006}
