@@ -31,7 +31,7 @@ def generate(n_shops: int = SHOPS, first_year: int = FIRST_YEAR, years: int = YE
     n_days = len(dates)
     day_of_year = dates.dayofyear.to_numpy()
     season = np.sin(2 * np.pi * day_of_year / 365.25)
-    weekly = np.where(dates.dayofweek.to_numpy() >= 5, 1.0, 0.0)
+    weekly = np.where(dates.day_of_week.to_numpy() >= 5, 1.0, 0.0)
     trend = (dates.year.to_numpy() - first_year).astype(float)
 
     frames = []
