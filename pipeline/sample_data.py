@@ -29,7 +29,7 @@ def generate(n_shops: int = SHOPS, first_year: int = FIRST_YEAR, years: int = YE
     rng = np.random.default_rng(seed)
     dates = pd.date_range(f"{first_year}-01-01", f"{first_year + years - 1}-12-31", freq="D")
     n_days = len(dates)
-    day_of_year = dates.dayofyear.to_numpy()
+    day_of_year = dates.day_of_year.to_numpy()
     season = np.sin(2 * np.pi * day_of_year / 365.25)
     weekly = np.where(dates.day_of_week.to_numpy() >= 5, 1.0, 0.0)
     trend = (dates.year.to_numpy() - first_year).astype(float)
