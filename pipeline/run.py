@@ -141,6 +141,8 @@ def run(argv: list[str] | None = None) -> dict | None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The local runner relays a harmless start-up warning from every worker process.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     from pipeline.options import ParameterError
 
     try:

@@ -9,7 +9,8 @@ The mess, on purpose:
 - shop `S002` has only two years of history (never enough for a 3-year window);
 - shop `S003` opens on 1 July of the third year (its first window is partial);
 - a few attribute values are missing;
-- a few attr3 values are not numbers ("n/a").
+- a few attr3 values are not numbers ("n/a");
+- two rows have no sales value and one row is delivered twice: those three are rejected rows.
 """
 
 from __future__ import annotations
@@ -67,8 +68,9 @@ def _add_mess(data: pd.DataFrame, rng: np.random.Generator, first_year: int) -> 
     data.iloc[positions[:15], data.columns.get_loc("attr1")] = np.nan
     data.iloc[positions[15:25], data.columns.get_loc("attr2")] = np.nan
     data.iloc[positions[25:32], data.columns.get_loc("attr3")] = "n/a"
-    data.iloc[positions[32:], data.columns.get_loc("attr3")] = None
-    return data
+    data.iloc[positions[32:38], data.columns.get_loc("attr3")] = None
+    data.iloc[positions[38:], data.columns.get_loc("sales")] = np.nan
+    return pd.concat([data, data.iloc[[positions[0]]]], ignore_index=True)
 
 
 def main() -> None:

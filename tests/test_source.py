@@ -28,6 +28,7 @@ def test_sample_has_the_promised_mess():
     assert (first_dates.dt.month == 7).sum() == 1  # a shop opening mid-window
     assert data[["attr1", "attr2"]].isna().sum().sum() > 0
     assert (pd.to_numeric(data["attr3"], errors="coerce").isna() & data["attr3"].notna()).any()
+    assert data["sales"].isna().sum() == 2 and data.duplicated(["shop_id", "date"]).sum() == 1
 
 
 def test_query_and_file_sources_give_the_same_predictions(tmp_path):
