@@ -14,7 +14,8 @@ dev-venv: $(VENV)/.dev
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
-	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# The package is used from this checkout (a .pth entry): no build step, nothing to reinstall on edits.
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'many_models_pipeline.pth').write_text('$(CURDIR)\n')"
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
