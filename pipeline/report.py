@@ -28,6 +28,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
+SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
 
 
 def read_table(output: str, name: str) -> pd.DataFrame:
@@ -120,17 +121,23 @@ def plot_key_rmse_distribution(key_rmse: pd.DataFrame) -> bytes:
 
 def plot_keys_over_time(predictions: pd.DataFrame, picks: list, key_rmse: pd.DataFrame, key_column: str,
                         date_column: str) -> bytes:
+    """One panel per picked key; long daily series are shown as weekly means so the lines stay readable."""
     figure, axes = _figure(width=9.0, height=2.8, rows=max(1, len(picks)))
     for axis, (label, key) in zip(axes, picks):
-        rows = predictions[predictions[key_column] == key].sort_values([date_column, "window_start"])
-        actual = rows.drop_duplicates(date_column)
-        dates = pd.to_datetime(actual[date_column])
-        axis.plot(dates, actual["actual"], color=ACTUAL_COLOR, linewidth=0.8, label="actual")
+        rows = predictions[predictions[key_column] == key].assign(
+            **{date_column: lambda f: pd.to_datetime(f[date_column])})
+        weekly = rows[date_column].nunique() > SMOOTH_ABOVE_POINTS
         for number, (start, window_rows) in enumerate(rows.groupby("window_start")):
-            axis.plot(pd.to_datetime(window_rows[date_column]), window_rows["predicted"], color=MODEL_COLOR,
-                      linewidth=0.8, alpha=0.85, label="predicted" if number == 0 else None)
+            series = window_rows.set_index(date_column).sort_index()[["actual", "predicted"]]
+            if weekly:
+                series = series.resample("W").mean().dropna()
+            axis.plot(series.index, series["actual"], color=ACTUAL_COLOR, linewidth=1.0,
+                      label="actual" if number == 0 else None)
+            axis.plot(series.index, series["predicted"], color=MODEL_COLOR, linewidth=1.0,
+                      label="predicted" if number == 0 else None)
         axis.set_title(f"{label} key {key}: RMSE {key_rmse.at[key, 'rmse']:.3g} "
-                       f"(baseline {key_rmse.at[key, 'baseline_rmse']:.3g})", fontsize=10)
+                       f"(baseline {key_rmse.at[key, 'baseline_rmse']:.3g})"
+                       + (", weekly means" if weekly else ""), fontsize=10)
         axis.legend(loc="upper left", fontsize=8)
     return _png(figure)
 
@@ -143,6 +150,7 @@ def plot_ledger(ledger: pd.DataFrame) -> bytes:
     axis.barh(labels, counts.to_numpy(), color=[colors.get(s, "#7f7f7f") for s, _ in counts.index])
     for y, value in enumerate(counts.to_numpy()):
         axis.text(value, y, f" {value}", va="center")
+    axis.set_xlim(0, max(counts.max(), 1) * 1.15)  # room for the value labels
     axis.invert_yaxis()
     axis.set_xlabel("key x windows")
     axis.set_title("Ledger: key x windows by status and reason")
