@@ -176,12 +176,16 @@ def read_plan(output: str) -> tuple[dict, pd.DataFrame]:
     return document, report.read_table(output, PLAN_NAME)
 
 
+def _span(first: pd.Series, last: pd.Series) -> pd.Series:
+    return first.astype(str).where(first == last, first.astype(str) + "-" + last.astype(str))
+
+
 def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips: int = 15) -> str:
     """A compact text view: one line per window, the skipped groups, then the totals and estimate."""
     lines = ["Fold plan (one line per window; every key x window is a row in plan/):", ""]
     if len(table):
-        table = table.assign(train=table["train_start"].astype(str) + "-" + table["train_end"].astype(str),
-                             test=table["test_start"].astype(str) + "-" + table["test_end"].astype(str),
+        table = table.assign(train=_span(table["train_start"], table["train_end"]),
+                             test=_span(table["test_start"], table["test_end"]),
                              trains=table["status"].eq(WOULD_TRAIN),
                              train_rows=table["rows_train"].where(table["status"].eq(WOULD_TRAIN), 0),
                              test_rows=table["rows_test"].where(table["status"].eq(WOULD_TRAIN), 0))

@@ -156,7 +156,10 @@ def run(argv: list[str] | None = None) -> dict | None:
           f"{sinks.MANIFEST_FILE}")
     from pipeline import report
 
-    print(f"Report: {report.write_report(params.output)}")
+    try:
+        print(f"Report: {report.write_report(params.output)}")
+    except Exception as exc:  # the outputs are complete; a plotting problem must not fail the run
+        logging.getLogger(__name__).warning("report not written: %s: %s", type(exc).__name__, exc)
     return result
 
 
