@@ -8,6 +8,7 @@ a rejected row, keys that need path encoding, and groups skipped for each reason
 from __future__ import annotations
 
 import base64
+import dataclasses
 import glob
 import html.parser
 import io
@@ -18,8 +19,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline import artifacts, lineage, report
+from pipeline import artifacts, lineage, report, train
 from pipeline.options import parse_args
+from pipeline.windows import WindowPlan
 from tests.conftest import make_rows, read_output, run_pipeline
 
 YEARS = [2001, 2002, 2003, 2004]
@@ -132,7 +134,6 @@ def test_same_predictions_with_one_and_two_worker_processes(tmp_path, write_parq
     run_pipeline(tmp_path / "one", *args)
     run_pipeline(tmp_path / "two", *args, "--direct_running_mode=multi_processing", "--direct_num_workers=2",
                  in_process=False)
-    run_pipeline(tmp_path / "seed", *args, "--seed=1")
 
     def predictions(name):
         frame = read_output(str(tmp_path / name), "predictions")
@@ -144,7 +145,14 @@ def test_same_predictions_with_one_and_two_worker_processes(tmp_path, write_parq
     assert (one[["shop_id", "date", "window_start"]] == two[["shop_id", "date", "window_start"]]).all().all()
     assert one["params_hash"].iloc[0] == two["params_hash"].iloc[0]
     # the seed really reaches the models (subsample < 1), so the comparison above can fail
-    assert not np.array_equal(one["predicted"].to_numpy(), predictions("seed")["predicted"].to_numpy())
+    params, _ = parse_args([f"--output={tmp_path}", *args])
+    plan, window = WindowPlan.from_params(params), data[data["shop_id"] == "K0"].assign(
+        date=lambda f: pd.to_datetime(f["date"]))
+    window = window[window["year"] <= 2003]
+    first, other = (train.train_and_predict("K0", 2001, window, dataclasses.replace(params, seed=seed), plan)
+                    for seed in (0, 1))
+    assert not np.array_equal(first.predictions["predicted"], other.predictions["predicted"])
+    assert np.array_equal(first.predictions["predicted"], one.loc[one["shop_id"] == "K0", "predicted"][:15])
 
 
 # -- plan-only ---------------------------------------------------------------------------------------
@@ -250,3 +258,19 @@ def test_report_renders_with_decodable_plots(finished_run):
         sq=lambda f: (f["predicted"] - f["actual"]) ** 2).groupby("shop_id")["sq"].mean() ** 0.5
     assert [key for _, key in report.best_median_worst(key_rmse)] == [
         errors.idxmin(), errors.sort_values().index[1], errors.idxmax()]
+
+
+def test_one_key_window_reproduced_from_the_manifest(finished_run):
+    manifest = report.read_json(finished_run["out"], "manifest.json")
+    out = str(finished_run["root"] / "reproduce")
+    argv = lineage.reproduce_argv(manifest, "a/b", 2002, out)
+    assert f"--output={out}" in argv and "--seed=11" in argv
+    summary = run_pipeline(out, *(a for a in argv if not a.startswith("--output=")))
+    assert summary["groups_planned"] == 1 and summary["groups_trained"] == 1
+    again = read_output(out, "predictions").sort_values("date", ignore_index=True)
+    original = read_output(finished_run["out"], "predictions")
+    original = original[(original["shop_id"] == "a/b") & (original["window_start"] == 2002)].sort_values(
+        "date", ignore_index=True)
+    assert len(again) == len(original) == 20
+    assert again["predicted"].to_numpy().tobytes() == original["predicted"].to_numpy().tobytes()
+    assert again["baseline"].to_numpy().tobytes() == original["baseline"].to_numpy().tobytes()
