@@ -274,3 +274,13 @@ def test_one_key_window_reproduced_from_the_manifest(finished_run):
     assert len(again) == len(original) == 20
     assert again["predicted"].to_numpy().tobytes() == original["predicted"].to_numpy().tobytes()
     assert again["baseline"].to_numpy().tobytes() == original["baseline"].to_numpy().tobytes()
+
+
+def test_report_of_a_run_that_trained_nothing():
+    summary = {"run_id": "r", "groups_planned": 2, "groups_skipped": 2, "parameters": {"key_column": "k"}}
+    ledger = pd.DataFrame({"status": ["skipped", "skipped"], "reason": ["too_few_rows", "too_few_periods"]})
+    document = report.render(summary, None, pd.DataFrame(), ledger)
+    parser = _Images()
+    parser.feed(document)
+    assert "No predictions: nothing was trained." in document
+    assert len(parser.images) == 1 and "too_few_periods" in document  # the ledger plot and its table
