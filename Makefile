@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run test venv dev-venv lock clean
+.PHONY: run plan test venv dev-venv lock clean
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -25,6 +25,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 ## Run the pipeline on the embedded sample (DuckDB + Beam's local runner on every core).
 run: venv
 	$(PY) -m pipeline --output $(OUTPUT) $(ARGS)
+
+## Fold plan dry run on the same inputs: what would train or be skipped, and a cost estimate.
+plan: venv
+	$(PY) -m pipeline --output $(OUTPUT)-plan --plan_only $(ARGS)
 
 ## All tests.
 test: dev-venv

@@ -130,6 +130,17 @@ PARAMS: tuple[Param, ...] = (
           GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM"),
     Param("run_id", "Run id", "Identifier written on every output row; generated when empty.",
           GROUP_OUTPUTS, default="", regex=RUN_ID_RE),
+    # -- reproducibility and evaluation: fold plan dry run, saved models --------
+    Param("plan_only", "Plan only",
+          "Dry run: write and print the fold plan (key x window x train/test periods x row counts, would "
+          "train or would skip and why), the number of fits and a cost estimate timed on a few sample fits; "
+          "write no predictions and save no models.", GROUP_OUTPUTS, type=_bool, default=False,
+          regex=r"^(true|false)$"),
+    Param("model_dir", "Model directory",
+          "Local directory or gs:// prefix; when set, each trained model is saved as "
+          "<model_dir>/<run_id>/<key>/<window_start>/model.joblib (XGBoost: model.json) with meta.json.",
+          GROUP_OUTPUTS, default="", param_type="GCS_WRITE_FOLDER", regex=r"^[^\s]*$",
+          example="gs://my-bucket/many-models/models"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -159,6 +170,8 @@ class PipelineParams:
     output_format: str
     if_output_exists: str
     run_id: str
+    plan_only: bool = False
+    model_dir: str = ""
 
     @property
     def train_periods(self) -> int:
@@ -179,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Train and evaluate one model per key and sliding time window.")
     for param in PARAMS:
-        parser.add_argument(f"--{param.name}", type=str, default=None, help=param.help)
+        flag = {"nargs": "?", "const": "true"} if param.type is _bool else {}  # a bare --plan_only means true
+        parser.add_argument(f"--{param.name}", type=str, default=None, help=param.help, **flag)
     return parser
 
 
