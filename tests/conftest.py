@@ -11,6 +11,7 @@ import pytest
 
 from pipeline import run as pipeline_run
 
+LINEAGE_COLUMNS = ["run_id", "params_hash", "code_version"]
 IN_PROCESS = ["--direct_running_mode=in_memory", "--direct_num_workers=1"]
 
 
@@ -29,8 +30,11 @@ def run_pipeline(output_dir, *args: str, in_process: bool = True) -> dict:
     return pipeline_run.run(argv)
 
 
-def sorted_predictions(output_dir, key="shop_id", date="date") -> pd.DataFrame:
+def sorted_predictions(output_dir, key="shop_id", date="date", lineage: bool = True) -> pd.DataFrame:
+    """Predictions in a stable order; without the lineage columns when `lineage` is False."""
     frame = read_output(str(output_dir), "predictions")
+    if not lineage:
+        frame = frame.drop(columns=[c for c in LINEAGE_COLUMNS if c in frame])
     return frame.sort_values([key, "window_start", date], ignore_index=True)
 
 
