@@ -23,6 +23,18 @@ COLUMN_LIST_RE = r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"
 POSITIVE_INT_RE = r"^[1-9][0-9]*$"
 NON_NEGATIVE_INT_RE = r"^[0-9]+$"
 RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+INT_RE = r"^-?[0-9]+$"
+NON_NEGATIVE_NUMBER_RE = r"^[0-9]+(\.[0-9]+)?$"
+# What each regex allows, in words, for error messages.
+REGEX_MEANING = {
+    COLUMN_RE: "a column name (letters, digits and _, not starting with a digit)",
+    COLUMN_LIST_RE: "comma-separated column names (letters, digits and _), no spaces",
+    POSITIVE_INT_RE: "a positive integer (1, 2, ...)",
+    NON_NEGATIVE_INT_RE: "a non-negative integer (0, 1, ...)",
+    RUN_ID_RE: "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    INT_RE: "an integer",
+    NON_NEGATIVE_NUMBER_RE: "a non-negative number such as 0, 30 or 2.5",
+}
 
 
 class ParameterError(ValueError):
@@ -128,6 +140,23 @@ PARAMS: tuple[Param, ...] = (
           GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM"),
     Param("run_id", "Run id", "Identifier written on every output row; generated when empty.",
           GROUP_OUTPUTS, default="", regex=RUN_ID_RE),
+    # -- robustness: plausible periods, per-group time limit, failure budget (issue 5) -------------
+    Param("min_period", "First plausible period",
+          "Rows whose period is below this are rejected (reason period_out_of_range).",
+          GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE),
+    Param("max_period", "Last plausible period",
+          "Rows whose period is above this are rejected (reason period_out_of_range). The default admits "
+          "period indices, years, yyyymm and yyyymmdd.",
+          GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE),
+    Param("group_timeout_s", "Time limit per key x window",
+          "Seconds one key x window may spend fitting and predicting; beyond it the fit is stopped and the "
+          "group is recorded as failed (reason timeout). 0 = no limit. With a limit, fits run in a helper "
+          "process per worker thread.",
+          GROUP_MODEL, type=float, default=0.0, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
+    Param("max_failure_rate", "Maximum failure rate",
+          "The job fails, after writing every output, when more than this fraction of the key x windows it "
+          "tried to fit failed (failed / (trained + failed)). 1 = never.",
+          GROUP_MODEL, type=float, default=0.05, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -157,6 +186,11 @@ class PipelineParams:
     output_format: str
     if_output_exists: str
     run_id: str
+    # robustness (issue 5)
+    min_period: int = 0
+    max_period: int = 99_999_999
+    group_timeout_s: float = 0.0
+    max_failure_rate: float = 0.05
 
     @property
     def train_periods(self) -> int:
@@ -187,7 +221,7 @@ def _convert(param: Param, raw: str | None) -> Any:
     if param.choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
     if param.regex and not re.fullmatch(param.regex, raw, flags=re.DOTALL):
-        raise ParameterError(param.name, raw, f"must match {param.regex}")
+        raise ParameterError(param.name, raw, REGEX_MEANING.get(param.regex, f"must match {param.regex}"))
     try:
         return param.type(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:
@@ -232,6 +266,15 @@ def validate_static(params: PipelineParams) -> None:
     if params.window_period > params.window_size:
         raise ParameterError("window_period", params.window_period,
                              f"at most --window_size={params.window_size}, or some periods are never tested")
+    if params.min_period > params.max_period:
+        raise ParameterError("max_period", params.max_period,
+                             f"an integer >= --min_period={params.min_period}")
+    if params.window_size > params.max_period - params.min_period + 1:
+        raise ParameterError("window_size", params.window_size,
+                             f"at most {params.max_period - params.min_period + 1}, the number of periods "
+                             f"in --min_period..--max_period")
+    if params.max_failure_rate > 1:
+        raise ParameterError("max_failure_rate", params.max_failure_rate, "a fraction between 0 and 1")
     if not params.features:
         raise ParameterError("features", "", "at least one feature column")
     roles = [params.key_column, params.time_column, params.date_column, params.target]

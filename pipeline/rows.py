@@ -21,7 +21,6 @@ from pipeline.options import PipelineParams
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 BLOCKS, REJECTED, COUNTS = "blocks", "rejected", "counts"
-PERIOD_RANGE = (-10**9, 10**9)  # beyond this a period cannot be an event time
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -47,7 +46,7 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
     checks.append((params.time_column, "bad_period",
                    period.isna() | ~np.isfinite(period) | (period != np.floor(period))))
     checks.append((params.time_column, "period_out_of_range",
-                   (period < PERIOD_RANGE[0]) | (period > PERIOD_RANGE[1])))
+                   (period < params.min_period) | (period > params.max_period)))
 
     dates = pd.to_datetime(chunk[params.date_column], errors="coerce", utc=False, format="mixed")
     if getattr(dates.dt, "tz", None) is not None:
