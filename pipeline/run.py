@@ -3,7 +3,7 @@
 Reads like the article's data flow:
 
     ReadSource -> ValidateRows -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
-               -> TrainAndPredict -> WriteOutputs + WriteSummary
+               -> TrainAndPredict -> WriteOutputs + WriteSummary -> PublishOutputs -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import rows, sinks, source, summary, train
+from pipeline import publish, rows, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -81,9 +81,11 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     }
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
-    outputs | "WriteOutputs" >> sinks.WriteOutputs(params)
-    summary_doc = {**outputs, "row_counts": validated[rows.COUNTS]} | "WriteSummary" >> summary.WriteSummary(
-        params, source_kind)
+    written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params)
+    summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS]}
+                   | "WriteSummary" >> summary.WriteSummary(params, source_kind)
+                   | "PublishOutputs" >> publish.PublishOutputs(params, written)
+                   | "CheckFailureRate" >> beam.Map(summary.check_failure_rate))
     return {**outputs, "summary": summary_doc}
 
 
@@ -148,4 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        failure = summary.too_many_failures(exc)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0

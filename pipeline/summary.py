@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window as beam_window
 
 from pipeline.options import PipelineParams
-from pipeline.sinks import SUMMARY_FILE, output_path
+from pipeline.sinks import SUMMARY_FILE, output_path, staging_path
 
 
 class _SumCounters(beam.CombineFn):
@@ -91,12 +91,41 @@ def assemble(params: PipelineParams, source: str, totals: dict) -> dict:
         "predictions": int(sum(n.values())),
         "parameters": params.as_dict(),
     }
+    attempted = summary["groups_trained"] + summary["groups_failed"]
+    summary["failure_rate"] = summary["groups_failed"] / attempted if attempted else 0.0
+    summary["max_failure_rate"] = params.max_failure_rate
     summary["counts_reconcile"] = {
         "rows": summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"],
         "groups": summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
                                                 + summary["groups_failed"]),
     }
     return summary
+
+
+class TooManyFailedGroups(RuntimeError):
+    """More key x windows failed than --max_failure_rate allows. Raised after every output is written."""
+
+
+def check_failure_rate(summary: dict) -> dict:
+    """Fails the job (after the outputs are published) when too many fitted groups failed."""
+    if summary["failure_rate"] > summary["max_failure_rate"]:
+        failed, attempted = summary["groups_failed"], summary["groups_trained"] + summary["groups_failed"]
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary["failed_by_reason"].items()))
+        output = summary["parameters"]["output"]
+        raise TooManyFailedGroups(
+            f"{failed} of {attempted} key x windows failed ({summary['failure_rate']:.1%} > "
+            f"--max_failure_rate={summary['max_failure_rate']:g}; by reason: {reasons}). Every output is "
+            f"written: see {output}/ledger (status = 'failed') and {output}/{SUMMARY_FILE}.")
+    return summary
+
+
+def too_many_failures(exc: BaseException) -> TooManyFailedGroups | None:
+    """The TooManyFailedGroups behind a runner's exception, if that is what ended the job."""
+    while exc is not None:
+        if isinstance(exc, TooManyFailedGroups):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def write_json(path: str, document: dict) -> None:
@@ -133,7 +162,7 @@ class WriteSummary(beam.PTransform):
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
         ) | "AllCounters" >> beam.Flatten()
         totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
-        path = output_path(params, SUMMARY_FILE)
+        path = staging_path(params, SUMMARY_FILE)
         return (totals
                 | "Assemble" >> beam.Map(lambda t: assemble(params, self._source, t))
                 | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc))
