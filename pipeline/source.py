@@ -84,6 +84,7 @@ def read_file_table(path: str, handle, limit: int | None = None) -> pd.DataFrame
 
         # Everything as text: validation parses each column and keeps the original for rejects.
         table = pacsv.read_csv(io.BytesIO(data),
+                               parse_options=pacsv.ParseOptions(newlines_in_values=True),
                                convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
     elif path.endswith((".jsonl", ".json")):
         frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)
