@@ -27,17 +27,18 @@ class SimulatedCrash(BaseException):
 
 
 class FaultyRegressor:
-    """Mean predictor that raises, hangs or crashes the job for a chosen fraction of groups."""
+    """Mean predictor that raises, hangs, crashes the job or predicts too many values for chosen groups."""
 
     def __init__(self, random_state=0, fail_fraction=0.0, hang_fraction=0.0, hang_seconds=600.0,
-                 crash_fraction=0.0):
+                 crash_fraction=0.0, wrong_length_fraction=0.0):
         self.random_state, self.fail_fraction = random_state, fail_fraction
         self.hang_fraction, self.hang_seconds, self.crash_fraction = hang_fraction, hang_seconds, crash_fraction
+        self.wrong_length_fraction = wrong_length_fraction
 
     def get_params(self, deep=True):
         return {"random_state": self.random_state, "fail_fraction": self.fail_fraction,
                 "hang_fraction": self.hang_fraction, "hang_seconds": self.hang_seconds,
-                "crash_fraction": self.crash_fraction}
+                "crash_fraction": self.crash_fraction, "wrong_length_fraction": self.wrong_length_fraction}
 
     def fit(self, features, target):
         if is_chosen(self.random_state, self.crash_fraction):
@@ -50,7 +51,8 @@ class FaultyRegressor:
         return self
 
     def predict(self, features):
-        return np.full(len(features), self.mean_)
+        extra = int(is_chosen(self.random_state, self.wrong_length_fraction))
+        return np.full(len(features) + extra, self.mean_)
 
 
 SPEC = models.ModelSpec("faulty", "tests.faulty_models:FaultyRegressor", "test-only fault injector")
