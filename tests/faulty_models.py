@@ -7,11 +7,13 @@ what models.check_model uses for its pre-flight fit, so it always behaves.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
+import pytest
 
-from pipeline import models
+from pipeline import models, options
 
 
 def is_chosen(seed: int, fraction: float) -> bool:
@@ -56,3 +58,12 @@ class FaultyRegressor:
 
 
 SPEC = models.ModelSpec("faulty", "tests.faulty_models:FaultyRegressor", "test-only fault injector")
+
+
+@pytest.fixture
+def faulty_model(monkeypatch):
+    """Registers the fault injector as --model=faulty for one test (import this fixture to use it)."""
+    monkeypatch.setitem(models.REGISTRY, "faulty", SPEC)
+    monkeypatch.setattr(options, "PARAMS", tuple(
+        dataclasses.replace(p, choices=(*p.choices, "faulty")) if p.name == "model" else p
+        for p in options.PARAMS))

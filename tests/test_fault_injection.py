@@ -6,7 +6,6 @@ Which groups misbehave follows from models.group_seed, so the expected ledger is
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -14,25 +13,17 @@ import apache_beam as beam
 import pandas as pd
 import pytest
 
-from pipeline import models, options
+from pipeline import models
 from pipeline import run as pipeline_run
 from pipeline import summary as summary_module
 from pipeline.deadline import CallTimeout, DeadlineCaller, HelperCrashed, RemoteError
 from tests import faulty_models
+from tests.faulty_models import faulty_model  # noqa: F401 (fixture)
 from tests.conftest import IN_PROCESS, make_rows, read_output, run_pipeline
 
 KEYS = "ABCDEFGH"
 YEARS = [2001, 2002, 2003, 2004, 2005]
 WINDOWS = (2001, 2002, 2003)  # window_size 3 over 2001..2005
-
-
-@pytest.fixture
-def faulty_model(monkeypatch):
-    """Registers the fault injector as --model=faulty for this test only."""
-    monkeypatch.setitem(models.REGISTRY, "faulty", faulty_models.SPEC)
-    monkeypatch.setattr(options, "PARAMS", tuple(
-        dataclasses.replace(p, choices=(*p.choices, "faulty")) if p.name == "model" else p
-        for p in options.PARAMS))
 
 
 @pytest.fixture
