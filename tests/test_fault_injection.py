@@ -156,3 +156,26 @@ def test_deadline_caller_survives_errors_crashes_and_timeouts():
         assert caller.call(divmod, 9, 4) == (2, 1)  # a fresh helper after the kill
     finally:
         caller.stop()
+
+
+def test_a_chunk_that_breaks_the_validator_is_rejected_whole():
+    """Beam's exception handling on validation: an unexpected error rejects the chunk's rows, none lost."""
+    from apache_beam.testing.test_pipeline import TestPipeline
+    from apache_beam.testing.util import assert_that, equal_to
+
+    from pipeline import options, rows
+
+    params, _ = options.parse_args(["--input=unused.parquet"])
+    good = make_rows({"A": [2001]}, days=3)
+    broken = good.drop(columns="sales")  # the validator itself fails on it (KeyError)
+    with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as pipeline:
+        result = (pipeline | beam.Create([good, broken], reshuffle=False)
+                  | rows.ValidateAndBlock(params))
+        assert_that(result[rows.REJECTED] | "Reasons" >> beam.FlatMap(lambda f: list(zip(f["reason"], f["field"]))),
+                    equal_to([("unexpected_error", "*")] * 3), label="RejectedRows")
+        totals = (result[rows.COUNTS]
+                  | beam.FlatMap(lambda c: [(k, c.get(k, 0)) for k in ("rows_read", "rows_used",
+                                                                        "rows_rejected_validation")])
+                  | beam.CombinePerKey(sum))
+        assert_that(totals, equal_to([("rows_read", 6), ("rows_used", 3), ("rows_rejected_validation", 3)]),
+                    label="Counts")
