@@ -8,6 +8,9 @@ so a crash leaves no half-written file and no mix of two runs under a final name
 
 from __future__ import annotations
 
+import os
+import re
+
 import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
@@ -59,9 +62,6 @@ def staging_path(params: PipelineParams, name: str) -> str:
 
 def check_output_location(output: str) -> None:
     """--output must be a local folder (or a place for one) or gs://bucket[/prefix], without wildcards."""
-    import os
-    import re
-
     if any(c in output for c in "*?[]"):
         raise ParameterError("output", output, "a folder path or gs:// prefix without wildcards (* ? [ ])")
     scheme = FileSystems.get_scheme(output)
@@ -79,9 +79,13 @@ def prepare_output(params: PipelineParams) -> None:
     """Checks --output and applies --if_output_exists=fail before any work.
 
     With replace, the previous run's outputs stay in place until this run has
-    written all of its own (see pipeline.publish).
+    written all of its own (see pipeline.publish). Leftovers of an earlier
+    attempt with the same --run_id are cleared so they cannot be published.
     """
     check_output_location(params.output)
+    stale = FileSystems.match([FileSystems.join(staging_root(params), "**")])[0].metadata_list
+    if stale:
+        FileSystems.delete([m.path for m in stale])
     existing = []
     for name in (*OUTPUT_NAMES, SUMMARY_FILE):
         path = output_path(params, name)

@@ -80,3 +80,13 @@ def test_a_crash_mid_run_leaves_the_previous_outputs_untouched(tmp_path, input_p
     crashed = [p for p in glob.glob(str(out / "**" / "*"), recursive=True)
                if "crashed" in p or os.path.basename(p).startswith("beam-temp")]
     assert all(os.path.relpath(p, out).startswith(os.path.join("_staging", "crashed")) for p in crashed)
+
+
+def test_leftovers_of_a_crashed_attempt_with_the_same_run_id_are_not_published(tmp_path, input_path):
+    out = tmp_path / "out"
+    stale = out / "_staging" / "again" / "predictions"
+    stale.mkdir(parents=True)
+    (stale / "part-00007-of-00009.parquet").write_text("half-written by a crashed attempt")
+    run_pipeline(out, f"--input={input_path}", "--model=ridge", "--run_id=again")
+    assert "part-00007-of-00009.parquet" not in os.listdir(out / "predictions")
+    assert run_ids(out) == {"again"}
