@@ -4,6 +4,10 @@ Input: the grouped blocks of one key in one sliding window. Output, tagged:
 - `predictions`: a DataFrame, one row per test date (predicted next to actual);
 - `metrics`: one dict per trained key x window;
 - `ledger`: one dict per planned key x window, trained, skipped or failed, with the reason.
+
+No group can stop the run: a fit that raises, predicts NaN/inf or overruns
+--group_timeout_s is a failed ledger row, and any other error for one group is
+caught by Beam's exception handling and becomes a failed ledger row too.
 """
 
 from __future__ import annotations
@@ -157,7 +161,7 @@ class _PlannedGroups(beam.DoFn):
         start = self._plan.start_of(window)
         # A window hanging over the data's first or last period is not a group.
         if period_range is not None and self._plan.is_planned(start, *period_range):
-            yield key, start, blocks
+            yield key, start, list(blocks)  # materialised: the next stage may run on another worker
 
 
 class _UnexpectedErrorToLedger(beam.DoFn):

@@ -37,8 +37,12 @@ GROUP_REASONS = {"too_few_periods", "too_few_rows", "constant_target", "fit_erro
 COMMON_ARGS = ("--model=ridge", "--max_failure_rate=1", "--min_period=1990", "--max_period=2100")
 MAX_EXAMPLES = 12
 
-STATS = {"cases": 0, "rows_read": 0, "rows_rejected": 0, "groups_planned": 0, "groups_skipped": 0,
-         "groups_failed": 0, "groups_trained": 0, "rejected_by_reason": {}, "ledger_by_reason": {}}
+
+
+def new_stats() -> dict:
+    """Totals over the generated cases, printed at the end (pytest -s) for the record."""
+    return {"cases": 0, "rows_read": 0, "rows_rejected": 0, "groups_planned": 0, "groups_skipped": 0,
+            "groups_failed": 0, "groups_trained": 0, "rejected_by_reason": {}, "ledger_by_reason": {}}
 
 
 def clean_rows() -> list[dict]:
@@ -120,7 +124,7 @@ def clean_reference(tmp_path_factory):
     return read_output(str(folder / "out"), "predictions")
 
 
-def check_invariants(output: str, summary: dict, rows_in_file: int) -> None:
+def check_invariants(output: str, summary: dict, rows_in_file: int, stats: dict) -> None:
     assert summary["counts_reconcile"] == {"rows": True, "groups": True}
     assert summary["rows_read"] == rows_in_file
     assert summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"]
@@ -147,18 +151,18 @@ def check_invariants(output: str, summary: dict, rows_in_file: int) -> None:
     assert summary["predictions"] == len(predictions)
     assert predictions["predicted"].map(math.isfinite).all()
 
-    STATS["cases"] += 1
+    stats["cases"] += 1
     for name in ("rows_read", "rows_rejected", "groups_planned", "groups_skipped", "groups_failed",
                  "groups_trained"):
-        STATS[name] += summary[name]
+        stats[name] += summary[name]
     for reason, n in rejected["reason"].value_counts().items():
-        STATS["rejected_by_reason"][reason] = STATS["rejected_by_reason"].get(reason, 0) + int(n)
+        stats["rejected_by_reason"][reason] = stats["rejected_by_reason"].get(reason, 0) + int(n)
     for reason, n in not_trained["reason"].value_counts().items():
-        STATS["ledger_by_reason"][reason] = STATS["ledger_by_reason"].get(reason, 0) + int(n)
+        stats["ledger_by_reason"][reason] = stats["ledger_by_reason"].get(reason, 0) + int(n)
 
 
 def test_hostile_rows_are_contained_and_accounted_for(tmp_path_factory, clean_reference):
-    base = clean_rows()
+    base, stats = clean_rows(), new_stats()
     clean_keys = clean_reference.sort_values(["shop_id", "window_start", "date"], ignore_index=True)
 
     @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
@@ -169,7 +173,7 @@ def test_hostile_rows_are_contained_and_accounted_for(tmp_path_factory, clean_re
         rows = base + [dict(base[item[1]]) if isinstance(item, tuple) else item for item in extra]
         path = write_csv(folder / "input.csv", rows)
         summary = run_pipeline(folder / "out", f"--input={path}", *COMMON_ARGS)
-        check_invariants(str(folder / "out"), summary, len(rows))
+        check_invariants(str(folder / "out"), summary, len(rows), stats)
 
         predictions = read_output(str(folder / "out"), "predictions")
         mine = (predictions[predictions["shop_id"].isin(CLEAN_KEYS)]
@@ -177,10 +181,10 @@ def test_hostile_rows_are_contained_and_accounted_for(tmp_path_factory, clean_re
         pd.testing.assert_frame_equal(mine.drop(columns="run_id"), clean_keys.drop(columns="run_id"))
 
     one_case()
-    print("hostile-input statistics:", json.dumps(STATS, ensure_ascii=False))
-    assert STATS["cases"] == MAX_EXAMPLES
+    print("hostile-input statistics:", json.dumps(stats, ensure_ascii=False))
+    assert stats["cases"] == MAX_EXAMPLES
     # The generator really was hostile: rows were rejected and groups skipped across the cases.
-    assert STATS["rows_rejected"] > 0 and STATS["groups_skipped"] > 0
+    assert stats["rows_rejected"] > 0 and stats["groups_skipped"] > 0
 
 
 @pytest.mark.parametrize("rows, reasons", [
@@ -191,6 +195,6 @@ def test_hostile_rows_are_contained_and_accounted_for(tmp_path_factory, clean_re
 def test_degenerate_inputs_finish_with_nothing_lost(tmp_path, rows, reasons):
     path = write_csv(tmp_path / "input.csv", rows)
     summary = run_pipeline(tmp_path / "out", f"--input={path}", *COMMON_ARGS)
-    check_invariants(str(tmp_path / "out"), summary, len(rows))
+    check_invariants(str(tmp_path / "out"), summary, len(rows), new_stats())
     assert summary["groups_planned"] == 0
     assert set(summary["rows_rejected_by_reason"]) == reasons
