@@ -54,14 +54,17 @@ def group_seed(run_seed: int, key: str, window_start: int) -> int:
 
 def make_estimator(name: str, params: dict, seed: int | None = None, threads: int = 1):
     """A fresh, unfitted estimator for one key x window."""
-    spec = REGISTRY[name]
+    return REGISTRY[name].estimator_class()(**estimator_settings(REGISTRY[name], params, seed, threads))
+
+
+def estimator_settings(spec: ModelSpec, params: dict, seed: int | None, threads: int) -> dict:
     settings = dict(spec.defaults)
     if spec.threads_param:
         settings[spec.threads_param] = threads
     if spec.seed_param and seed is not None:
         settings[spec.seed_param] = seed
     settings.update(params)
-    return spec.estimator_class()(**settings)
+    return settings
 
 
 def check_model(name: str, params: dict) -> None:
@@ -87,3 +90,21 @@ def check_model(name: str, params: dict) -> None:
         make_estimator(name, params, seed=0).fit(features, target).predict(features)
     except Exception as exc:  # the estimator's own validation message is the useful part
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
+
+
+def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, train_features: np.ndarray,
+                train_target: np.ndarray, test_features: np.ndarray, keep_model: bool = False):
+    """Fits a fresh estimator and predicts; returns (predictions, fit seconds, predict seconds,
+    the fitted estimator when `keep_model` else None).
+
+    Takes the spec rather than its name so it can run in a helper process that
+    only imports this module (see pipeline.deadline).
+    """
+    import time
+
+    estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
+    started = time.perf_counter()
+    estimator.fit(train_features, train_target)
+    fitted = time.perf_counter()
+    predicted = np.asarray(estimator.predict(test_features), dtype=float)
+    return predicted, fitted - started, time.perf_counter() - fitted, estimator if keep_model else None

@@ -23,6 +23,18 @@ COLUMN_LIST_RE = r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"
 POSITIVE_INT_RE = r"^[1-9][0-9]*$"
 NON_NEGATIVE_INT_RE = r"^[0-9]+$"
 RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+INT_RE = r"^-?[0-9]+$"
+NON_NEGATIVE_NUMBER_RE = r"^[0-9]+(\.[0-9]+)?$"
+# What each regex allows, in words, for error messages.
+REGEX_MEANING = {
+    COLUMN_RE: "a column name (letters, digits and _, not starting with a digit)",
+    COLUMN_LIST_RE: "comma-separated column names (letters, digits and _), no spaces",
+    POSITIVE_INT_RE: "a positive integer (1, 2, ...)",
+    NON_NEGATIVE_INT_RE: "a non-negative integer (0, 1, ...)",
+    RUN_ID_RE: "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    INT_RE: "an integer",
+    NON_NEGATIVE_NUMBER_RE: "a non-negative number such as 0, 30 or 2.5",
+}
 
 
 class ParameterError(ValueError):
@@ -82,28 +94,28 @@ PARAMS: tuple[Param, ...] = (
           GROUP_SOURCE, default="auto", choices=SOURCES, param_type="ENUM"),
     Param("time_column", "Period column",
           "Integer period index of each row (the article's year); it becomes the row's event time.",
-          GROUP_SOURCE, default="year", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
+          GROUP_SOURCE, default="year", regex=COLUMN_RE),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
-          GROUP_SOURCE, default="date", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
+          GROUP_SOURCE, default="date", regex=COLUMN_RE),
     Param("key_column", "Key column", "One model is trained per value of this column and window.",
-          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
+          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE),
     Param("target", "Target column", "Numeric column to predict.", GROUP_SOURCE, default="sales",
-          regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
+          regex=COLUMN_RE),
     Param("features", "Feature columns",
           "Comma-separated feature columns. Non-numeric values become missing, and missing values become 0.0 "
           "(the article's rule); both are counted.",
-          GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE, allowed="comma-separated column names"),
+          GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
     # -- windows --------------------------------------------------------------
     Param("window_size", "Window size", "Periods per sliding window (train + test).", GROUP_WINDOWS,
-          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE),
     Param("window_period", "Window period", "Periods between the starts of consecutive windows.",
-          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
     Param("test_periods", "Test periods",
           "The last N periods of each window are predicted; the earlier ones train the model.",
-          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
     Param("min_train_rows", "Minimum training rows",
           "A key x window with fewer training rows is skipped (reason too_few_rows).",
-          GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- model ----------------------------------------------------------------
     Param("model", "Model", "Estimator trained per key x window.", GROUP_MODEL, default="gbr",
           choices=MODEL_NAMES, param_type="ENUM"),
@@ -114,10 +126,10 @@ PARAMS: tuple[Param, ...] = (
     Param("seed", "Random seed",
           "Run seed; each model's seed derives from (seed, key, window), so results do not depend on "
           "worker count or order.", GROUP_MODEL, type=int, default=0, param_type="NUMBER",
-          regex=NON_NEGATIVE_INT_RE, allowed="a non-negative integer"),
+          regex=NON_NEGATIVE_INT_RE),
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
-          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- outputs --------------------------------------------------------------
     Param("output", "Output location",
           "Local directory or gs:// prefix; predictions/, metrics/, ledger/, rejected_rows/ and summary.json "
@@ -141,6 +153,23 @@ PARAMS: tuple[Param, ...] = (
           "<model_dir>/<run_id>/<key>/<window_start>/model.joblib (XGBoost: model.json) with meta.json.",
           GROUP_OUTPUTS, default="", param_type="GCS_WRITE_FOLDER", regex=r"^[^\s]*$",
           example="gs://my-bucket/many-models/models"),
+    # -- robustness: plausible periods, per-group time limit, failure budget (issue 5) -------------
+    Param("min_period", "First plausible period",
+          "Rows whose period is below this are rejected (reason period_out_of_range).",
+          GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE),
+    Param("max_period", "Last plausible period",
+          "Rows whose period is above this are rejected (reason period_out_of_range). The default admits "
+          "period indices, years, yyyymm and yyyymmdd.",
+          GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE),
+    Param("group_timeout_s", "Time limit per key x window",
+          "Seconds one key x window may spend fitting and predicting; beyond it the fit is stopped and the "
+          "group is recorded as failed (reason timeout). 0 = no limit. With a limit, fits run in a helper "
+          "process per worker thread.",
+          GROUP_MODEL, type=float, default=0.0, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
+    Param("max_failure_rate", "Maximum failure rate",
+          "The job fails, after writing every output, when more than this fraction of the key x windows it "
+          "tried to fit failed (failed / (trained + failed)). 1 = never.",
+          GROUP_MODEL, type=float, default=0.05, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -172,6 +201,11 @@ class PipelineParams:
     run_id: str
     plan_only: bool = False
     model_dir: str = ""
+    # robustness (issue 5)
+    min_period: int = 0
+    max_period: int = 99_999_999
+    group_timeout_s: float = 0.0
+    max_failure_rate: float = 0.05
 
     @property
     def train_periods(self) -> int:
@@ -203,7 +237,8 @@ def _convert(param: Param, raw: str | None) -> Any:
     if param.choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
     if param.regex and not re.fullmatch(param.regex, raw, flags=re.DOTALL):
-        raise ParameterError(param.name, raw, param.allowed or f"must match {param.regex}")
+        allowed = param.allowed or REGEX_MEANING.get(param.regex, f"must match {param.regex}")
+        raise ParameterError(param.name, raw, allowed)
     try:
         return param.type(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:
@@ -248,6 +283,15 @@ def validate_static(params: PipelineParams) -> None:
     if params.window_period > params.window_size:
         raise ParameterError("window_period", params.window_period,
                              f"at most --window_size={params.window_size}, or some periods are never tested")
+    if params.min_period > params.max_period:
+        raise ParameterError("max_period", params.max_period,
+                             f"an integer >= --min_period={params.min_period}")
+    if params.window_size > params.max_period - params.min_period + 1:
+        raise ParameterError("window_size", params.window_size,
+                             f"at most {params.max_period - params.min_period + 1}, the number of periods "
+                             f"in --min_period..--max_period")
+    if params.max_failure_rate > 1:
+        raise ParameterError("max_failure_rate", params.max_failure_rate, "a fraction between 0 and 1")
     if not params.features:
         raise ParameterError("features", "", "at least one feature column")
     roles = [params.key_column, params.time_column, params.date_column, params.target]

@@ -26,7 +26,7 @@ from apache_beam.transforms import window as beam_window
 
 from pipeline import models, train
 from pipeline.options import PipelineParams
-from pipeline.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, output_path
+from pipeline.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
 from pipeline.summary import _SumCounters, write_json
 from pipeline.windows import WindowPlan
 
@@ -158,7 +158,7 @@ class PlanWindows(beam.PTransform):
         totals = ((plan_rows | "PlanCounters" >> beam.Map(plan_counters), self._counters)
                   | "AllPlanCounters" >> beam.Flatten()
                   | "SumPlan" >> beam.CombineGlobally(_SumCounters()))
-        path = output_path(params, PLAN_SUMMARY_FILE)
+        path = staging_path(params, PLAN_SUMMARY_FILE)
         document = totals | "AssemblePlan" >> beam.Map(
             lambda t, timing_doc: assemble_plan(params, t, timing_doc, slots),
             beam.pvalue.AsSingleton(timing))

@@ -11,6 +11,7 @@ different chunks are merged and duplicate (key, date) rows rejected there.
 from __future__ import annotations
 
 import json
+import logging
 
 import apache_beam as beam
 import numpy as np
@@ -20,8 +21,7 @@ from apache_beam.metrics import Metrics
 from pipeline.options import PipelineParams
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
-BLOCKS, REJECTED, COUNTS = "blocks", "rejected", "counts"
-PERIOD_RANGE = (-10**9, 10**9)  # beyond this a period cannot be an event time
+BLOCKS, REJECTED, COUNTS, UNEXPECTED = "blocks", "rejected", "counts", "unexpected"
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -47,7 +47,7 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
     checks.append((params.time_column, "bad_period",
                    period.isna() | ~np.isfinite(period) | (period != np.floor(period))))
     checks.append((params.time_column, "period_out_of_range",
-                   (period < PERIOD_RANGE[0]) | (period > PERIOD_RANGE[1])))
+                   (period < params.min_period) | (period > params.max_period)))
 
     dates = pd.to_datetime(chunk[params.date_column], errors="coerce", utc=False, format="mixed")
     if getattr(dates.dt, "tz", None) is not None:
@@ -94,15 +94,33 @@ class _ValidateChunk(beam.DoFn):
 
     def process(self, chunk: pd.DataFrame):
         valid, rejected, counts = validate_chunk(chunk, self._params)
-        self._rows_read.inc(counts["rows_read"])
-        self._rows_rejected.inc(counts["rows_rejected_validation"])
-        self._coerced.inc(counts["feature_values_coerced"])
         time_column = self._params.time_column
         for (key, period), block in valid.groupby(["__key", time_column], sort=False):
             yield (key, int(period)), block.drop(columns="__key").reset_index(drop=True)
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
+        # Counted last: a chunk that fails half-way is counted once, by _RejectWholeChunk.
+        self._rows_read.inc(counts["rows_read"])
+        self._rows_rejected.inc(counts["rows_rejected_validation"])
+        self._coerced.inc(counts["feature_values_coerced"])
+
+
+class _RejectWholeChunk(beam.DoFn):
+    """Beam's dead letters of validation (a chunk that broke the validator itself): every row of the
+    chunk is rejected with reason unexpected_error, so no row is lost and the counts still reconcile."""
+
+    def __init__(self):
+        self._rows_read = Metrics.counter("rows", "rows_read")
+        self._rows_rejected = Metrics.counter("rows", "rows_rejected")
+
+    def process(self, dead_letter):
+        chunk, (exc_class, exc_repr, _traceback) = dead_letter
+        logging.warning("validation failed on a chunk of %d rows, all rejected: %s", len(chunk), exc_repr)
+        self._rows_read.inc(len(chunk))
+        self._rows_rejected.inc(len(chunk))
+        yield beam.pvalue.TaggedOutput(REJECTED, rejected_frame(chunk, "validate", "unexpected_error", "*"))
+        yield beam.pvalue.TaggedOutput(COUNTS, {"rows_read": len(chunk), "rows_rejected_validation": len(chunk)})
 
 
 class _MergeBlocks(beam.DoFn):
@@ -141,13 +159,15 @@ class ValidateAndBlock(beam.PTransform):
         self._params = params
 
     def expand(self, chunks):
-        validated = chunks | "Validate" >> beam.ParDo(_ValidateChunk(self._params)).with_outputs(
-            REJECTED, COUNTS, main=BLOCKS)
+        validated = chunks | "Validate" >> beam.ParDo(_ValidateChunk(self._params)).with_exception_handling(
+            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, main=BLOCKS)
+        broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
+            REJECTED, COUNTS)
         merged = (validated[BLOCKS]
                   | "GroupByKeyAndPeriod" >> beam.GroupByKey()
                   | "MergeBlocks" >> beam.ParDo(_MergeBlocks(self._params)).with_outputs(
                       REJECTED, COUNTS, main=BLOCKS))
-        rejected = ((validated[REJECTED], merged[REJECTED])
+        rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
-        counts = (validated[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
+        counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
         return {BLOCKS: merged[BLOCKS], REJECTED: rejected, COUNTS: counts}

@@ -3,7 +3,7 @@
 Reads like the article's data flow:
 
     ReadSource -> ValidateRows -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
-               -> TrainAndPredict -> WriteOutputs + WriteSummary
+               -> TrainAndPredict -> WriteOutputs + WriteSummary -> PublishOutputs -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import lineage, plan, rows, sinks, source, summary, train
+from pipeline import lineage, plan, publish, rows, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -81,8 +81,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
                                                               plan.parallel_slots(pipeline.options))
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage)
-        manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
-            run_lineage, params, manifest_path, written)
+        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written)
+        manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
         return {**planned, "manifest": manifest}
     results = grouped | "TrainAndPredict" >> train.TrainAndPredict(params, period_range)
     run_id = params.run_id
@@ -94,9 +94,12 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage)
     summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
-                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
+                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
+                   | "PublishOutputs" >> publish.PublishOutputs(params, written))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
-    return {**outputs, "summary": summary_doc, "manifest": manifest}
+    checked = manifest | "CheckFailureRate" >> beam.Map(lambda _manifest, doc: summary.check_failure_rate(doc),
+                                                        beam.pvalue.AsSingleton(summary_doc))
+    return {**outputs, "summary": checked, "manifest": manifest}
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -174,4 +177,10 @@ def main(argv: list[str] | None = None) -> int:
     except ParameterError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        failure = summary.too_many_failures(exc)
+        if failure is None:
+            raise
+        print(f"error: {failure}", file=sys.stderr)
+        return 1
     return 0

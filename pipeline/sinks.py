@@ -1,11 +1,15 @@
 """Sinks: each output in its own folder under --output, as Parquet (default) or CSV.
 
 The output schemas are declared here once; the BigQuery sink derives its table
-schemas from them. Beam's file sinks write to a temporary folder and rename
-on success, so a crash leaves no half-written file under a final name.
+schemas from them. Sinks write under <output>/_staging/<run_id>/ and
+pipeline.publish moves the outputs to their final names once all are written,
+so a crash leaves no half-written file and no mix of two runs under a final name.
 """
 
 from __future__ import annotations
+
+import os
+import re
 
 import apache_beam as beam
 import pandas as pd
@@ -19,6 +23,8 @@ SUMMARY_FILE = "summary.json"
 # Reproducibility and evaluation (lineage, plan-only mode, report)
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
 PLAN_NAME = "plan"
+STAGING = "_staging"
+GCS_BUCKET_RE = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 
 
 def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
@@ -53,8 +59,41 @@ def output_path(params: PipelineParams, name: str) -> str:
     return FileSystems.join(params.output, name)
 
 
+def staging_root(params: PipelineParams) -> str:
+    return FileSystems.join(params.output, STAGING, params.run_id)
+
+
+def staging_path(params: PipelineParams, name: str) -> str:
+    """Where this run writes `name` before pipeline.publish moves it under --output."""
+    return FileSystems.join(staging_root(params), name)
+
+
+def check_output_location(output: str) -> None:
+    """--output must be a local folder (or a place for one) or gs://bucket[/prefix], without wildcards."""
+    if any(c in output for c in "*?[]"):
+        raise ParameterError("output", output, "a folder path or gs:// prefix without wildcards (* ? [ ])")
+    scheme = FileSystems.get_scheme(output)
+    if scheme == "gs":
+        if not re.fullmatch(GCS_BUCKET_RE, output):
+            raise ParameterError("output", output, "gs://<bucket>[/<prefix>] with a valid bucket name "
+                                 "(3-222 lowercase letters, digits, '.', '_' or '-')")
+    elif scheme is not None:
+        raise ParameterError("output", output, "a local folder or a gs:// prefix")
+    elif os.path.exists(output) and not os.path.isdir(output):
+        raise ParameterError("output", output, "a folder; this path is an existing file")
+
+
 def prepare_output(params: PipelineParams) -> None:
-    """Applies --if_output_exists before any work: refuse, or remove the previous run's outputs."""
+    """Checks --output and applies --if_output_exists=fail before any work.
+
+    With replace, the previous run's outputs stay in place until this run has
+    written all of its own (see pipeline.publish). Leftovers of an earlier
+    attempt with the same --run_id are cleared so they cannot be published.
+    """
+    check_output_location(params.output)
+    stale = FileSystems.match([FileSystems.join(staging_root(params), "**")])[0].metadata_list
+    if stale:
+        FileSystems.delete([m.path for m in stale])
     existing = []
     run_files = (SUMMARY_FILE, MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE)
     for name in (*OUTPUT_NAMES, PLAN_NAME, *run_files):
@@ -67,7 +106,6 @@ def prepare_output(params: PipelineParams) -> None:
         raise ParameterError("output", params.output,
                              f"an empty location (it holds {len(existing)} files of an earlier run; "
                              "use --if_output_exists=replace to overwrite)")
-    FileSystems.delete(existing)
 
 
 def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -98,7 +136,7 @@ class WriteFrames(beam.PTransform):
         self._params, self._name, self._schema = params, name, schema
 
     def expand(self, frames):
-        schema, prefix = self._schema, FileSystems.join(output_path(self._params, self._name), "part")
+        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
         batches = (frames
                    | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
                    | "Concat" >> beam.Map(_concat))
@@ -115,8 +153,10 @@ class WriteFrames(beam.PTransform):
 
 
 class WriteOutputs(beam.PTransform):
-    """Writes predictions, metrics, ledger and rejected rows (or the plan), each in its own folder,
-    with the run's lineage columns on every row. Returns the written file names per output."""
+    """Writes predictions, metrics, ledger and rejected rows (or the plan), each in its own staged
+    folder, with the run's lineage columns on every row.
+
+    Returns, per output, the PCollection of its finalized file names."""
 
     def __init__(self, params: PipelineParams, run_lineage=None):
         super().__init__()

@@ -84,8 +84,9 @@ def read_file_table(path: str, handle, limit: int | None = None) -> pd.DataFrame
 
         # Only an empty field is null: "n/a" and the like stay text, so validation counts
         # them as coerced exactly as it does for Parquet or BigQuery strings.
-        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
-            null_values=[""], strings_can_be_null=True))
+        table = pacsv.read_csv(io.BytesIO(data),
+                               parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                               convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True))
     elif path.endswith((".jsonl", ".json")):
         frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)
         return frame

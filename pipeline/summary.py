@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window as beam_window
 
 from pipeline.options import PipelineParams
-from pipeline.sinks import SUMMARY_FILE, output_path
+from pipeline.sinks import SUMMARY_FILE, output_path, staging_path
 
 
 class _SumCounters(beam.CombineFn):
@@ -98,12 +98,41 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
     if run_lineage is not None:
         summary["lineage"] = {"params_hash": run_lineage.params_hash, "code_version": run_lineage.code_version,
                               "image": run_lineage.image}
+    attempted = summary["groups_trained"] + summary["groups_failed"]
+    summary["failure_rate"] = summary["groups_failed"] / attempted if attempted else 0.0
+    summary["max_failure_rate"] = params.max_failure_rate
     summary["counts_reconcile"] = {
         "rows": summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"],
         "groups": summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
                                                 + summary["groups_failed"]),
     }
     return summary
+
+
+class TooManyFailedGroups(RuntimeError):
+    """More key x windows failed than --max_failure_rate allows. Raised after every output is written."""
+
+
+def check_failure_rate(summary: dict) -> dict:
+    """Fails the job (after the outputs are published) when too many fitted groups failed."""
+    if summary["failure_rate"] > summary["max_failure_rate"]:
+        failed, attempted = summary["groups_failed"], summary["groups_trained"] + summary["groups_failed"]
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary["failed_by_reason"].items()))
+        output = summary["parameters"]["output"]
+        raise TooManyFailedGroups(
+            f"{failed} of {attempted} key x windows failed ({summary['failure_rate']:.1%} > "
+            f"--max_failure_rate={summary['max_failure_rate']:g}; by reason: {reasons}). Every output is "
+            f"written: see {output}/ledger (status = 'failed') and {output}/{SUMMARY_FILE}.")
+    return summary
+
+
+def too_many_failures(exc: BaseException) -> TooManyFailedGroups | None:
+    """The TooManyFailedGroups behind a runner's exception, if that is what ended the job."""
+    while exc is not None:
+        if isinstance(exc, TooManyFailedGroups):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def write_json(path: str, document: dict) -> None:
@@ -142,7 +171,7 @@ class WriteSummary(beam.PTransform):
             *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
         ) | "AllCounters" >> beam.Flatten()
         totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
-        path = output_path(params, SUMMARY_FILE)
+        path = staging_path(params, SUMMARY_FILE)
         return (totals
                 | "Assemble" >> beam.Map(lambda t: assemble(params, source, t, run_lineage))
                 | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc))

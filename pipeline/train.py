@@ -4,11 +4,13 @@ Input: the grouped blocks of one key in one sliding window. Output, tagged:
 - `predictions`: a DataFrame, one row per test date (predicted next to actual);
 - `metrics`: one dict per trained key x window;
 - `ledger`: one dict per planned key x window, trained, skipped or failed, with the reason.
+
+No group can stop the run: a fit that raises, predicts NaN/inf or overruns
+--group_timeout_s is a failed ledger row, and any other error for one group is
+caught by Beam's exception handling and becomes a failed ledger row too.
 """
 
 from __future__ import annotations
-
-import time
 
 import apache_beam as beam
 import numpy as np
@@ -16,11 +18,13 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline import artifacts, evaluate, models
+from pipeline.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
 
 PREDICTIONS, METRICS, LEDGER = "predictions", "metrics", "ledger"
 TRAINED, SKIPPED, FAILED = "trained", "skipped", "failed"
+UNEXPECTED = "unexpected"
 
 
 class GroupResult:
@@ -28,6 +32,14 @@ class GroupResult:
 
     def __init__(self, ledger: dict, predictions: pd.DataFrame | None = None, metrics: dict | None = None):
         self.ledger, self.predictions, self.metrics = ledger, predictions, metrics
+
+
+def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, CallTimeout):
+        return "timeout"
+    if isinstance(exc, HelperCrashed):
+        return "fit_crashed"
+    return "fit_error"
 
 
 def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
@@ -52,12 +64,19 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
     elif len(train) < params.min_train_rows:
         ledger.update(status=SKIPPED, reason="too_few_rows",
                       error_message=f"{len(train)} training rows < {params.min_train_rows}")
+    elif train[params.target].nunique() < 2:
+        # Every estimator would just echo the constant; the naive baseline already does that.
+        ledger.update(status=SKIPPED, reason="constant_target",
+                      error_message=f"all {len(train)} training targets equal {train[params.target].iloc[0]!r}")
     return window_data, train, test, ledger
 
 
 def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                      plan: WindowPlan) -> GroupResult:
-    """Fits the estimator on the training periods of one window and predicts its test periods."""
+                      plan: WindowPlan, deadline: DeadlineCaller | None = None) -> GroupResult:
+    """Fits the estimator on the training periods of one window and predicts its test periods.
+
+    With a `deadline`, fit and predict run in its helper process under --group_timeout_s.
+    """
     time_column, date_column, target = params.time_column, params.date_column, params.target
     features = list(params.features)
     test_start = plan.test_start(window_start)
@@ -66,22 +85,21 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         return GroupResult(ledger)
 
     seed = models.group_seed(params.seed, key, window_start)
+    fit_args = (models.REGISTRY[params.model], params.model_params, seed, params.model_threads,
+                train[features].to_numpy(dtype=float), train[target].to_numpy(dtype=float),
+                test[features].to_numpy(dtype=float), bool(params.model_dir))
     try:
-        estimator = models.make_estimator(params.model, params.model_params, seed=seed,
-                                          threads=params.model_threads)
-        started = time.perf_counter()
-        estimator.fit(train[features].to_numpy(dtype=float), train[target].to_numpy(dtype=float))
-        fitted = time.perf_counter()
-        predicted = np.asarray(estimator.predict(test[features].to_numpy(dtype=float)), dtype=float)
-        predicted_at = time.perf_counter()
+        predicted, fit_seconds, predict_seconds, estimator = (
+            models.fit_predict(*fit_args) if deadline is None else deadline.call(models.fit_predict, *fit_args))
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
     except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
-        return GroupResult({**ledger, "status": FAILED, "reason": "fit_error",
-                            "error_class": type(exc).__name__, "error_message": str(exc)[:1000]})
+        return GroupResult({**ledger, "status": FAILED, "reason": failure_reason(exc),
+                            "error_class": getattr(exc, "class_name", type(exc).__name__),
+                            "error_message": str(exc)[:1000]})
 
     actual = test[target].to_numpy(dtype=float)
-    ledger.update(fit_seconds=fitted - started, predict_seconds=predicted_at - fitted)
+    ledger.update(fit_seconds=fit_seconds, predict_seconds=predict_seconds)
     baseline = evaluate.naive_baseline(window_data, train, test, date_column, time_column, target)
     predictions = pd.DataFrame({
         params.key_column: key,
@@ -108,44 +126,84 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     return GroupResult(ledger, predictions, metrics)
 
 
+def count_group(status: str) -> None:
+    """Beam counters (visible in the Dataflow UI): planned = trained + skipped + failed."""
+    Metrics.counter("groups", "groups_planned").inc()
+    Metrics.counter("groups", f"groups_{status}").inc()
+
+
 class _TrainAndPredictFn(beam.DoFn):
     def __init__(self, params: PipelineParams):
         self._params = params
         self._plan = WindowPlan.from_params(params)
-        self._counters = {status: Metrics.counter("groups", f"groups_{status}")
-                          for status in (TRAINED, SKIPPED, FAILED)}
-        self._planned = Metrics.counter("groups", "groups_planned")
+        self._deadline = None
 
     def setup(self):
         from threadpoolctl import threadpool_limits
 
         # One BLAS/OpenMP thread per fit unless asked: every core already runs its own fits.
         self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+        if self._params.group_timeout_s > 0:
+            self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
+            self._deadline.start()
 
-    def process(self, element, window=beam.DoFn.WindowParam, period_range=None):
-        key, blocks = element
-        start = self._plan.start_of(window)
-        # A window hanging over the data's first or last period is not a group.
-        if period_range is not None and self._plan.is_planned(start, *period_range):
-            yield from self._train(key, start, blocks)
+    def teardown(self):
+        if self._deadline is not None:
+            self._deadline.stop()
 
-    def _train(self, key, start, blocks):
-        self._planned.inc()
+    def process(self, group):
+        key, start, blocks = group
         blocks = list(blocks)
         window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
-        result = train_and_predict(key, start, window_data, self._params, self._plan)
-        self._counters[result.ledger["status"]].inc()
+        result = train_and_predict(key, start, window_data, self._params, self._plan, self._deadline)
+        count_group(result.ledger["status"])
         yield beam.pvalue.TaggedOutput(LEDGER, result.ledger)
         if result.predictions is not None:
             yield beam.pvalue.TaggedOutput(PREDICTIONS, result.predictions)
             yield beam.pvalue.TaggedOutput(METRICS, result.metrics)
 
 
+class _PlannedGroups(beam.DoFn):
+    """(key, [blocks]) in a sliding window -> (key, window start, [blocks]) for planned windows only."""
+
+    def __init__(self, plan: WindowPlan):
+        self._plan = plan
+
+    def process(self, element, period_range, window=beam.DoFn.WindowParam):
+        key, blocks = element
+        start = self._plan.start_of(window)
+        # A window hanging over the data's first or last period is not a group.
+        if period_range is not None and self._plan.is_planned(start, *period_range):
+            yield key, start, list(blocks)  # materialised: the next stage may run on another worker
+
+
+class _UnexpectedErrorToLedger(beam.DoFn):
+    """Beam's dead letters of the fit stage (errors outside the fit itself) -> failed ledger rows."""
+
+    def __init__(self, params: PipelineParams):
+        self._params = params
+        self._plan = WindowPlan.from_params(params)
+
+    def process(self, dead_letter):
+        (key, start, blocks), (exc_class, exc_repr, _traceback) = dead_letter
+        rows = sum(len(block) for block in blocks)
+        count_group(FAILED)
+        yield {
+            self._params.key_column: key, "window_start": start, "window_end": self._plan.end_of(start),
+            "status": FAILED, "reason": "unexpected_error", "rows_train": None, "rows_test": None,
+            "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": exc_class.__name__,
+            "error_message": f"{exc_repr[:900]} ({rows} rows in the window)",
+            "model": self._params.model, "run_id": self._params.run_id,
+        }
+
+
 class TrainAndPredict(beam.PTransform):
     """(key, [blocks]) per sliding window -> predictions, metrics and the run ledger.
 
     `period_range` is a singleton side input (first, last) period of the data;
-    windows outside it are not planned.
+    windows outside it are not planned. A fit that raises is a failed ledger row
+    (train_and_predict); anything else that raises for one group is caught by
+    Beam's exception handling and becomes a failed ledger row too.
     """
 
     def __init__(self, params: PipelineParams, period_range):
@@ -153,7 +211,13 @@ class TrainAndPredict(beam.PTransform):
         self._params, self._period_range = params, period_range
 
     def expand(self, grouped):
-        return grouped | "Fit" >> beam.ParDo(
-            _TrainAndPredictFn(self._params),
-            period_range=beam.pvalue.AsSingleton(self._period_range),
-        ).with_outputs(PREDICTIONS, METRICS, LEDGER)
+        planned = grouped | "PlannedGroups" >> beam.ParDo(
+            _PlannedGroups(WindowPlan.from_params(self._params)), beam.pvalue.AsSingleton(self._period_range))
+        results = (planned
+                   | "Fit" >> beam.ParDo(_TrainAndPredictFn(self._params))
+                   .with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
+                   .with_outputs(PREDICTIONS, METRICS, LEDGER))
+        unexpected = results[UNEXPECTED] | "UnexpectedToLedger" >> beam.ParDo(
+            _UnexpectedErrorToLedger(self._params))
+        ledger = (results[LEDGER], unexpected) | "Ledger" >> beam.Flatten()
+        return {PREDICTIONS: results[PREDICTIONS], METRICS: results[METRICS], LEDGER: ledger}
