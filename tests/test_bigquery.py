@@ -200,7 +200,7 @@ def run_count(client, table: str, run_id: str) -> int:
 def test_streaming_inserts_and_the_rerun_rule(bq, client, tmp_path, write_parquet):
     client.create_dataset("streamed", exists_ok=True)
     data = seed_frame()
-    data = data[data["shop_id"].isin(["S000", "S001", "S004"])]
+    data = data[data["shop_id"].isin(["S000", "S002", "S003"])]
     source = write_parquet(data)
     args = [f"--input={source}", "--run_id=run-streamed", *bq_args(tmp_path, "streamed")]
     summary = run_pipeline(tmp_path / "out", *args, "--bq_write_method=STREAMING_INSERTS")
