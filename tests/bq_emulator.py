@@ -10,6 +10,7 @@ Google auth -> anonymous credentials; the apitools BigQuery client's base URL; t
 Storage Read API client's channel; and a guard on Beam's temp-dataset cleanup,
 which would otherwise delete every dataset (the emulator ignores the label
 filter of datasets.list). The official client honours BIGQUERY_EMULATOR_HOST.
+Name lookups of anything but loopback are refused and recorded meanwhile.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import urllib.request
 
 PROJECT = "test-project"
 BEAM_TEMP_DATASET_PREFIX = "beam_temp_dataset_"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", None)
 
 
 def free_port() -> int:
@@ -51,7 +53,8 @@ def _private_home(workdir: str) -> str:
     import duckdb
 
     home = os.path.join(workdir, "home")
-    target = os.path.join(home, ".duckdb", "extensions", f"v{duckdb.__version__}", "linux_amd64")
+    platform = duckdb.sql("PRAGMA platform").fetchone()[0]
+    target = os.path.join(home, ".duckdb", "extensions", f"v{duckdb.__version__}", platform)
     os.makedirs(target, exist_ok=True)
     for path in _extension_files():
         shutil.copy(path, target)
@@ -69,6 +72,7 @@ class BigQueryEmulator:
         self.log_path = os.path.join(workdir, "bqemulator.log")
         self.process: subprocess.Popen | None = None
         self.refused_deletes: list[str] = []
+        self.blocked_hosts: list[str] = []
 
     def start(self, timeout: float = 60.0) -> "BigQueryEmulator":
         env = {**os.environ, "HOME": _private_home(self.workdir), "BQEMU_ENABLE_FORMAT_EXTENSIONS": "true"}
@@ -124,6 +128,15 @@ class BigQueryEmulator:
         from google.cloud import bigquery_storage_v1
         from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
 
+        real_getaddrinfo, blocked = socket.getaddrinfo, self.blocked_hosts
+
+        def loopback_only(host, *args, **kwargs):
+            if host not in LOOPBACK_HOSTS:
+                blocked.append(str(host))
+                raise socket.gaierror(socket.EAI_NONAME, f"test guard: {host} is not on loopback")
+            return real_getaddrinfo(host, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", loopback_only)  # nothing may leave the machine
         monkeypatch.setenv("BIGQUERY_EMULATOR_HOST", self.endpoint)  # needs the http:// scheme
         monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
         monkeypatch.setattr(google.auth, "default",
