@@ -127,7 +127,7 @@ class ReadBigQueryChunks(beam.PTransform):
     def expand(self, pbegin):
         return (pbegin
                 | "ReadFromBigQuery" >> read_transform(self._params)
-                | "Batch" >> beam.BatchElements(min_batch_size=min(1000, CHUNK_ROWS), max_batch_size=CHUNK_ROWS)
+                | "Batch" >> beam.BatchElements(min_batch_size=1000, max_batch_size=CHUNK_ROWS)
                 | "ToFrames" >> beam.Map(rows_to_frame, self._params.columns))
 
 
