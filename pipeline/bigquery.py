@@ -182,15 +182,20 @@ class WriteTable(beam.PTransform):
 
 
 class WriteBigQueryOutputs(beam.PTransform):
-    """Writes each output that has a --*_table parameter to that BigQuery table."""
+    """Writes each output that has a --*_table parameter to that BigQuery table, with the run's
+    lineage columns on every row, as in the file outputs."""
 
-    def __init__(self, params: PipelineParams):
+    def __init__(self, params: PipelineParams, run_lineage=None):
         super().__init__()
-        self._params = params
+        self._params, self._lineage = params, run_lineage
 
     def expand(self, outputs: dict):
+        from pipeline import lineage
+
         schemas = sinks.output_schemas(self._params)
+        columns = (self._lineage or lineage.RunLineage.collect(self._params)).columns()
         return {name: (outputs[name]
+                       | f"Lineage_{name}" >> beam.Map(lineage.stamp, columns)
                        | f"ToBigQuery_{name}" >> WriteTable(self._params, table, schemas[name],
                                                             table_layout(self._params, name)))
                 for name, table in output_tables(self._params).items()}
@@ -319,7 +324,7 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str) -> None
 
 def prepare(params: PipelineParams, options: PipelineOptions, kind: str) -> None:
     """The BigQuery checks that must pass before any work; nothing to do without BigQuery."""
-    targets = output_tables(params)
+    targets = {} if params.plan_only else output_tables(params)  # a plan writes no results
     if kind != "bigquery" and not targets:
         return
     client = make_client(options.view_as(GoogleCloudOptions).project)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import evaluate, models
+from pipeline import artifacts, evaluate, models
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
 
@@ -30,11 +30,11 @@ class GroupResult:
         self.ledger, self.predictions, self.metrics = ledger, predictions, metrics
 
 
-def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                      plan: WindowPlan) -> GroupResult:
-    """Fits the estimator on the training periods of one window and predicts its test periods."""
-    time_column, date_column, target = params.time_column, params.date_column, params.target
-    features = list(params.features)
+def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+                 plan: WindowPlan):
+    """(window_data sorted, train, test, ledger) of one key x window. The ledger's status is TRAINED
+    while the group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules."""
+    time_column, date_column = params.time_column, params.date_column
     test_start = plan.test_start(window_start)
     window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
     is_test = (window_data[time_column] >= test_start).to_numpy()
@@ -47,11 +47,23 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     }
     periods_present = window_data[time_column].nunique()
     if periods_present < plan.size:
-        return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_periods",
-                            "error_message": f"{periods_present} of {plan.size} periods present"})
-    if len(train) < params.min_train_rows:
-        return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_rows",
-                            "error_message": f"{len(train)} training rows < {params.min_train_rows}"})
+        ledger.update(status=SKIPPED, reason="too_few_periods",
+                      error_message=f"{periods_present} of {plan.size} periods present")
+    elif len(train) < params.min_train_rows:
+        ledger.update(status=SKIPPED, reason="too_few_rows",
+                      error_message=f"{len(train)} training rows < {params.min_train_rows}")
+    return window_data, train, test, ledger
+
+
+def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+                      plan: WindowPlan) -> GroupResult:
+    """Fits the estimator on the training periods of one window and predicts its test periods."""
+    time_column, date_column, target = params.time_column, params.date_column, params.target
+    features = list(params.features)
+    test_start = plan.test_start(window_start)
+    window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan)
+    if ledger["status"] == SKIPPED:
+        return GroupResult(ledger)
 
     seed = models.group_seed(params.seed, key, window_start)
     try:
@@ -91,6 +103,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "run_id": params.run_id,
     }
+    if params.model_dir:
+        artifacts.save_model(estimator, params, plan, key, window_start, seed, metrics)
     return GroupResult(ledger, predictions, metrics)
 
 
