@@ -131,7 +131,8 @@ def test_table_schemas_derive_from_the_output_schemas():
     predictions = {f["name"]: f["type"] for f in bigquery.table_schema(schemas["predictions"])["fields"]}
     assert predictions == {"store": "STRING", "day": "DATE", "year": "INTEGER", "window_start": "INTEGER",
                            "window_end": "INTEGER", "predicted": "FLOAT", "actual": "FLOAT",
-                           "baseline": "FLOAT", "model": "STRING", "run_id": "STRING"}
+                           "baseline": "FLOAT", "model": "STRING", "run_id": "STRING",
+                           "params_hash": "STRING", "code_version": "STRING"}
     for name, schema in schemas.items():
         assert [f["name"] for f in bigquery.table_schema(schema)["fields"]] == schema.names, name
     assert bigquery.table_layout(params, "predictions") == {
@@ -172,7 +173,8 @@ def test_written_rows_are_json_ready_and_nan_becomes_null():
                           "actual": [2.25], "baseline": [float("nan")], "model": ["ridge"], "run_id": ["r"]})
     assert bigquery.bigquery_rows(frame, sinks.output_schemas(params)["predictions"]) == [{
         "shop_id": "S1", "date": "2016-02-29", "year": 2016, "window_start": 2014, "window_end": 2016,
-        "predicted": 1.5, "actual": 2.25, "baseline": None, "model": "ridge", "run_id": "r"}]
+        "predicted": 1.5, "actual": 2.25, "baseline": None, "model": "ridge", "run_id": "r",
+        "params_hash": None, "code_version": None}]
 
 
 def test_readme_shows_the_rmse_sql_as_tested():
