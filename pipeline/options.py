@@ -25,6 +25,7 @@ NON_NEGATIVE_INT_RE = r"^[0-9]+$"
 RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 # BigQuery table spec: [project:|project.]dataset.table (project ids: 6-30 chars, lowercase, digits, hyphens).
 BQ_TABLE_RE = r"^([a-z][a-z0-9-]{4,28}[a-z0-9][:.])?[A-Za-z0-9_]{1,1024}[.][A-Za-z0-9_-]{1,1024}$"
+BQ_TABLE_ALLOWED = "a BigQuery table: project:dataset.table, project.dataset.table or dataset.table"
 BQ_READ_METHODS = ("DIRECT_READ", "EXPORT")
 BQ_WRITE_METHODS = ("FILE_LOADS", "STREAMING_INSERTS")
 WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
@@ -151,20 +152,25 @@ PARAMS: tuple[Param, ...] = (
     # -- BigQuery source and sinks (pipeline/bigquery.py) -----------------------
     Param("input_table", "BigQuery input table",
           "Reads this whole table from BigQuery instead of running --query (only the needed columns).",
-          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, example="my-project:dataset.table"),
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.table"),
     Param("bq_read_method", "BigQuery read method",
           "DIRECT_READ: the Storage Read API, no export files. EXPORT: an export job to Avro files under "
           "--temp_location (or --bq_temp_location).",
           GROUP_BIGQUERY, default="DIRECT_READ", choices=BQ_READ_METHODS, param_type="ENUM"),
     Param("output_table", "Predictions table",
           "BigQuery table for the predictions, partitioned by the date column (DAY) and clustered by the key.",
-          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, example="my-project:dataset.predictions"),
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.predictions"),
     Param("metrics_table", "Metrics table", "BigQuery table for the metrics per key x window.",
-          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, example="my-project:dataset.metrics"),
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.metrics"),
     Param("ledger_table", "Ledger table", "BigQuery table for the ledger (trained/skipped/failed per key x window).",
-          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, example="my-project:dataset.ledger"),
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.ledger"),
     Param("rejected_table", "Rejected rows table", "BigQuery table for the rejected input rows.",
-          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, example="my-project:dataset.rejected_rows"),
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.rejected_rows"),
     Param("write_disposition", "BigQuery write disposition",
           "WRITE_APPEND adds this run's rows (the article's choice); WRITE_TRUNCATE replaces the tables' "
           "contents; WRITE_EMPTY refuses non-empty tables. Tables are created if needed.",
@@ -178,7 +184,8 @@ PARAMS: tuple[Param, ...] = (
           GROUP_BIGQUERY, default="fail", choices=IF_RUN_EXISTS, param_type="ENUM"),
     Param("bq_temp_location", "BigQuery temporary files",
           "gs:// prefix for FILE_LOADS and EXPORT files; --temp_location when empty.",
-          GROUP_BIGQUERY, default="", regex=r"^[^\s]+$", example="gs://my-bucket/tmp/bq"),
+          GROUP_BIGQUERY, default="", regex=r"^[^\s]+$", allowed="a gs:// prefix without spaces",
+          example="gs://my-bucket/tmp/bq"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
