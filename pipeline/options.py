@@ -35,6 +35,13 @@ REGEX_MEANING = {
     INT_RE: "an integer",
     NON_NEGATIVE_NUMBER_RE: "a non-negative number such as 0, 30 or 2.5",
 }
+# BigQuery table spec: [project:|project.]dataset.table (project ids: 6-30 chars, lowercase, digits, hyphens).
+BQ_TABLE_RE = r"^([a-z][a-z0-9-]{4,28}[a-z0-9][:.])?[A-Za-z0-9_]{1,1024}[.][A-Za-z0-9_-]{1,1024}$"
+BQ_TABLE_ALLOWED = "a BigQuery table: project:dataset.table, project.dataset.table or dataset.table"
+BQ_READ_METHODS = ("DIRECT_READ", "EXPORT")
+BQ_WRITE_METHODS = ("FILE_LOADS", "STREAMING_INSERTS")
+WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
+IF_RUN_EXISTS = ("fail", "replace")
 
 
 class ParameterError(ValueError):
@@ -76,6 +83,7 @@ def _bool(text: str) -> bool:
 
 
 GROUP_SOURCE, GROUP_WINDOWS, GROUP_MODEL, GROUP_OUTPUTS = "Source", "Windows", "Model", "Outputs"
+GROUP_BIGQUERY = "BigQuery"
 
 PARAMS: tuple[Param, ...] = (
     # -- source ---------------------------------------------------------------
@@ -170,9 +178,47 @@ PARAMS: tuple[Param, ...] = (
           "The job fails, after writing every output, when more than this fraction of the key x windows it "
           "tried to fit failed (failed / (trained + failed)). 1 = never.",
           GROUP_MODEL, type=float, default=0.05, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
+    # -- BigQuery source and sinks (pipeline/bigquery.py) -----------------------
+    Param("input_table", "BigQuery input table",
+          "Reads this whole table from BigQuery instead of running --query (only the needed columns).",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.table"),
+    Param("bq_read_method", "BigQuery read method",
+          "DIRECT_READ: the Storage Read API, no export files. EXPORT: an export job to Avro files under "
+          "--temp_location (or --bq_temp_location).",
+          GROUP_BIGQUERY, default="DIRECT_READ", choices=BQ_READ_METHODS, param_type="ENUM"),
+    Param("output_table", "Predictions table",
+          "BigQuery table for the predictions, partitioned by the date column (DAY) and clustered by the key.",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.predictions"),
+    Param("metrics_table", "Metrics table", "BigQuery table for the metrics per key x window.",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.metrics"),
+    Param("ledger_table", "Ledger table", "BigQuery table for the ledger (trained/skipped/failed per key x window).",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.ledger"),
+    Param("rejected_table", "Rejected rows table", "BigQuery table for the rejected input rows.",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.rejected_rows"),
+    Param("write_disposition", "BigQuery write disposition",
+          "WRITE_APPEND adds this run's rows (the article's choice); WRITE_TRUNCATE replaces the tables' "
+          "contents; WRITE_EMPTY refuses non-empty tables. Tables are created if needed.",
+          GROUP_BIGQUERY, default="WRITE_APPEND", choices=WRITE_DISPOSITIONS, param_type="ENUM"),
+    Param("bq_write_method", "BigQuery write method",
+          "FILE_LOADS: batch load jobs (free, atomic per table). STREAMING_INSERTS: insertAll, appends only.",
+          GROUP_BIGQUERY, default="FILE_LOADS", choices=BQ_WRITE_METHODS, param_type="ENUM"),
+    Param("if_run_exists", "If the run id has rows",
+          "With WRITE_APPEND, when a target table already holds rows of this --run_id: fail (refuse to run) "
+          "or replace (delete that run's rows first).",
+          GROUP_BIGQUERY, default="fail", choices=IF_RUN_EXISTS, param_type="ENUM"),
+    Param("bq_temp_location", "BigQuery temporary files",
+          "gs:// prefix for FILE_LOADS and EXPORT files; --temp_location when empty.",
+          GROUP_BIGQUERY, default="", regex=r"^[^\s]+$", allowed="a gs:// prefix without spaces",
+          example="gs://my-bucket/tmp/bq"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
+TABLE_PARAMS = tuple(p.name for p in PARAMS if p.param_type == "BIGQUERY_TABLE")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,6 +252,16 @@ class PipelineParams:
     max_period: int = 99_999_999
     group_timeout_s: float = 0.0
     max_failure_rate: float = 0.05
+    input_table: str | None = None
+    bq_read_method: str = "DIRECT_READ"
+    output_table: str | None = None
+    metrics_table: str | None = None
+    ledger_table: str | None = None
+    rejected_table: str | None = None
+    write_disposition: str = "WRITE_APPEND"
+    bq_write_method: str = "FILE_LOADS"
+    if_run_exists: str = "fail"
+    bq_temp_location: str | None = None
 
     @property
     def train_periods(self) -> int:
@@ -266,10 +322,26 @@ def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     values = {p.name: _convert(p, raw[p.name]) for p in PARAMS}
     values["features"] = tuple(f for f in values["features"].split(",") if f)
     values["model_params"] = _parse_model_params(values["model_params"])
-    values["input"] = values["input"] or None
+    for name in ("input", *TABLE_PARAMS, "bq_temp_location"):
+        values[name] = values[name] or None
     params = PipelineParams(**values)
     validate_static(params)
     return params, beam_args
+
+
+def _validate_bigquery(params: PipelineParams) -> None:
+    if params.input_table and params.input:
+        raise ParameterError("input_table", params.input_table, "either --input_table or --input, not both")
+    if params.input_table and params.source not in ("auto", "bigquery"):
+        raise ParameterError("source", params.source, "auto or bigquery with --input_table")
+    if params.bq_write_method == "STREAMING_INSERTS" and params.write_disposition != "WRITE_APPEND":
+        raise ParameterError("write_disposition", params.write_disposition,
+                             "WRITE_APPEND with --bq_write_method=STREAMING_INSERTS (streaming inserts only "
+                             "append; use FILE_LOADS to truncate or to require empty tables)")
+    tables = [getattr(params, name) for name in TABLE_PARAMS if name != "input_table"]
+    named = [t for t in tables if t]
+    if len(set(named)) != len(named):
+        raise ParameterError("output_table", params.output_table, "a different table for each output")
 
 
 def validate_static(params: PipelineParams) -> None:
@@ -305,6 +377,7 @@ def validate_static(params: PipelineParams) -> None:
         raise ParameterError("features", ",".join(params.features), "each feature once")
     if params.source == "file" and not params.input:
         raise ParameterError("source", params.source, "--source=file needs --input")
+    _validate_bigquery(params)
     from pipeline import models  # local import: keeps option parsing light for the template launcher
 
     models.check_model(params.model, params.model_params)

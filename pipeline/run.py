@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import lineage, plan, publish, rows, sinks, source, summary, train
+from pipeline import bigquery, lineage, plan, publish, rows, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -93,6 +93,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage)
+    if bigquery.output_tables(params):
+        outputs | "WriteBigQuery" >> bigquery.WriteBigQueryOutputs(params, run_lineage)
     summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
                    | "PublishOutputs" >> publish.PublishOutputs(params, written))
@@ -138,6 +140,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     options = pipeline_options(beam_args)
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)
     source.check_columns(params, kind)
+    bigquery.prepare(params, options, kind)  # before prepare_output: a refusal must not delete files
     sinks.prepare_output(params)
     return params, options, kind
 

@@ -32,6 +32,8 @@ def resolve_source(params: PipelineParams, runner: str | None) -> str:
         return params.source
     if params.input:
         return "file"
+    if params.input_table:
+        return "bigquery"
     if runner and "dataflow" in runner.lower():
         return "bigquery"
     return "duckdb"
@@ -164,7 +166,12 @@ def check_columns(params: PipelineParams, kind: str) -> None:
     elif kind == "file":
         available = file_columns(params.input)
     else:
-        return  # BigQuery: checked from the table/query schema by pipeline.bigquery when available
+        return  # BigQuery: names and types checked from the table/query schema by pipeline.bigquery.prepare
+    require_columns(params, available)
+
+
+def require_columns(params: PipelineParams, available: list[str]) -> None:
+    """Fails naming the parameter when a column it names is not among `available`."""
     for name in ("key_column", "time_column", "date_column", "target"):
         column = getattr(params, name)
         if column not in available:

@@ -65,3 +65,16 @@ def write_parquet(tmp_path):
         frame.to_parquet(path, index=False)
         return str(path)
     return _write
+
+
+@pytest.fixture(scope="session")
+def bq_emulator(tmp_path_factory):
+    """bqemulator on free loopback ports for the whole session; stopped by its PID at the end."""
+    from tests.bq_emulator import BigQueryEmulator
+
+    emulator = BigQueryEmulator(str(tmp_path_factory.mktemp("bqemulator"))).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
