@@ -134,9 +134,8 @@ def measure(argv: list[str], log_path: str, timeout: float) -> Measurement:
     return Measurement(wall, usage.ru_utime + usage.ru_stime, peak[0], process.returncode)
 
 
-def read_predictions(variant: str, shops: int, model: str) -> pd.DataFrame:
-    """Each variant's predictions as (shop_id, date, predicted)."""
-    out = output_dir(variant, shops, model)
+def read_predictions(variant: str, out: str) -> pd.DataFrame:
+    """A variant's predictions, written under `out`, as (shop_id, date, predicted)."""
     if variant == "bare":
         frame = pd.read_parquet(os.path.join(out, "predictions.parquet"))
     elif variant == "article":
@@ -262,7 +261,7 @@ def main(argv=None) -> int:
             if repeat == 0:
                 compared = [v for v in VARIANTS if v in variants and runs[v]]
                 agreement[(shops, model)] = compare_predictions(
-                    {v: read_predictions(v, shops, model) for v in compared}, reference=compared[0])
+                    {v: read_predictions(v, output_dir(v, shops, model)) for v in compared}, reference=compared[0])
                 print(f"[{shops} {model}] predictions agree: {agreement[(shops, model)]}", file=sys.stderr)
         for variant, results in runs.items():
             if results:
