@@ -34,33 +34,39 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
                       plan: WindowPlan) -> GroupResult:
     """Fits the estimator on the training periods of one window and predicts its test periods."""
     time_column, date_column, target = params.time_column, params.date_column, params.target
-    features = list(params.features)
     test_start = plan.test_start(window_start)
-    window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
-    is_test = (window_data[time_column] >= test_start).to_numpy()
-    train, test = window_data.loc[~is_test], window_data.loc[is_test]
+    # The window as numpy arrays sorted by date, built once: per-group pandas indexing
+    # costs several times a small model's fit (see bench/ in the README).
+    order = np.argsort(window_data[date_column].to_numpy(), kind="stable")
+    dates = window_data[date_column].to_numpy()[order]
+    periods = window_data[time_column].to_numpy()[order]
+    features = window_data[list(params.features)].to_numpy(dtype=float)[order]
+    actuals = window_data[target].to_numpy(dtype=float)[order]
+    is_test = periods >= test_start
+    rows_test = int(is_test.sum())
+    rows_train = len(dates) - rows_test
     ledger = {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "status": TRAINED, "reason": "", "rows_train": len(train), "rows_test": len(test),
+        "status": TRAINED, "reason": "", "rows_train": rows_train, "rows_test": rows_test,
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
         "model": params.model, "run_id": params.run_id,
     }
-    periods_present = window_data[time_column].nunique()
+    periods_present = len(np.unique(periods))
     if periods_present < plan.size:
         return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_periods",
                             "error_message": f"{periods_present} of {plan.size} periods present"})
-    if len(train) < params.min_train_rows:
+    if rows_train < params.min_train_rows:
         return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_rows",
-                            "error_message": f"{len(train)} training rows < {params.min_train_rows}"})
+                            "error_message": f"{rows_train} training rows < {params.min_train_rows}"})
 
     seed = models.group_seed(params.seed, key, window_start)
     try:
         estimator = models.make_estimator(params.model, params.model_params, seed=seed,
                                           threads=params.model_threads)
         started = time.perf_counter()
-        estimator.fit(train[features].to_numpy(dtype=float), train[target].to_numpy(dtype=float))
+        estimator.fit(features[~is_test], actuals[~is_test])
         fitted = time.perf_counter()
-        predicted = np.asarray(estimator.predict(test[features].to_numpy(dtype=float)), dtype=float)
+        predicted = np.asarray(estimator.predict(features[is_test]), dtype=float)
         predicted_at = time.perf_counter()
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
@@ -68,13 +74,13 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         return GroupResult({**ledger, "status": FAILED, "reason": "fit_error",
                             "error_class": type(exc).__name__, "error_message": str(exc)[:1000]})
 
-    actual = test[target].to_numpy(dtype=float)
+    actual = actuals[is_test]
     ledger.update(fit_seconds=fitted - started, predict_seconds=predicted_at - fitted)
-    baseline = evaluate.naive_baseline(window_data, train, test, date_column, time_column, target)
+    baseline = evaluate.naive_baseline(dates, periods, actuals, is_test)
     predictions = pd.DataFrame({
         params.key_column: key,
-        date_column: test[date_column].to_numpy(),
-        time_column: test[time_column].to_numpy(),
+        date_column: dates[is_test],
+        time_column: periods[is_test],
         "window_start": window_start,
         "window_end": plan.end_of(window_start),
         "predicted": predicted,
@@ -85,7 +91,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     })
     metrics = {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "test_start": test_start, "rows_train": len(train), "rows_test": len(test),
+        "test_start": test_start, "rows_train": rows_train, "rows_test": rows_test,
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
