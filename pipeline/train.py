@@ -40,7 +40,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     order = np.argsort(window_data[date_column].to_numpy(), kind="stable")
     dates = window_data[date_column].to_numpy()[order]
     periods = window_data[time_column].to_numpy()[order]
-    features = window_data[list(params.features)].to_numpy(dtype=float)[order]
+    features = np.column_stack([window_data[f].to_numpy(dtype=float) for f in params.features])[order]
     actuals = window_data[target].to_numpy(dtype=float)[order]
     is_test = periods >= test_start
     rows_test = int(is_test.sum())
