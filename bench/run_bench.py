@@ -106,7 +106,10 @@ def measure(argv: list[str], log_path: str, timeout: float) -> Measurement:
     peak, done = [0], threading.Event()
 
     def sample():
-        root = psutil.Process(process.pid)
+        try:
+            root = psutil.Process(process.pid)
+        except psutil.Error:  # already gone
+            return
         while not done.is_set():
             try:
                 tree = [root, *root.children(recursive=True)]
