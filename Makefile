@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -33,6 +33,16 @@ plan: venv
 ## All tests.
 test: dev-venv
 	$(PY) -m pytest $(ARGS)
+
+## Benchmark: ours vs the article's approach vs a bare joblib loop (full matrix: long; not a test).
+## Table on stdout and in bench/results/<timestamp>.md. BENCH_ARGS="--repeats 5" etc.
+BENCH_ARGS ?=
+bench: dev-venv
+	$(PY) -m bench.run_bench $(BENCH_ARGS)
+
+## The same on 50 shops only.
+bench-quick: dev-venv
+	$(PY) -m bench.run_bench --quick $(BENCH_ARGS)
 
 ## Re-resolve the runtime lock (needs the package index).
 lock:

@@ -25,27 +25,33 @@ def rmse(actual: np.ndarray, predicted: np.ndarray) -> float | None:
     return regression_metrics(actual, predicted)["rmse"]
 
 
-def previous_period_dates(dates: pd.Series, periods: pd.Series, window_data: pd.DataFrame,
-                          date_column: str, time_column: str) -> pd.Series:
-    """The date one period earlier for each (date, period).
+def previous_period_dates(dates: np.ndarray, periods: np.ndarray, test_dates: np.ndarray,
+                          test_periods: np.ndarray) -> np.ndarray:
+    """The date one period earlier for each test (date, period); NaT where there is none.
 
     When periods are calendar years (the article's case) that is the same
     calendar day a year before. Otherwise the same offset from the start of
     the previous period, where a period starts at its first date in the data.
+    `dates` (of the whole window) must be sorted.
     """
-    all_dates, all_periods = window_data[date_column], window_data[time_column]
-    if (all_dates.dt.year == all_periods).all():
-        return dates - pd.DateOffset(years=1)
-    first_date = all_dates.groupby(all_periods).min()
-    offset = dates - periods.map(first_date)
-    return (periods - 1).map(first_date) + offset
+    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    if (years == periods).all():
+        return (pd.DatetimeIndex(test_dates) - pd.DateOffset(years=1)).to_numpy()
+    known, first_index = np.unique(periods, return_index=True)  # sorted dates: first = earliest
+    first_date = dates[first_index]
+    offset = test_dates - first_date[np.searchsorted(known, test_periods)]
+    previous = np.searchsorted(known, test_periods - 1).clip(max=len(known) - 1)
+    has_previous = known[previous] == test_periods - 1
+    return np.where(has_previous, first_date[previous] + offset, np.datetime64("NaT"))
 
 
-def naive_baseline(window_data: pd.DataFrame, train: pd.DataFrame, test: pd.DataFrame,
-                   date_column: str, time_column: str, target: str) -> np.ndarray:
-    """The same date one period earlier, or the training mean where that date has no value."""
-    earlier = previous_period_dates(test[date_column], test[time_column], window_data, date_column,
-                                    time_column)
-    history = window_data.set_index(date_column)[target]
-    baseline = earlier.map(history).to_numpy(dtype=float)
-    return np.where(np.isnan(baseline), float(train[target].mean()), baseline)
+def naive_baseline(dates: np.ndarray, periods: np.ndarray, values: np.ndarray, is_test: np.ndarray) -> np.ndarray:
+    """The same date one period earlier, or the training mean where that date has no value.
+
+    Arrays of one window sorted by date; returns one value per test row.
+    """
+    earlier = previous_period_dates(dates, periods, dates[is_test], periods[is_test]).astype(dates.dtype)
+    position = np.searchsorted(dates, earlier).clip(max=len(dates) - 1)
+    found = dates[position] == earlier  # NaT never equals
+    baseline = np.where(found, values[position], np.nan)
+    return np.where(np.isnan(baseline), float(values[~is_test].mean()), baseline)

@@ -13,6 +13,7 @@ import json
 import math
 
 import apache_beam as beam
+import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window as beam_window
@@ -54,11 +55,19 @@ def ledger_counters(row: dict) -> dict:
 
 
 def prediction_counters(frame: pd.DataFrame, time_column: str) -> dict:
-    """Sums of squared errors per test period, for the model and the naive baseline."""
-    errors = frame.assign(sq=(frame["predicted"] - frame["actual"]) ** 2,
-                          base_sq=(frame["baseline"] - frame["actual"]) ** 2)
-    grouped = errors.groupby(time_column).agg(n=("sq", "size"), sse=("sq", "sum"), base_sse=("base_sq", "sum"))
-    return {f"period_{stat}": {str(p): float(grouped.at[p, stat]) for p in grouped.index}
+    """Sums of squared errors per test period, for the model and the naive baseline.
+
+    numpy rather than a pandas groupby: this runs once per trained key x window, and a
+    named-aggregation groupby costs about as much as fitting a small model.
+    """
+    periods, group = np.unique(frame[time_column].to_numpy(), return_inverse=True)
+    actual = frame["actual"].to_numpy(dtype=float)
+    squared = {"sse": (frame["predicted"].to_numpy(dtype=float) - actual) ** 2,
+               "base_sse": (frame["baseline"].to_numpy(dtype=float) - actual) ** 2}
+    sums = {"n": np.bincount(group, minlength=len(periods)).astype(float)}
+    sums.update({stat: np.bincount(group, weights=np.nan_to_num(values, nan=0.0), minlength=len(periods))
+                 for stat, values in squared.items()})
+    return {f"period_{stat}": {str(p): float(total) for p, total in zip(periods.tolist(), sums[stat])}
             for stat in ("n", "sse", "base_sse")}
 
 

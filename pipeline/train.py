@@ -83,6 +83,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan)
     if ledger["status"] == SKIPPED:
         return GroupResult(ledger)
+    is_test = (window_data[time_column] >= test_start).to_numpy()
 
     seed = models.group_seed(params.seed, key, window_start)
     fit_args = (models.REGISTRY[params.model], params.model_params, seed, params.model_threads,
@@ -100,7 +101,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     actual = test[target].to_numpy(dtype=float)
     ledger.update(fit_seconds=fit_seconds, predict_seconds=predict_seconds)
-    baseline = evaluate.naive_baseline(window_data, train, test, date_column, time_column, target)
+    baseline = evaluate.naive_baseline(window_data[date_column].to_numpy(), window_data[time_column].to_numpy(),
+                                       window_data[target].to_numpy(dtype=float), is_test)
     predictions = pd.DataFrame({
         params.key_column: key,
         date_column: test[date_column].to_numpy(),
