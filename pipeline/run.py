@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import rows, sinks, source, summary, train
+from pipeline import features, rows, search, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -68,16 +68,21 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind)
     validated = chunks | "ValidateRows" >> rows.ValidateAndBlock(params)
     blocks = validated[rows.BLOCKS]
+    if features.is_enabled(params):
+        blocks = blocks | "GenerateFeatures" >> features.GenerateFeatures(params)
     period_range = (blocks
                     | "Periods" >> beam.Map(lambda e: e[1])
                     | "PeriodRange" >> beam.CombineGlobally(_PeriodRange()))
+    fit = (search.SearchAndTrain(params, period_range) if search.is_enabled(params)
+           else train.TrainAndPredict(params, period_range))
     results = (blocks
                | "WindowByKey" >> WindowByKey(WindowPlan.from_params(params))
-               | "TrainAndPredict" >> train.TrainAndPredict(params, period_range))
+               | "TrainAndPredict" >> fit)
     run_id = params.run_id
+    fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {
         name: results[name] | f"Unwindow_{name}" >> beam.WindowInto(beam_window.GlobalWindows())
-        for name in (train.PREDICTIONS, train.METRICS, train.LEDGER)
+        for name in fitted
     }
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))

@@ -8,14 +8,14 @@ Input: the grouped blocks of one key in one sliding window. Output, tagged:
 
 from __future__ import annotations
 
-import time
+import json
 
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import evaluate, models
+from pipeline import custom_model, evaluate, features, models
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
 
@@ -30,38 +30,59 @@ class GroupResult:
         self.ledger, self.predictions, self.metrics = ledger, predictions, metrics
 
 
-def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                      plan: WindowPlan) -> GroupResult:
-    """Fits the estimator on the training periods of one window and predicts its test periods."""
-    time_column, date_column, target = params.time_column, params.date_column, params.target
-    features = list(params.features)
+def split_window(window_data: pd.DataFrame, params: PipelineParams, plan: WindowPlan, window_start: int):
+    """(sorted window rows, train rows, test rows); test rows' generated features as of the test start."""
     test_start = plan.test_start(window_start)
-    window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
-    is_test = (window_data[time_column] >= test_start).to_numpy()
-    train, test = window_data.loc[~is_test], window_data.loc[is_test]
-    ledger = {
+    window_data = window_data.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    window_data = features.as_of(window_data, test_start, params)
+    is_test = (window_data[params.time_column] >= test_start).to_numpy()
+    return window_data, window_data.loc[~is_test], window_data.loc[is_test]
+
+
+def ledger_row(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+               plan: WindowPlan, model_params: dict | None = None) -> dict:
+    """The ledger entry of a key x window before it is fitted (status trained until said otherwise)."""
+    rows_test = int((window_data[params.time_column] >= plan.test_start(window_start)).sum())
+    used = params.model_params if model_params is None else model_params
+    return {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "status": TRAINED, "reason": "", "rows_train": len(train), "rows_test": len(test),
+        "status": TRAINED, "reason": "", "rows_train": len(window_data) - rows_test, "rows_test": rows_test,
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
-        "model": params.model, "run_id": params.run_id,
+        "model": params.model, "model_params": json.dumps(used, sort_keys=True), "run_id": params.run_id,
     }
-    periods_present = window_data[time_column].nunique()
+
+
+def skip_reason(window_data: pd.DataFrame, rows_train: int, params: PipelineParams,
+                plan: WindowPlan) -> tuple[str, str] | None:
+    """(reason, message) when a planned key x window cannot be trained, else None."""
+    periods_present = window_data[params.time_column].nunique()
     if periods_present < plan.size:
-        return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_periods",
-                            "error_message": f"{periods_present} of {plan.size} periods present"})
-    if len(train) < params.min_train_rows:
-        return GroupResult({**ledger, "status": SKIPPED, "reason": "too_few_rows",
-                            "error_message": f"{len(train)} training rows < {params.min_train_rows}"})
+        return "too_few_periods", f"{periods_present} of {plan.size} periods present"
+    if rows_train < params.min_train_rows:
+        return "too_few_rows", f"{rows_train} training rows < {params.min_train_rows}"
+    return None
+
+
+def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+                      plan: WindowPlan, model_params: dict | None = None) -> GroupResult:
+    """Fits the model on the training periods of one window and predicts its test periods.
+
+    `model_params` replaces --model_params (the search passes the chosen configuration).
+    """
+    time_column, date_column, target = params.time_column, params.date_column, params.target
+    model_params = params.model_params if model_params is None else model_params
+    test_start = plan.test_start(window_start)
+    window_data, train, test = split_window(window_data, params, plan, window_start)
+    ledger = ledger_row(key, window_start, window_data, params, plan, model_params)
+    skipped = skip_reason(window_data, len(train), params, plan)
+    if skipped:
+        return GroupResult({**ledger, "status": SKIPPED, "reason": skipped[0], "error_message": skipped[1]})
 
     seed = models.group_seed(params.seed, key, window_start)
     try:
-        estimator = models.make_estimator(params.model, params.model_params, seed=seed,
-                                          threads=params.model_threads)
-        started = time.perf_counter()
-        estimator.fit(train[features].to_numpy(dtype=float), train[target].to_numpy(dtype=float))
-        fitted = time.perf_counter()
-        predicted = np.asarray(estimator.predict(test[features].to_numpy(dtype=float)), dtype=float)
-        predicted_at = time.perf_counter()
+        fitted = custom_model.fit_predict(params, model_params, features.model_columns(params), train, test,
+                                          key, seed)
+        predicted = fitted.predicted
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
     except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
@@ -69,7 +90,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
                             "error_class": type(exc).__name__, "error_message": str(exc)[:1000]})
 
     actual = test[target].to_numpy(dtype=float)
-    ledger.update(fit_seconds=fitted - started, predict_seconds=predicted_at - fitted)
+    ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
     baseline = evaluate.naive_baseline(window_data, train, test, date_column, time_column, target)
     predictions = pd.DataFrame({
         params.key_column: key,
@@ -89,12 +110,15 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
-        "model": params.model, "run_id": params.run_id,
+        "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
     return GroupResult(ledger, predictions, metrics)
 
 
-class _TrainAndPredictFn(beam.DoFn):
+class TrainAndPredictFn(beam.DoFn):
+    """Planned key x windows -> `handle(key, start, window_data)`; subclasses (the search) reuse the
+    planning, the counters and the tagged outputs."""
+
     def __init__(self, params: PipelineParams):
         self._params = params
         self._plan = WindowPlan.from_params(params)
@@ -113,13 +137,18 @@ class _TrainAndPredictFn(beam.DoFn):
         start = self._plan.start_of(window)
         # A window hanging over the data's first or last period is not a group.
         if period_range is not None and self._plan.is_planned(start, *period_range):
-            yield from self._train(key, start, blocks)
+            blocks = list(blocks)
+            window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+            yield from self.handle(key, start, window_data)
 
-    def _train(self, key, start, blocks):
+    def handle(self, key, start, window_data):
+        self.count_planned()
+        yield from self.emit(train_and_predict(key, start, window_data, self._params, self._plan))
+
+    def count_planned(self):
         self._planned.inc()
-        blocks = list(blocks)
-        window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
-        result = train_and_predict(key, start, window_data, self._params, self._plan)
+
+    def emit(self, result: GroupResult):
         self._counters[result.ledger["status"]].inc()
         yield beam.pvalue.TaggedOutput(LEDGER, result.ledger)
         if result.predictions is not None:
@@ -140,6 +169,6 @@ class TrainAndPredict(beam.PTransform):
 
     def expand(self, grouped):
         return grouped | "Fit" >> beam.ParDo(
-            _TrainAndPredictFn(self._params),
+            TrainAndPredictFn(self._params),
             period_range=beam.pvalue.AsSingleton(self._period_range),
         ).with_outputs(PREDICTIONS, METRICS, LEDGER)
