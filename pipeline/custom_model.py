@@ -43,7 +43,7 @@ PREDICTION_COLUMNS = ("predicted", "predict")
 
 
 def is_user_model(model: str) -> bool:
-    return ":" in model
+    return model not in models.REGISTRY
 
 
 def allowed_modules(environ=None) -> tuple[str, ...]:
@@ -67,7 +67,8 @@ def load(spec: str, check_allowed: bool = True):
     """The user's function or estimator class for `spec`; ParameterError when it is not acceptable."""
     match = SPEC_RE.match(spec)
     if not match:
-        raise _refuse(spec, "not of the form package.module:callable (a public name, no expression)")
+        raise _refuse(spec, "neither a registry name nor of the form package.module:callable (a public name, "
+                            "no expression)")
     module_name, name = match["module"], match["name"]
     allowed = allowed_modules()
     if check_allowed and not _within(module_name, allowed):

@@ -313,9 +313,9 @@ def validate_static(params: PipelineParams) -> None:
     # local imports: keep option parsing light for the template launcher
     from pipeline import custom_model, features, models, search
 
-    if custom_model.is_user_model(params.model):
-        custom_model.check(params.model, params.model_params)  # allow-list first, before any import
-    else:
+    if params.model in models.REGISTRY:
         models.check_model(params.model, params.model_params)
+    else:
+        custom_model.check(params.model, params.model_params)  # allow-list first, before any import
     features.check(params)
     search.check(params)
