@@ -121,9 +121,9 @@ def calendar_features(dates: pd.Series, spec: FeatureSpec) -> pd.DataFrame:
     dates = pd.to_datetime(dates)
     columns = {}
     if "day_of_week" in spec.calendar:
-        columns["day_of_week"] = dates.dt.dayofweek.astype(float)
+        columns["day_of_week"] = dates.dt.day_of_week.astype(float)
     if "day_of_year" in spec.calendar:
-        columns["day_of_year"] = dates.dt.dayofyear.astype(float)
+        columns["day_of_year"] = dates.dt.day_of_year.astype(float)
     if "month" in spec.calendar:
         columns["month"] = dates.dt.month.astype(float)
     if "holiday" in spec.calendar:

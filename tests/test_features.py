@@ -90,7 +90,7 @@ def test_calendar_features_and_bundled_holidays():
     got = features.calendar_features(dates, spec)
     assert list(got["holiday"]) == [1, 1, 1, 1, 0, 0]  # Bastille day, Ascension, Whit and Easter Monday
     assert list(got["day_of_week"]) == [2, 3, 0, 0, 1, 3]
-    assert list(got["day_of_year"]) == list(dates.dt.dayofyear) and list(got["month"]) == [7, 5, 5, 4, 4, 11]
+    assert list(got["day_of_year"]) == list(dates.dt.day_of_year) and list(got["month"]) == [7, 5, 5, 4, 4, 11]
     us = features.calendar_features(dates, dataclasses.replace(spec, holiday_calendar="us"))
     assert list(us["holiday"]) == [0, 0, 0, 0, 0, 1]  # Thanksgiving
 
@@ -125,16 +125,16 @@ def test_pipeline_fails_a_leaky_feature(tmp_path, write_parquet, monkeypatch):
 def test_test_rows_see_only_values_before_the_test_start_on_every_window(tmp_path, write_parquet, monkeypatch):
     """The model echoes a feature: the predictions are exactly what each test row was given."""
     monkeypatch.setenv(custom_model.ALLOW_LIST_ENV, "tests.user_models")
-    data = make_rows({"A": [2001, 2002, 2003, 2004, 2005], "B": [2001, 2002, 2003, 2004]}, days=40, seed=3)
+    data = contiguous_rows(["A", "B"], days=30, seed=3)
     path = write_parquet(data)
     frame = data.assign(date=pd.to_datetime(data["date"]))
-    for column in ("lag_7", "rolling_mean_10", "lag_364"):
+    for column in ("lag_7", "rolling_mean_10"):
         out = tmp_path / column
         summary = run_pipeline(out, f"--input={path}", "--model=tests.user_models.probes:echo_feature",
-                               f'--model_params={{"column": "{column}"}}', "--lag_days=7,364",
+                               f'--model_params={{"column": "{column}"}}', "--lag_days=7,40",
                                "--rolling_mean_days=10", "--calendar_features=day_of_week,holiday",
                                "--check_leakage=true")
-        assert summary["groups_failed"] == 0 and summary["groups_trained"] == 5
+        assert summary["groups_failed"] == 0 and summary["groups_trained"] == 4
         predictions = sorted_predictions(out)
         for (shop, start), got in predictions.groupby(["shop_id", "window_start"]):
             test_start = start + 2
@@ -148,6 +148,7 @@ def test_test_rows_see_only_values_before_the_test_start_on_every_window(tmp_pat
                             for d in dates]
                 expected = np.nan_to_num(np.array(expected, dtype=float))
             np.testing.assert_allclose(got["predicted"], expected, err_msg=f"{column} {shop} {start}")
+            assert (expected[:7] != 0).all() and (expected[10:] == 0).all()  # known, then masked
             assert (got["year"] >= test_start).all()
 
 
