@@ -115,14 +115,22 @@ class Fitted:
     predict_seconds: float
 
 
+def registry_arrays(params: PipelineParams, feature_columns: list[str], train: pd.DataFrame,
+                    test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(X train, y train, X test) as registry estimators take them; the search converts once per batch."""
+    return (train[feature_columns].to_numpy(dtype=float), train[params.target].to_numpy(dtype=float),
+            test[feature_columns].to_numpy(dtype=float))
+
+
 def fit_predict(params: PipelineParams, model_params: dict, feature_columns: list[str], train: pd.DataFrame,
-                test: pd.DataFrame, key: str, seed: int) -> Fitted:
-    """Fits the run's model (registry or user's) on `train` and predicts `test`."""
+                test: pd.DataFrame, key: str, seed: int, arrays=None) -> Fitted:
+    """Fits the run's model (registry or user's) on `train` and predicts `test`.
+
+    `arrays`: `registry_arrays(...)` of the same frames, when the caller fits several configurations.
+    """
     if not is_user_model(params.model):
         estimator = models.make_estimator(params.model, model_params, seed=seed, threads=params.model_threads)
-        return _fit_estimator(estimator, train[feature_columns].to_numpy(dtype=float),
-                              train[params.target].to_numpy(dtype=float),
-                              test[feature_columns].to_numpy(dtype=float))
+        return _fit_estimator(estimator, *(arrays or registry_arrays(params, feature_columns, train, test)))
     target = load(params.model, check_allowed=False)  # allowed at launch; workers only import it
     if inspect.isclass(target):
         estimator = target(**model_params)

@@ -106,6 +106,8 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
     base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
             "validation_start": cutoff, "rows_fit": len(fit), "rows_validation": len(validation),
             "model": params.model, "run_id": params.run_id}
+    arrays = None if custom_model.is_user_model(params.model) else custom_model.registry_arrays(
+        params, columns, fit, validation)
     rows = []
     for config_id, config in configs:
         row = {**base, "config_id": config_id, "model_params": json.dumps(config, sort_keys=True),
@@ -114,7 +116,7 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
             if len(fit) < params.min_train_rows or not len(validation):
                 raise ValueError(f"validation split has {len(fit)} fit rows and {len(validation)} validation rows")
             fitted = custom_model.fit_predict(params, {**params.model_params, **config}, columns, fit, validation,
-                                              key, seed)
+                                              key, seed, arrays)
             score = evaluate.rmse(validation[params.target].to_numpy(dtype=float), fitted.predicted)
             if score is None or not math.isfinite(score):
                 raise FloatingPointError("the model predicted NaN or infinite values")
