@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run test venv dev-venv lock clean
+.PHONY: run plan test venv dev-venv lock clean
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -14,7 +14,8 @@ dev-venv: $(VENV)/.dev
 $(VENV)/.runtime: requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements.txt
-	$(PIP) install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@# The package is used from this checkout (a .pth entry): no build step, nothing to reinstall on edits.
+	$(PY) -c "import sysconfig, pathlib; pathlib.Path(sysconfig.get_paths()['purelib'], 'many_models_pipeline.pth').write_text('$(CURDIR)\n')"
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
@@ -24,6 +25,10 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 ## Run the pipeline on the embedded sample (DuckDB + Beam's local runner on every core).
 run: venv
 	$(PY) -m pipeline --output $(OUTPUT) $(ARGS)
+
+## Fold plan dry run on the same inputs: what would train or be skipped, and a cost estimate.
+plan: venv
+	$(PY) -m pipeline --output $(OUTPUT)-plan --plan_only $(ARGS)
 
 ## All tests.
 test: dev-venv

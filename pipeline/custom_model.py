@@ -59,8 +59,8 @@ def _refuse(spec: str, why: str) -> ParameterError:
     allowed = allowed_modules()
     listed = ", ".join(allowed) if allowed else "empty, so no user model is accepted"
     return ParameterError(
-        "model", spec, f"{why}. --model takes a registry name ({', '.join(models.REGISTRY)}) or "
-        f"module:callable from a module in the allow-list {ALLOW_LIST_ENV} (now: {listed})")
+        "model", spec, f"one of {', '.join(models.REGISTRY)}, or package.module:callable from a module in the "
+        f"allow-list {ALLOW_LIST_ENV} (now: {listed}); here {why}")
 
 
 def load(spec: str, check_allowed: bool = True):
@@ -113,6 +113,7 @@ class Fitted:
     predicted: np.ndarray
     fit_seconds: float
     predict_seconds: float
+    estimator: object = None  # the fitted estimator (None for a user function)
 
 
 def registry_arrays(params: PipelineParams, feature_columns: list[str], train: pd.DataFrame,
@@ -153,7 +154,7 @@ def _fit_estimator(estimator, x_train, y_train, x_test) -> Fitted:
     estimator.fit(x_train, y_train)
     fitted = time.perf_counter()
     predicted = np.asarray(estimator.predict(x_test), dtype=float).reshape(-1)
-    return Fitted(predicted, fitted - started, time.perf_counter() - fitted)
+    return Fitted(predicted, fitted - started, time.perf_counter() - fitted, estimator)
 
 
 def _predictions(result, test: pd.DataFrame, date_column: str) -> np.ndarray:

@@ -47,6 +47,7 @@ class Param:
     param_type: str = "TEXT"  # Dataflow ParameterMetadata.paramType
     regex: str | None = None  # POSIX-egrep compatible; checked locally too
     example: str | None = None
+    allowed: str | None = None  # what a valid value looks like, in words, for error messages
 
     @property
     def is_optional(self) -> bool:
@@ -99,28 +100,28 @@ PARAMS: tuple[Param, ...] = (
           GROUP_SOURCE, default="auto", choices=SOURCES, param_type="ENUM"),
     Param("time_column", "Period column",
           "Integer period index of each row (the article's year); it becomes the row's event time.",
-          GROUP_SOURCE, default="year", regex=COLUMN_RE),
+          GROUP_SOURCE, default="year", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
-          GROUP_SOURCE, default="date", regex=COLUMN_RE),
+          GROUP_SOURCE, default="date", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
     Param("key_column", "Key column", "One model is trained per value of this column and window.",
-          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE),
+          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
     Param("target", "Target column", "Numeric column to predict.", GROUP_SOURCE, default="sales",
-          regex=COLUMN_RE),
+          regex=COLUMN_RE, allowed="a column name (letters, digits, _)"),
     Param("features", "Feature columns",
           "Comma-separated feature columns. Non-numeric values become missing, and missing values become 0.0 "
           "(the article's rule); both are counted.",
-          GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
+          GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE, allowed="comma-separated column names"),
     # -- windows --------------------------------------------------------------
     Param("window_size", "Window size", "Periods per sliding window (train + test).", GROUP_WINDOWS,
-          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("window_period", "Window period", "Periods between the starts of consecutive windows.",
-          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("test_periods", "Test periods",
           "The last N periods of each window are predicted; the earlier ones train the model.",
-          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("min_train_rows", "Minimum training rows",
           "A key x window with fewer training rows is skipped (reason too_few_rows).",
-          GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     # -- model ----------------------------------------------------------------
     Param("model", "Model",
           f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
@@ -128,14 +129,15 @@ PARAMS: tuple[Param, ...] = (
           GROUP_MODEL, default="gbr"),
     Param("model_params", "Model hyperparameters",
           'JSON object of estimator parameters, e.g. {"n_estimators": 200, "max_depth": 3}.',
-          GROUP_MODEL, default="{}", regex=r"^\{.*\}$", example='{"n_estimators": 50}'),
+          GROUP_MODEL, default="{}", regex=r"^\{.*\}$", example='{"n_estimators": 50}',
+          allowed='a JSON object such as {"n_estimators": 50}'),
     Param("seed", "Random seed",
           "Run seed; each model's seed derives from (seed, key, window), so results do not depend on "
           "worker count or order.", GROUP_MODEL, type=int, default=0, param_type="NUMBER",
-          regex=NON_NEGATIVE_INT_RE),
+          regex=NON_NEGATIVE_INT_RE, allowed="a non-negative integer"),
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
-          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     # -- outputs --------------------------------------------------------------
     Param("output", "Output location",
           "Local directory or gs:// prefix; predictions/, metrics/, ledger/, rejected_rows/ and summary.json "
@@ -148,6 +150,17 @@ PARAMS: tuple[Param, ...] = (
           GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM"),
     Param("run_id", "Run id", "Identifier written on every output row; generated when empty.",
           GROUP_OUTPUTS, default="", regex=RUN_ID_RE),
+    # -- reproducibility and evaluation: fold plan dry run, saved models --------
+    Param("plan_only", "Plan only",
+          "Dry run: write and print the fold plan (key x window x train/test periods x row counts, would "
+          "train or would skip and why), the number of fits and a cost estimate timed on a few sample fits; "
+          "write no predictions and save no models.", GROUP_OUTPUTS, type=_bool, default=False,
+          regex=r"^(true|false)$"),
+    Param("model_dir", "Model directory",
+          "Local directory or gs:// prefix; when set, each trained model is saved as "
+          "<model_dir>/<run_id>/<key>/<window_start>/model.joblib (XGBoost: model.json) with meta.json.",
+          GROUP_OUTPUTS, default="", param_type="GCS_WRITE_FOLDER", regex=r"^[^\s]*$",
+          example="gs://my-bucket/many-models/models"),
     # -- feature generation (in the same pass; leakage-safe) ---------------------
     Param("calendar_features", "Calendar features",
           "Comma-separated features generated from the date: day_of_week, day_of_year, month, holiday.",
@@ -210,6 +223,8 @@ class PipelineParams:
     output_format: str
     if_output_exists: str
     run_id: str
+    plan_only: bool = False
+    model_dir: str = ""
     # feature generation
     calendar_features: tuple[str, ...] = ()
     holiday_calendar: str = "fr"
@@ -242,7 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline",
         description="Train and evaluate one model per key and sliding time window.")
     for param in PARAMS:
-        parser.add_argument(f"--{param.name}", type=str, default=None, help=param.help)
+        flag = {"nargs": "?", "const": "true"} if param.type is _bool else {}  # a bare --plan_only means true
+        parser.add_argument(f"--{param.name}", type=str, default=None, help=param.help, **flag)
     return parser
 
 
@@ -252,7 +268,7 @@ def _convert(param: Param, raw: str | None) -> Any:
     if param.choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
     if param.regex and not re.fullmatch(param.regex, raw, flags=re.DOTALL):
-        raise ParameterError(param.name, raw, f"must match {param.regex}")
+        raise ParameterError(param.name, raw, param.allowed or f"must match {param.regex}")
     try:
         return param.type(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:

@@ -20,7 +20,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import features, rows, search, sinks, source, summary, train
+from pipeline import features, lineage, plan, rows, search, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -65,7 +65,9 @@ class WindowByKey(beam.PTransform):
 
 def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> dict:
     """Adds every stage to `pipeline`; returns the named output PCollections."""
+    run_lineage = lineage.RunLineage.collect(params, pipeline.options)
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind)
+    fingerprints = chunks | "FingerprintInput" >> lineage.FingerprintInput()
     validated = chunks | "ValidateRows" >> rows.ValidateAndBlock(params)
     blocks = validated[rows.BLOCKS]
     if features.is_enabled(params):
@@ -73,11 +75,20 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     period_range = (blocks
                     | "Periods" >> beam.Map(lambda e: e[1])
                     | "PeriodRange" >> beam.CombineGlobally(_PeriodRange()))
+    grouped = blocks | "WindowByKey" >> WindowByKey(WindowPlan.from_params(params))
+    manifest_path = sinks.output_path(params, sinks.MANIFEST_FILE)
+    if params.plan_only:
+        counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
+        planned = grouped | "PlanWindows" >> plan.PlanWindows(params, period_range, counters,
+                                                              plan.parallel_slots(pipeline.options))
+        written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
+            params, run_lineage)
+        manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
+            run_lineage, params, manifest_path, written)
+        return {**planned, "manifest": manifest}
     fit = (search.SearchAndTrain(params, period_range) if search.is_enabled(params)
            else train.TrainAndPredict(params, period_range))
-    results = (blocks
-               | "WindowByKey" >> WindowByKey(WindowPlan.from_params(params))
-               | "TrainAndPredict" >> fit)
+    results = grouped | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {
@@ -86,10 +97,11 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     }
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
-    outputs | "WriteOutputs" >> sinks.WriteOutputs(params)
-    summary_doc = {**outputs, "row_counts": validated[rows.COUNTS]} | "WriteSummary" >> summary.WriteSummary(
-        params, source_kind)
-    return {**outputs, "summary": summary_doc}
+    written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage)
+    summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
+                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
+    manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
+    return {**outputs, "summary": summary_doc, "manifest": manifest}
 
 
 def pipeline_options(beam_args: list[str]) -> PipelineOptions:
@@ -138,14 +150,28 @@ def run(argv: list[str] | None = None) -> dict | None:
         build(pipeline, params, kind)
     if not is_local(options):
         return None  # Dataflow: the summary is written by the job itself
+    if params.plan_only:
+        document, table = plan.read_plan(params.output)
+        print(plan.format_plan(document, table, params.key_column))
+        print(f"\nPlan under {params.output}/: {sinks.PLAN_NAME}/, {sinks.PLAN_SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
+        return document
     result = summary.read_summary(params)
     print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
-    print(f"\nOutputs under {params.output}/: {', '.join(sinks.OUTPUT_NAMES)}, {sinks.SUMMARY_FILE}")
+    print(f"\nOutputs under {params.output}/: {', '.join(sinks.OUTPUT_NAMES)}, {sinks.SUMMARY_FILE}, "
+          f"{sinks.MANIFEST_FILE}")
+    from pipeline import report
+
+    try:
+        print(f"Report: {report.write_report(params.output)}")
+    except Exception as exc:  # the outputs are complete; a plotting problem must not fail the run
+        logging.getLogger(__name__).warning("report not written: %s: %s", type(exc).__name__, exc)
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # The local runner relays a harmless start-up warning from every worker process.
+    logging.getLogger("apache_beam.runners.portability.local_job_service").setLevel(logging.ERROR)
     from pipeline.options import ParameterError
 
     try:

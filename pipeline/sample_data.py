@@ -9,7 +9,8 @@ The mess, on purpose:
 - shop `S002` has only two years of history (never enough for a 3-year window);
 - shop `S003` opens on 1 July of the third year (its first window is partial);
 - a few attribute values are missing;
-- a few attr3 values are not numbers ("n/a").
+- a few attr3 values are not numbers ("n/a");
+- two rows have no sales value and one row is delivered twice: those three are rejected rows.
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ def generate(n_shops: int = SHOPS, first_year: int = FIRST_YEAR, years: int = YE
     rng = np.random.default_rng(seed)
     dates = pd.date_range(f"{first_year}-01-01", f"{first_year + years - 1}-12-31", freq="D")
     n_days = len(dates)
-    day_of_year = dates.dayofyear.to_numpy()
+    day_of_year = dates.day_of_year.to_numpy()
     season = np.sin(2 * np.pi * day_of_year / 365.25)
-    weekly = np.where(dates.dayofweek.to_numpy() >= 5, 1.0, 0.0)
+    weekly = np.where(dates.day_of_week.to_numpy() >= 5, 1.0, 0.0)
     trend = (dates.year.to_numpy() - first_year).astype(float)
 
     frames = []
@@ -67,8 +68,9 @@ def _add_mess(data: pd.DataFrame, rng: np.random.Generator, first_year: int) -> 
     data.iloc[positions[:15], data.columns.get_loc("attr1")] = np.nan
     data.iloc[positions[15:25], data.columns.get_loc("attr2")] = np.nan
     data.iloc[positions[25:32], data.columns.get_loc("attr3")] = "n/a"
-    data.iloc[positions[32:], data.columns.get_loc("attr3")] = None
-    return data
+    data.iloc[positions[32:38], data.columns.get_loc("attr3")] = None
+    data.iloc[positions[38:], data.columns.get_loc("sales")] = np.nan
+    return pd.concat([data, data.iloc[[positions[0]]]], ignore_index=True)
 
 
 def main() -> None:

@@ -145,8 +145,9 @@ class _PlanSearchFn(train.TrainAndPredictFn):
     def handle(self, key, start, window_data):
         params, plan = self._params, self._plan
         yield (key, start), window_data
-        is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
-        if train.skip_reason(window_data, int(is_train.sum()), params, plan) is None:
+        _, _, _, ledger = train.split_window(key, start, window_data, params, plan)
+        if ledger["status"] == train.TRAINED:
+            is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
             train_data = window_data.loc[is_train].reset_index(drop=True)
             for batch in self._batches:
                 yield beam.pvalue.TaggedOutput(_TO_SCORE, ((key, start), batch, train_data))
@@ -180,7 +181,7 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
             yield beam.pvalue.TaggedOutput(SEARCH, pd.DataFrame(scores))
         self.count_planned()
         if scores and winner is None:
-            ledger = train.ledger_row(key, start, window_data, self._params, self._plan)
+            _, _, _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
             result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
                                         "error_class": "SearchError",
                                         "error_message": f"every configuration failed: {scores[0]['error_message']}"})

@@ -16,12 +16,16 @@ from pipeline.options import ParameterError, PipelineParams
 
 OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search")  # search: with --param_grid
 SUMMARY_FILE = "summary.json"
+# Reproducibility and evaluation (lineage, plan-only mode, report)
+MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
+PLAN_NAME = "plan"
 
 
 def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     key = (params.key_column, pa.string())
     window = [("window_start", pa.int64()), ("window_end", pa.int64())]
-    tail = [("model", pa.string()), ("run_id", pa.string())]
+    lineage = [("run_id", pa.string()), ("params_hash", pa.string()), ("code_version", pa.string())]
+    tail = [("model", pa.string()), *lineage]
     # the hyperparameters used; with --param_grid also the chosen configuration and its validation score
     chosen = [("model_params", pa.string()), ("config_id", pa.int64()), ("validation_rmse", pa.float64())]
     return {
@@ -39,12 +43,16 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
-            ("row_json", pa.string()), ("run_id", pa.string())]),
+            ("row_json", pa.string()), *lineage]),
         "search": pa.schema([
             key, *window, ("validation_start", pa.int64()), ("config_id", pa.int64()), ("model_params", pa.string()),
             ("validation_rmse", pa.float64()), ("chosen", pa.bool_()), ("rows_fit", pa.int64()),
             ("rows_validation", pa.int64()), ("fit_seconds", pa.float64()), ("error_message", pa.string()),
             *tail]),
+        PLAN_NAME: pa.schema([
+            key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
+            ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),
+            ("rows_test", pa.int64()), ("status", pa.string()), ("reason", pa.string()), *tail]),
     }
 
 
@@ -55,9 +63,10 @@ def output_path(params: PipelineParams, name: str) -> str:
 def prepare_output(params: PipelineParams) -> None:
     """Applies --if_output_exists before any work: refuse, or remove the previous run's outputs."""
     existing = []
-    for name in (*OUTPUT_NAMES, SUMMARY_FILE):
+    run_files = (SUMMARY_FILE, MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE)
+    for name in (*OUTPUT_NAMES, PLAN_NAME, *run_files):
         path = output_path(params, name)
-        pattern = path if name == SUMMARY_FILE else FileSystems.join(path, "*")
+        pattern = path if name in run_files else FileSystems.join(path, "*")
         existing += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
     if not existing:
         return
@@ -113,14 +122,19 @@ class WriteFrames(beam.PTransform):
 
 
 class WriteOutputs(beam.PTransform):
-    """Writes predictions, metrics, ledger and rejected rows, each in its own folder."""
+    """Writes predictions, metrics, ledger and rejected rows (or the plan), each in its own folder,
+    with the run's lineage columns on every row. Returns the written file names per output."""
 
-    def __init__(self, params: PipelineParams):
+    def __init__(self, params: PipelineParams, run_lineage=None):
         super().__init__()
-        self._params = params
+        self._params, self._lineage = params, run_lineage
 
     def expand(self, outputs: dict):
+        from pipeline import lineage
+
         schemas = output_schemas(self._params)
+        columns = (self._lineage or lineage.RunLineage.collect(self._params)).columns()
         return {name: (outputs[name]
+                       | f"Lineage_{name}" >> beam.Map(lineage.stamp, columns)
                        | f"Write_{name}" >> WriteFrames(self._params, name, schemas[name]))
-                for name in OUTPUT_NAMES if name in outputs}
+                for name in outputs}

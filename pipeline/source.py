@@ -82,9 +82,10 @@ def read_file_table(path: str, handle, limit: int | None = None) -> pd.DataFrame
     elif path.endswith(".csv"):
         import pyarrow.csv as pacsv
 
-        # Everything as text: validation parses each column and keeps the original for rejects.
-        table = pacsv.read_csv(io.BytesIO(data),
-                               convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+        # Only an empty field is null: "n/a" and the like stay text, so validation counts
+        # them as coerced exactly as it does for Parquet or BigQuery strings.
+        table = pacsv.read_csv(io.BytesIO(data), convert_options=pacsv.ConvertOptions(
+            null_values=[""], strings_can_be_null=True))
     elif path.endswith((".jsonl", ".json")):
         frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)
         return frame
@@ -107,7 +108,7 @@ class _RunDuckDBQuery(beam.DoFn):
     def process(self, _):
         connection = duckdb_connection()
         try:
-            reader = connection.execute(self._query).fetch_record_batch(CHUNK_ROWS)
+            reader = connection.execute(self._query).to_arrow_reader(CHUNK_ROWS)
             for batch in reader:
                 yield batch.to_pandas()[list(self._columns)]
         finally:

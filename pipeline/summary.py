@@ -66,8 +66,10 @@ def rejected_counters(frame: pd.DataFrame) -> dict:
     return {"rows_rejected_by_reason": frame["reason"].value_counts().to_dict()}
 
 
-def assemble(params: PipelineParams, source: str, totals: dict) -> dict:
+def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None) -> dict:
     """The summary document from the summed counters."""
+    from pipeline import lineage
+
     n, sse, base_sse = (totals.get(f"period_{s}", {}) for s in ("n", "sse", "base_sse"))
     periods = sorted(n, key=int)
     rows_rejected = totals.get("rows_rejected_validation", 0) + totals.get("rows_rejected_duplicate", 0)
@@ -91,6 +93,11 @@ def assemble(params: PipelineParams, source: str, totals: dict) -> dict:
         "predictions": int(sum(n.values())),
         "parameters": params.as_dict(),
     }
+    if "input_rows" in totals:
+        summary["input_fingerprint"] = lineage.input_fingerprint(totals)
+    if run_lineage is not None:
+        summary["lineage"] = {"params_hash": run_lineage.params_hash, "code_version": run_lineage.code_version,
+                              "image": run_lineage.image}
     summary["counts_reconcile"] = {
         "rows": summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"],
         "groups": summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
@@ -117,12 +124,13 @@ def read_summary(params: PipelineParams) -> dict:
 class WriteSummary(beam.PTransform):
     """Counters from every stage -> one summary.json."""
 
-    def __init__(self, params: PipelineParams, source: str):
+    def __init__(self, params: PipelineParams, source: str, run_lineage=None):
         super().__init__()
-        self._params, self._source = params, source
+        self._params, self._source, self._lineage = params, source, run_lineage
 
     def expand(self, inputs: dict):
-        params, time_column = self._params, self._params.time_column
+        params, time_column, source, run_lineage = (self._params, self._params.time_column, self._source,
+                                                    self._lineage)
         to_global = beam_window.GlobalWindows()
         counters = (
             inputs["row_counts"],
@@ -131,11 +139,12 @@ class WriteSummary(beam.PTransform):
             inputs["predictions"] | "Regroup_predictions" >> beam.WindowInto(to_global)
             | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
+            *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
         ) | "AllCounters" >> beam.Flatten()
         totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
         path = output_path(params, SUMMARY_FILE)
         return (totals
-                | "Assemble" >> beam.Map(lambda t: assemble(params, self._source, t))
+                | "Assemble" >> beam.Map(lambda t: assemble(params, source, t, run_lineage))
                 | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc))
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import custom_model, evaluate, features, models
+from pipeline import artifacts, custom_model, evaluate, features, models
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
 
@@ -30,37 +30,32 @@ class GroupResult:
         self.ledger, self.predictions, self.metrics = ledger, predictions, metrics
 
 
-def split_window(window_data: pd.DataFrame, params: PipelineParams, plan: WindowPlan, window_start: int):
-    """(sorted window rows, train rows, test rows); test rows' generated features as of the test start."""
+def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+                 plan: WindowPlan, model_params: dict | None = None):
+    """(window_data sorted, train, test, ledger) of one key x window. The ledger's status is TRAINED
+    while the group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules.
+    Generated features of test rows are taken as of the test start (see features.as_of)."""
+    time_column, date_column = params.time_column, params.date_column
     test_start = plan.test_start(window_start)
-    window_data = window_data.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
     window_data = features.as_of(window_data, test_start, params)
-    is_test = (window_data[params.time_column] >= test_start).to_numpy()
-    return window_data, window_data.loc[~is_test], window_data.loc[is_test]
-
-
-def ledger_row(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-               plan: WindowPlan, model_params: dict | None = None) -> dict:
-    """The ledger entry of a key x window before it is fitted (status trained until said otherwise)."""
-    rows_test = int((window_data[params.time_column] >= plan.test_start(window_start)).sum())
+    is_test = (window_data[time_column] >= test_start).to_numpy()
+    train, test = window_data.loc[~is_test], window_data.loc[is_test]
     used = params.model_params if model_params is None else model_params
-    return {
+    ledger = {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "status": TRAINED, "reason": "", "rows_train": len(window_data) - rows_test, "rows_test": rows_test,
+        "status": TRAINED, "reason": "", "rows_train": len(train), "rows_test": len(test),
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
         "model": params.model, "model_params": json.dumps(used, sort_keys=True), "run_id": params.run_id,
     }
-
-
-def skip_reason(window_data: pd.DataFrame, rows_train: int, params: PipelineParams,
-                plan: WindowPlan) -> tuple[str, str] | None:
-    """(reason, message) when a planned key x window cannot be trained, else None."""
-    periods_present = window_data[params.time_column].nunique()
+    periods_present = window_data[time_column].nunique()
     if periods_present < plan.size:
-        return "too_few_periods", f"{periods_present} of {plan.size} periods present"
-    if rows_train < params.min_train_rows:
-        return "too_few_rows", f"{rows_train} training rows < {params.min_train_rows}"
-    return None
+        ledger.update(status=SKIPPED, reason="too_few_periods",
+                      error_message=f"{periods_present} of {plan.size} periods present")
+    elif len(train) < params.min_train_rows:
+        ledger.update(status=SKIPPED, reason="too_few_rows",
+                      error_message=f"{len(train)} training rows < {params.min_train_rows}")
+    return window_data, train, test, ledger
 
 
 def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
@@ -72,11 +67,9 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     time_column, date_column, target = params.time_column, params.date_column, params.target
     model_params = params.model_params if model_params is None else model_params
     test_start = plan.test_start(window_start)
-    window_data, train, test = split_window(window_data, params, plan, window_start)
-    ledger = ledger_row(key, window_start, window_data, params, plan, model_params)
-    skipped = skip_reason(window_data, len(train), params, plan)
-    if skipped:
-        return GroupResult({**ledger, "status": SKIPPED, "reason": skipped[0], "error_message": skipped[1]})
+    window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan, model_params)
+    if ledger["status"] == SKIPPED:
+        return GroupResult(ledger)
 
     seed = models.group_seed(params.seed, key, window_start)
     try:
@@ -112,6 +105,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
+    if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
+        artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics)
     return GroupResult(ledger, predictions, metrics)
 
 

@@ -70,9 +70,9 @@ def test_user_estimator_class_and_function(tmp_path, write_parquet, allow_user_m
     ("tests.user_models.reexport:system", ALLOWED, "is defined in"),
     ("tests.user_models.missing:fit_predict", ALLOWED, "cannot be imported"),
     ("tests.user_models.probes:nothing_here", ALLOWED, "has no attribute"),
-    ("tests.user_models.probes:__class__", ALLOWED, "package.module:callable"),
-    ("__import__('os').system('true')", ALLOWED, "package.module:callable"),
-    ("tests.user_models.probes:echo_feature;rm -rf /", ALLOWED, "package.module:callable"),
+    ("tests.user_models.probes:__class__", ALLOWED, "neither a registry name"),
+    ("__import__('os').system('true')", ALLOWED, "neither a registry name"),
+    ("tests.user_models.probes:echo_feature;rm -rf /", ALLOWED, "neither a registry name"),
     ("tests.user_models.probes:np", ALLOWED, "is defined in"),
 ])
 def test_refused_specs_name_model_and_allow_list(tmp_path, monkeypatch, spec, allow, why):

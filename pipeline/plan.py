@@ -1,0 +1,219 @@
+"""Fold plan dry run (`--plan_only`): what a run would train, before training anything.
+
+Same source, validation and windowing as a real run; instead of TrainAndPredict, `PlanWindows`
+applies the same rules (`train.split_window`) to each planned key x window and writes one plan
+row per group (train and test periods, row counts, would_train or would_skip with the reason) to
+<output>/plan/, plus <output>/plan.json with the totals and a cost estimate.
+
+Cost estimate: a deterministic sample of up to `SAMPLE_FITS` would-train groups (the smallest
+hashes of (key, window)) is really fitted and predicted, in memory only (nothing is written or
+saved), after one untimed warm-up fit. CPU time is extrapolated by training rows:
+    estimated_cpu_seconds = sample seconds / sample training rows x all training rows,
+and divided by the parallel slots (local workers, or Dataflow workers x cores per machine).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+
+import apache_beam as beam
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.transforms import window as beam_window
+
+from pipeline import models, train
+from pipeline.options import PipelineParams
+from pipeline.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, output_path
+from pipeline.summary import _SumCounters, write_json
+from pipeline.windows import WindowPlan
+
+WOULD_TRAIN, WOULD_SKIP = "would_train", "would_skip"
+CANDIDATES = "candidates"
+SAMPLE_FITS = 4
+
+
+def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
+             plan: WindowPlan) -> dict:
+    _, _, _, ledger = train.split_window(key, window_start, window_data, params, plan)
+    train_periods, test_periods = plan.train_periods(window_start), plan.test_periods_of(window_start)
+    return {
+        params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
+        "train_start": train_periods[0], "train_end": train_periods[-1],
+        "test_start": test_periods[0], "test_end": test_periods[-1],
+        "periods_present": int(window_data[params.time_column].nunique()),
+        "rows_train": ledger["rows_train"], "rows_test": ledger["rows_test"],
+        "status": WOULD_SKIP if ledger["status"] == train.SKIPPED else WOULD_TRAIN,
+        "reason": ledger["reason"], "model": params.model, "run_id": params.run_id,
+    }
+
+
+def plan_counters(row: dict) -> dict:
+    if row["status"] == WOULD_SKIP:
+        return {"groups_planned": 1, "would_skip": 1, "would_skip_by_reason": {row["reason"]: 1}}
+    return {"groups_planned": 1, "fits": 1, "rows_train": row["rows_train"], "rows_test": row["rows_test"]}
+
+
+class _PlanWindowFn(beam.DoFn):
+    def __init__(self, params: PipelineParams):
+        self._params, self._plan = params, WindowPlan.from_params(params)
+
+    def process(self, element, window=beam.DoFn.WindowParam, period_range=None):
+        key, blocks = element
+        start = self._plan.start_of(window)
+        if period_range is None or not self._plan.is_planned(start, *period_range):
+            return
+        blocks = list(blocks)
+        window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+        row = plan_row(key, start, window_data, self._params, self._plan)
+        yield row
+        if row["status"] == WOULD_TRAIN:
+            rank = models.group_seed(0, key, start)
+            yield beam.pvalue.TaggedOutput(CANDIDATES, (rank, key, start, window_data))
+
+
+def time_sample_fits(candidates: list, params: PipelineParams) -> dict:
+    """Fits and predicts the sampled groups in memory (nothing saved) and times them."""
+    params = dataclasses.replace(params, model_dir="")
+    plan = WindowPlan.from_params(params)
+    candidates = sorted(candidates, key=lambda c: c[0])
+    if candidates:  # warm-up: imports and first-call costs are not part of a fit's price
+        _, key, start, data = candidates[0]
+        train.train_and_predict(key, start, data, params, plan)
+    seconds = rows_train = 0.0
+    for _, key, start, data in candidates:
+        started = time.perf_counter()
+        result = train.train_and_predict(key, start, data, params, plan)
+        seconds += time.perf_counter() - started
+        rows_train += result.ledger["rows_train"]
+    return {"sample_fits": len(candidates), "sample_seconds": seconds, "sample_rows_train": int(rows_train),
+            "sample_groups": [[key, start] for _, key, start, _ in candidates]}
+
+
+def parallel_slots(options) -> int | None:
+    """Fits that can run at once: local worker processes, or Dataflow workers x cores per machine."""
+    from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
+
+    from pipeline import run as pipeline_run
+
+    if options is None:
+        return None
+    if pipeline_run.is_local(options):
+        direct = options.view_as(DirectOptions)
+        return 1 if direct.direct_running_mode == "in_memory" else int(direct.direct_num_workers or 1)
+    workers = options.view_as(WorkerOptions)
+    count = workers.max_num_workers or workers.num_workers
+    cores = re.search(r"-(\d+)$", workers.machine_type or "")
+    return int(count) * int(cores.group(1)) if count and cores else None
+
+
+def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int | None) -> dict:
+    from pipeline import lineage
+
+    fits, rows_train = totals.get("fits", 0), totals.get("rows_train", 0)
+    estimate = {**timing, "parallel_slots": slots,
+                "method": "sample seconds / sample training rows x all training rows; / parallel slots"}
+    if timing["sample_rows_train"]:
+        cpu = timing["sample_seconds"] / timing["sample_rows_train"] * rows_train
+        estimate.update(seconds_per_fit=timing["sample_seconds"] / timing["sample_fits"],
+                        estimated_cpu_seconds=cpu,
+                        estimated_wall_seconds=cpu / slots if slots else None)
+    return {
+        "run_id": params.run_id, "plan_only": True,
+        "rows_read": totals.get("rows_read", 0), "rows_used": totals.get("rows_used", 0),
+        "rows_rejected": totals.get("rows_rejected_validation", 0) + totals.get("rows_rejected_duplicate", 0),
+        "groups_planned": totals.get("groups_planned", 0), "fits": fits, "would_skip": totals.get("would_skip", 0),
+        "would_skip_by_reason": totals.get("would_skip_by_reason", {}),
+        "rows_train": rows_train, "rows_test": totals.get("rows_test", 0),
+        "cost_estimate": estimate,
+        "input_fingerprint": lineage.input_fingerprint(totals),
+        "parameters": params.as_dict(),
+    }
+
+
+class PlanWindows(beam.PTransform):
+    """(key, [blocks]) per sliding window -> plan rows, and plan.json with totals and a cost estimate.
+
+    `counters` are the run's row and fingerprint counters; `period_range` the (first, last) period.
+    Returns {"plan": plan rows (global window), "plan_summary": the plan document}.
+    """
+
+    def __init__(self, params: PipelineParams, period_range, counters, slots: int | None):
+        super().__init__()
+        self._params, self._period_range, self._counters, self._slots = params, period_range, counters, slots
+
+    def expand(self, grouped):
+        params, slots = self._params, self._slots
+        planned = grouped | "PlanWindow" >> beam.ParDo(
+            _PlanWindowFn(params), period_range=beam.pvalue.AsSingleton(self._period_range),
+        ).with_outputs(CANDIDATES, main=PLAN_NAME)
+        to_global = beam_window.GlobalWindows()
+        plan_rows = planned[PLAN_NAME] | "Unwindow_plan" >> beam.WindowInto(to_global)
+        timing = (planned[CANDIDATES]
+                  | "Unwindow_candidates" >> beam.WindowInto(to_global)
+                  | "PickSample" >> beam.combiners.Top.Of(SAMPLE_FITS, key=lambda c: c[0], reverse=True)
+                  | "TimeSampleFits" >> beam.Map(time_sample_fits, params))
+        totals = ((plan_rows | "PlanCounters" >> beam.Map(plan_counters), self._counters)
+                  | "AllPlanCounters" >> beam.Flatten()
+                  | "SumPlan" >> beam.CombineGlobally(_SumCounters()))
+        path = output_path(params, PLAN_SUMMARY_FILE)
+        document = totals | "AssemblePlan" >> beam.Map(
+            lambda t, timing_doc: assemble_plan(params, t, timing_doc, slots),
+            beam.pvalue.AsSingleton(timing))
+        written = document | "WritePlanJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
+        return {PLAN_NAME: plan_rows, "plan_summary": written}
+
+
+# -- reading and printing a written plan ---------------------------------------------------------------
+
+def read_plan(output: str) -> tuple[dict, pd.DataFrame]:
+    from pipeline import report
+
+    with FileSystems.open(FileSystems.join(output, PLAN_SUMMARY_FILE)) as handle:
+        document = json.loads(handle.read())
+    return document, report.read_table(output, PLAN_NAME)
+
+
+def _span(first: pd.Series, last: pd.Series) -> pd.Series:
+    return first.astype(str).where(first == last, first.astype(str) + "-" + last.astype(str))
+
+
+def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips: int = 15) -> str:
+    """A compact text view: one line per window, the skipped groups, then the totals and estimate."""
+    lines = ["Fold plan (one line per window; every key x window is a row in plan/):", ""]
+    if len(table):
+        table = table.assign(train=_span(table["train_start"], table["train_end"]),
+                             test=_span(table["test_start"], table["test_end"]),
+                             trains=table["status"].eq(WOULD_TRAIN),
+                             train_rows=table["rows_train"].where(table["status"].eq(WOULD_TRAIN), 0),
+                             test_rows=table["rows_test"].where(table["status"].eq(WOULD_TRAIN), 0))
+        per_window = (table.groupby(["window_start", "train", "test"])
+                      .agg(keys=(key_column, "size"), fits=("trains", "sum"),
+                           rows_train=("train_rows", "sum"), rows_test=("test_rows", "sum"))
+                      .reset_index())
+        per_window["skips"] = per_window["keys"] - per_window["fits"]
+        lines.append(per_window[["window_start", "train", "test", "keys", "fits", "skips", "rows_train",
+                                 "rows_test"]].to_string(index=False))
+        skipped = table[~table["trains"]].sort_values([key_column, "window_start"])
+        if len(skipped):
+            lines += ["", f"Would skip ({len(skipped)}):"]
+            shown = skipped.head(max_skips)[[key_column, "window_start", "periods_present", "rows_train",
+                                             "reason"]]
+            lines.append(shown.to_string(index=False))
+            if len(skipped) > max_skips:
+                lines.append(f"... and {len(skipped) - max_skips} more in plan/")
+    estimate = document["cost_estimate"]
+    lines += ["", f"Groups planned: {document['groups_planned']}   fits: {document['fits']}   "
+              f"would skip: {document['would_skip']} {document['would_skip_by_reason']}",
+              f"Training rows: {document['rows_train']}   test rows: {document['rows_test']}   "
+              f"rows read: {document['rows_read']}"]
+    if "estimated_cpu_seconds" in estimate:
+        wall = estimate.get("estimated_wall_seconds")
+        lines.append(
+            f"Estimated fitting cost: {estimate['estimated_cpu_seconds']:.1f} CPU-seconds"
+            + (f", about {wall:.1f} s on {estimate['parallel_slots']} parallel slot(s)" if wall is not None else "")
+            + f" (timed {estimate['sample_fits']} sample fits: {estimate['sample_seconds']:.3f} s for "
+            f"{estimate['sample_rows_train']} training rows; excludes reading and writing)")
+    return "\n".join(lines)
