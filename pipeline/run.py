@@ -2,8 +2,8 @@
 
 Reads like the article's data flow:
 
-    ReadSource -> ValidateRows -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
-               -> TrainAndPredict -> WriteOutputs + WriteSummary
+    ReadSource -> ValidateRows [-> GenerateFeatures] -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
+               -> TrainAndPredict (or, with --param_grid, the search per key x window) -> WriteOutputs + WriteSummary
 """
 
 from __future__ import annotations
