@@ -164,17 +164,20 @@ PARAMS: tuple[Param, ...] = (
     # -- feature generation (in the same pass; leakage-safe) ---------------------
     Param("calendar_features", "Calendar features",
           "Comma-separated features generated from the date: day_of_week, day_of_year, month, holiday.",
-          GROUP_FEATURES, type=_name_tuple, default=(), regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday"),
+          GROUP_FEATURES, type=_name_tuple, default=(), regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday",
+          allowed="comma-separated names among day_of_week, day_of_year, month, holiday"),
     Param("holiday_calendar", "Holiday calendar", "Bundled calendar of the holiday feature: fr or us.",
           GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM"),
     Param("lag_days", "Target lags (days)",
           "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
           "Test rows never see target values from the test period on (unknown values become 0.0).",
-          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364"),
+          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
+          allowed="comma-separated positive integers (days)"),
     Param("rolling_mean_days", "Target rolling means (days)",
           "Comma-separated spans in days: feature rolling_mean_<w> is the key's mean target over the w days "
           "before the row's date, with the same rule for test rows.",
-          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,28"),
+          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,28",
+          allowed="comma-separated positive integers (days)"),
     Param("check_leakage", "Check feature leakage",
           "Verify on every window that no generated feature of a test row uses a target value at or after "
           "the window's test start; the run fails if one does.",
@@ -187,13 +190,13 @@ PARAMS: tuple[Param, ...] = (
     Param("search", "Search strategy", "grid: every configuration; random: --n_configs of them, drawn with --seed.",
           GROUP_SEARCH, default="grid", choices=("grid", "random"), param_type="ENUM"),
     Param("n_configs", "Random configurations", "How many configurations --search=random tries.",
-          GROUP_SEARCH, type=int, default=10, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_SEARCH, type=int, default=10, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("validation_periods", "Validation periods",
           "The last N training periods of each window score the configurations (the test period never does).",
-          GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("search_batch_size", "Configurations per work item",
           "Configurations scored together in one work element: amortises per-element overhead for small fits.",
-          GROUP_SEARCH, type=int, default=8, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_SEARCH, type=int, default=8, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
