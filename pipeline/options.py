@@ -196,7 +196,7 @@ PARAMS: tuple[Param, ...] = (
           GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
     Param("search_batch_size", "Configurations per work item",
           "Configurations scored together in one work element: amortises per-element overhead for small fits.",
-          GROUP_SEARCH, type=int, default=8, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -239,7 +239,7 @@ class PipelineParams:
     search: str = "grid"
     n_configs: int = 10
     validation_periods: int = 1
-    search_batch_size: int = 8
+    search_batch_size: int = 16
 
     @property
     def train_periods(self) -> int:
