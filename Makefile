@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -29,6 +29,10 @@ run: venv
 ## Fold plan dry run on the same inputs: what would train or be skipped, and a cost estimate.
 plan: venv
 	$(PY) -m pipeline --output $(OUTPUT)-plan --plan_only $(ARGS)
+
+## Overhead of the hyperparameter search per configuration against a bare loop (indicative).
+bench-search: dev-venv
+	$(PY) -m bench.search_overhead $(ARGS)
 
 ## All tests.
 test: dev-venv

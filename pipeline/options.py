@@ -84,6 +84,24 @@ def _bool(text: str) -> bool:
 
 GROUP_SOURCE, GROUP_WINDOWS, GROUP_MODEL, GROUP_OUTPUTS = "Source", "Windows", "Model", "Outputs"
 GROUP_BIGQUERY = "BigQuery"
+GROUP_FEATURES, GROUP_SEARCH = "Features", "Search"
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part)
+
+
+def _name_tuple(text: str) -> tuple[str, ...]:
+    return tuple(part for part in text.split(",") if part)
+
+
+def _json_value(text: str):
+    if not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"JSON ({exc.msg} at char {exc.pos})") from None
 
 PARAMS: tuple[Param, ...] = (
     # -- source ---------------------------------------------------------------
@@ -125,8 +143,10 @@ PARAMS: tuple[Param, ...] = (
           "A key x window with fewer training rows is skipped (reason too_few_rows).",
           GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- model ----------------------------------------------------------------
-    Param("model", "Model", "Estimator trained per key x window.", GROUP_MODEL, default="gbr",
-          choices=MODEL_NAMES, param_type="ENUM"),
+    Param("model", "Model",
+          f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
+          "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list.",
+          GROUP_MODEL, default="gbr"),
     Param("model_params", "Model hyperparameters",
           'JSON object of estimator parameters, e.g. {"n_estimators": 200, "max_depth": 3}.',
           GROUP_MODEL, default="{}", regex=r"^\{.*\}$", example='{"n_estimators": 50}',
@@ -215,6 +235,42 @@ PARAMS: tuple[Param, ...] = (
           "gs:// prefix for FILE_LOADS and EXPORT files; --temp_location when empty.",
           GROUP_BIGQUERY, default="", regex=r"^[^\s]+$", allowed="a gs:// prefix without spaces",
           example="gs://my-bucket/tmp/bq"),
+    # -- feature generation (in the same pass; leakage-safe) ---------------------
+    Param("calendar_features", "Calendar features",
+          "Comma-separated features generated from the date: day_of_week, day_of_year, month, holiday.",
+          GROUP_FEATURES, type=_name_tuple, default=(), regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday",
+          allowed="comma-separated names among day_of_week, day_of_year, month, holiday"),
+    Param("holiday_calendar", "Holiday calendar", "Bundled calendar of the holiday feature: fr or us.",
+          GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM"),
+    Param("lag_days", "Target lags (days)",
+          "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
+          "Test rows never see target values from the test period on (unknown values become 0.0).",
+          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
+          allowed="comma-separated positive integers (days)"),
+    Param("rolling_mean_days", "Target rolling means (days)",
+          "Comma-separated spans in days: feature rolling_mean_<w> is the key's mean target over the w days "
+          "before the row's date, with the same rule for test rows.",
+          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,28",
+          allowed="comma-separated positive integers (days)"),
+    Param("check_leakage", "Check feature leakage",
+          "Verify on every window that no generated feature of a test row uses a target value at or after "
+          "the window's test start; the run fails if one does.",
+          GROUP_FEATURES, type=_bool, default=False, param_type="BOOLEAN"),
+    # -- hyperparameter search per key x window -----------------------------------
+    Param("param_grid", "Hyperparameter grid",
+          'JSON grid {"alpha": [0.1, 1, 10]} or list of configurations [{"alpha": 1}, ...]. When given, each '
+          "key x window chooses its configuration on a validation split of its training periods.",
+          GROUP_SEARCH, type=_json_value, default=None, example='{"max_depth": [2, 3], "n_estimators": [50, 100]}'),
+    Param("search", "Search strategy", "grid: every configuration; random: --n_configs of them, drawn with --seed.",
+          GROUP_SEARCH, default="grid", choices=("grid", "random"), param_type="ENUM"),
+    Param("n_configs", "Random configurations", "How many configurations --search=random tries.",
+          GROUP_SEARCH, type=int, default=10, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+    Param("validation_periods", "Validation periods",
+          "The last N training periods of each window score the configurations (the test period never does).",
+          GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+    Param("search_batch_size", "Configurations per work item",
+          "Configurations scored together in one work element: amortises per-element overhead for small fits.",
+          GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
@@ -262,6 +318,18 @@ class PipelineParams:
     bq_write_method: str = "FILE_LOADS"
     if_run_exists: str = "fail"
     bq_temp_location: str | None = None
+    # feature generation
+    calendar_features: tuple[str, ...] = ()
+    holiday_calendar: str = "fr"
+    lag_days: tuple[int, ...] = ()
+    rolling_mean_days: tuple[int, ...] = ()
+    check_leakage: bool = False
+    # hyperparameter search
+    param_grid: Any = None
+    search: str = "grid"
+    n_configs: int = 10
+    validation_periods: int = 1
+    search_batch_size: int = 16
 
     @property
     def train_periods(self) -> int:
@@ -379,5 +447,12 @@ def validate_static(params: PipelineParams) -> None:
         raise ParameterError("source", params.source, "--source=file needs --input")
     _validate_bigquery(params)
     from pipeline import models  # local import: keeps option parsing light for the template launcher
+    # local imports: keep option parsing light for the template launcher
+    from pipeline import custom_model, features, models, search
 
-    models.check_model(params.model, params.model_params)
+    if params.model in models.REGISTRY:
+        models.check_model(params.model, params.model_params)
+    else:
+        custom_model.check(params.model, params.model_params)  # allow-list first, before any import
+    features.check(params)
+    search.check(params)

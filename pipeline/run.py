@@ -2,8 +2,9 @@
 
 Reads like the article's data flow:
 
-    ReadSource -> ValidateRows -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
-               -> TrainAndPredict -> WriteOutputs + WriteSummary -> PublishOutputs -> CheckFailureRate
+    ReadSource -> ValidateRows [-> GenerateFeatures] -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
+               -> TrainAndPredict (or, with --param_grid, the search per key x window)
+               -> WriteOutputs + WriteSummary -> PublishOutputs -> WriteManifest -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms import window as beam_window
 
-from pipeline import bigquery, lineage, plan, publish, rows, sinks, source, summary, train
+from pipeline import bigquery, features, lineage, plan, publish, rows, search, sinks, source, summary, train
 from pipeline.options import PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
@@ -70,6 +71,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     fingerprints = chunks | "FingerprintInput" >> lineage.FingerprintInput()
     validated = chunks | "ValidateRows" >> rows.ValidateAndBlock(params)
     blocks = validated[rows.BLOCKS]
+    if features.is_enabled(params):
+        blocks = blocks | "GenerateFeatures" >> features.GenerateFeatures(params)
     period_range = (blocks
                     | "Periods" >> beam.Map(lambda e: e[1])
                     | "PeriodRange" >> beam.CombineGlobally(_PeriodRange()))
@@ -84,11 +87,14 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written)
         manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
         return {**planned, "manifest": manifest}
-    results = grouped | "TrainAndPredict" >> train.TrainAndPredict(params, period_range)
+    fit = (search.SearchAndTrain(params, period_range) if search.is_enabled(params)
+           else train.TrainAndPredict(params, period_range))
+    results = grouped | "TrainAndPredict" >> fit
     run_id = params.run_id
+    fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {
         name: results[name] | f"Unwindow_{name}" >> beam.WindowInto(beam_window.GlobalWindows())
-        for name in (train.PREDICTIONS, train.METRICS, train.LEDGER)
+        for name in fitted
     }
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import ParameterError, PipelineParams
 
-OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows")
+OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search")  # search: with --param_grid
 SUMMARY_FILE = "summary.json"
 # Reproducibility and evaluation (lineage, plan-only mode, report)
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
@@ -32,6 +32,8 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     window = [("window_start", pa.int64()), ("window_end", pa.int64())]
     lineage = [("run_id", pa.string()), ("params_hash", pa.string()), ("code_version", pa.string())]
     tail = [("model", pa.string()), *lineage]
+    # the hyperparameters used; with --param_grid also the chosen configuration and its validation score
+    chosen = [("model_params", pa.string()), ("config_id", pa.int64()), ("validation_rmse", pa.float64())]
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
@@ -40,14 +42,19 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
-            ("predict_seconds", pa.float64()), *tail]),
+            ("predict_seconds", pa.float64()), *chosen, *tail]),
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),
+        "search": pa.schema([
+            key, *window, ("validation_start", pa.int64()), ("config_id", pa.int64()), ("model_params", pa.string()),
+            ("validation_rmse", pa.float64()), ("chosen", pa.bool_()), ("rows_fit", pa.int64()),
+            ("rows_validation", pa.int64()), ("fit_seconds", pa.float64()), ("error_message", pa.string()),
+            *tail]),
         PLAN_NAME: pa.schema([
             key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
             ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),

@@ -12,12 +12,14 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 
 from __future__ import annotations
 
+import json
+
 import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import artifacts, evaluate, models
+from pipeline import artifacts, custom_model, evaluate, features, models
 from pipeline.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
@@ -43,19 +45,22 @@ def failure_reason(exc: Exception) -> str:
 
 
 def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                 plan: WindowPlan):
+                 plan: WindowPlan, model_params: dict | None = None):
     """(window_data sorted, train, test, ledger) of one key x window. The ledger's status is TRAINED
-    while the group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules."""
+    while the group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules.
+    Generated features of test rows are taken as of the test start (see features.as_of)."""
     time_column, date_column = params.time_column, params.date_column
     test_start = plan.test_start(window_start)
     window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
+    window_data = features.as_of(window_data, test_start, params)
     is_test = (window_data[time_column] >= test_start).to_numpy()
     train, test = window_data.loc[~is_test], window_data.loc[is_test]
+    used = params.model_params if model_params is None else model_params
     ledger = {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
         "status": TRAINED, "reason": "", "rows_train": len(train), "rows_test": len(test),
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
-        "model": params.model, "run_id": params.run_id,
+        "model": params.model, "model_params": json.dumps(used, sort_keys=True), "run_id": params.run_id,
     }
     periods_present = window_data[time_column].nunique()
     if periods_present < plan.size:
@@ -72,26 +77,26 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
 
 
 def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                      plan: WindowPlan, deadline: DeadlineCaller | None = None) -> GroupResult:
-    """Fits the estimator on the training periods of one window and predicts its test periods.
+                      plan: WindowPlan, model_params: dict | None = None,
+                      deadline: DeadlineCaller | None = None) -> GroupResult:
+    """Fits the model on the training periods of one window and predicts its test periods.
 
-    With a `deadline`, fit and predict run in its helper process under --group_timeout_s.
+    `model_params` replaces --model_params (the search passes the chosen configuration). With a
+    `deadline`, fit and predict run in its helper process under --group_timeout_s.
     """
     time_column, date_column, target = params.time_column, params.date_column, params.target
-    features = list(params.features)
+    model_params = params.model_params if model_params is None else model_params
     test_start = plan.test_start(window_start)
-    window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan)
+    window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan, model_params)
     if ledger["status"] == SKIPPED:
         return GroupResult(ledger)
-    is_test = (window_data[time_column] >= test_start).to_numpy()
 
     seed = models.group_seed(params.seed, key, window_start)
-    fit_args = (models.REGISTRY[params.model], params.model_params, seed, params.model_threads,
-                train[features].to_numpy(dtype=float), train[target].to_numpy(dtype=float),
-                test[features].to_numpy(dtype=float), bool(params.model_dir))
+    fit_args = (params, model_params, features.model_columns(params), train, test, key, seed)
     try:
-        predicted, fit_seconds, predict_seconds, estimator = (
-            models.fit_predict(*fit_args) if deadline is None else deadline.call(models.fit_predict, *fit_args))
+        fitted = (custom_model.fit_predict(*fit_args) if deadline is None
+                  else deadline.call(custom_model.fit_predict, *fit_args))
+        predicted = fitted.predicted
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
     except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
@@ -100,9 +105,10 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
                             "error_message": str(exc)[:1000]})
 
     actual = test[target].to_numpy(dtype=float)
-    ledger.update(fit_seconds=fit_seconds, predict_seconds=predict_seconds)
+    ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
     baseline = evaluate.naive_baseline(window_data[date_column].to_numpy(), window_data[time_column].to_numpy(),
-                                       window_data[target].to_numpy(dtype=float), is_test)
+                                       window_data[target].to_numpy(dtype=float),
+                                       (window_data[time_column] >= test_start).to_numpy())
     predictions = pd.DataFrame({
         params.key_column: key,
         date_column: test[date_column].to_numpy(),
@@ -121,10 +127,10 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
-        "model": params.model, "run_id": params.run_id,
+        "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
-    if params.model_dir:
-        artifacts.save_model(estimator, params, plan, key, window_start, seed, metrics)
+    if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
+        artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics)
     return GroupResult(ledger, predictions, metrics)
 
 
@@ -134,7 +140,39 @@ def count_group(status: str) -> None:
     Metrics.counter("groups", f"groups_{status}").inc()
 
 
-class _TrainAndPredictFn(beam.DoFn):
+class _PlannedGroups(beam.DoFn):
+    """(key, [blocks]) in a sliding window -> (key, window start, [blocks]) for planned windows only."""
+
+    def __init__(self, plan: WindowPlan):
+        self._plan = plan
+
+    def process(self, element, period_range, window=beam.DoFn.WindowParam):
+        key, blocks = element
+        start = self._plan.start_of(window)
+        # A window hanging over the data's first or last period is not a group.
+        if period_range is not None and self._plan.is_planned(start, *period_range):
+            yield key, start, list(blocks)  # materialised: the next stage may run on another worker
+
+
+class PlanGroups(beam.PTransform):
+    """(key, [blocks]) per sliding window -> (key, window start, [blocks]) for the planned windows.
+
+    A separate stage (not inside the fit) so that the fit's Beam exception handling sees plain
+    elements that say which key x window they are."""
+
+    def __init__(self, params: PipelineParams, period_range):
+        super().__init__()
+        self._params, self._period_range = params, period_range
+
+    def expand(self, grouped):
+        return grouped | "PlannedGroups" >> beam.ParDo(
+            _PlannedGroups(WindowPlan.from_params(self._params)), beam.pvalue.AsSingleton(self._period_range))
+
+
+class TrainAndPredictFn(beam.DoFn):
+    """Planned key x windows -> `handle(key, start, window_data)`; subclasses (the search) reuse the
+    counters, the time limit and the tagged outputs."""
+
     def __init__(self, params: PipelineParams):
         self._params = params
         self._plan = WindowPlan.from_params(params)
@@ -155,28 +193,19 @@ class _TrainAndPredictFn(beam.DoFn):
 
     def process(self, group):
         key, start, blocks = group
-        blocks = list(blocks)
         window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
-        result = train_and_predict(key, start, window_data, self._params, self._plan, self._deadline)
+        yield from self.handle(key, start, window_data)
+
+    def handle(self, key, start, window_data):
+        yield from self.emit(train_and_predict(key, start, window_data, self._params, self._plan,
+                                               deadline=self._deadline))
+
+    def emit(self, result: GroupResult):
         count_group(result.ledger["status"])
         yield beam.pvalue.TaggedOutput(LEDGER, result.ledger)
         if result.predictions is not None:
             yield beam.pvalue.TaggedOutput(PREDICTIONS, result.predictions)
             yield beam.pvalue.TaggedOutput(METRICS, result.metrics)
-
-
-class _PlannedGroups(beam.DoFn):
-    """(key, [blocks]) in a sliding window -> (key, window start, [blocks]) for planned windows only."""
-
-    def __init__(self, plan: WindowPlan):
-        self._plan = plan
-
-    def process(self, element, period_range, window=beam.DoFn.WindowParam):
-        key, blocks = element
-        start = self._plan.start_of(window)
-        # A window hanging over the data's first or last period is not a group.
-        if period_range is not None and self._plan.is_planned(start, *period_range):
-            yield key, start, list(blocks)  # materialised: the next stage may run on another worker
 
 
 class _UnexpectedErrorToLedger(beam.DoFn):
@@ -195,7 +224,8 @@ class _UnexpectedErrorToLedger(beam.DoFn):
             "status": FAILED, "reason": "unexpected_error", "rows_train": None, "rows_test": None,
             "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": exc_class.__name__,
             "error_message": f"{exc_repr[:900]} ({rows} rows in the window)",
-            "model": self._params.model, "run_id": self._params.run_id,
+            "model": self._params.model, "model_params": json.dumps(self._params.model_params, sort_keys=True),
+            "run_id": self._params.run_id,
         }
 
 
@@ -213,10 +243,9 @@ class TrainAndPredict(beam.PTransform):
         self._params, self._period_range = params, period_range
 
     def expand(self, grouped):
-        planned = grouped | "PlannedGroups" >> beam.ParDo(
-            _PlannedGroups(WindowPlan.from_params(self._params)), beam.pvalue.AsSingleton(self._period_range))
+        planned = grouped | "PlanGroups" >> PlanGroups(self._params, self._period_range)
         results = (planned
-                   | "Fit" >> beam.ParDo(_TrainAndPredictFn(self._params))
+                   | "Fit" >> beam.ParDo(TrainAndPredictFn(self._params))
                    .with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
                    .with_outputs(PREDICTIONS, METRICS, LEDGER))
         unexpected = results[UNEXPECTED] | "UnexpectedToLedger" >> beam.ParDo(

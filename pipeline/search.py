@@ -1,0 +1,218 @@
+"""Hyperparameter search per key x window: configurations, a validation split, the choice.
+
+`--param_grid` is a JSON grid ({"alpha": [0.1, 1, 10]}: every combination) or a
+list of configurations ([{"alpha": 1}, {"alpha": 10, "fit_intercept": false}]).
+`--search=grid` tries them all; `--search=random` tries `--n_configs` of them,
+drawn without replacement with `--seed`, so the same seed gives the same
+configurations. Each configuration is applied on top of `--model_params`.
+
+For each key x window, each configuration is fitted on the training periods
+before the validation split (the last `--validation_periods` training periods)
+and scored (RMSE) on that split. Only training periods reach the scoring step:
+the test period's rows are not even sent to it. The configuration with the
+lowest validation RMSE (ties: the lowest config_id) is refitted on all training
+periods and predicts the test period.
+
+Data flow (fan-out key x window x configuration, then back):
+
+    (key, [blocks]) per window -> PlanSearch -> batches of configurations
+        -> Reshuffle (spreads batches over workers) -> ScoreConfigs
+        -> CoGroupByKey (key, window) with the window's data -> ChooseRefitPredict
+
+Small fits are batched (`--search_batch_size` configurations per element) so the
+per-element cost of the fan-out stays small next to the fits themselves.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import random
+
+import apache_beam as beam
+import numpy as np
+import pandas as pd
+from apache_beam.metrics import Metrics
+
+from pipeline import custom_model, evaluate, features, models, train
+from pipeline.options import ParameterError, PipelineParams
+from pipeline.windows import WindowPlan
+
+SEARCH = "search"
+GRID, RANDOM = "grid", "random"
+_DATA, _TO_SCORE = "data", "to_score"
+
+
+def is_enabled(params: PipelineParams) -> bool:
+    return params.param_grid is not None
+
+
+def all_configurations(param_grid) -> list[dict]:
+    """Every configuration of a grid (dict of lists) or the list of configurations itself."""
+    if isinstance(param_grid, list):
+        return [dict(config) for config in param_grid]
+    names = sorted(param_grid)
+    return [dict(zip(names, values)) for values in itertools.product(*(param_grid[n] for n in names))]
+
+
+def configurations(params: PipelineParams) -> list[dict]:
+    """The configurations this run tries, in config_id order; identical on every worker."""
+    configs = all_configurations(params.param_grid)
+    if params.search == RANDOM:
+        chosen = sorted(random.Random(params.seed).sample(range(len(configs)), min(params.n_configs, len(configs))))
+        configs = [configs[i] for i in chosen]
+    return configs
+
+
+def check(params: PipelineParams) -> None:
+    """Static checks: the grid's shape, the validation split, and every configuration against the model."""
+    if not is_enabled(params):
+        return
+    grid = params.param_grid
+    shape_ok = (isinstance(grid, dict) and grid and all(isinstance(v, list) and v for v in grid.values())) or (
+        isinstance(grid, list) and grid and all(isinstance(c, dict) for c in grid))
+    if not shape_ok:
+        raise ParameterError("param_grid", json.dumps(grid), "a JSON object of non-empty lists "
+                             '({"alpha": [0.1, 1]}) or a non-empty list of JSON objects ([{"alpha": 1}])')
+    if params.validation_periods >= params.train_periods:
+        raise ParameterError("validation_periods", params.validation_periods,
+                             f"an integer in 1..{params.train_periods - 1}: the search fits on the training "
+                             f"periods before the validation split, and a window has {params.train_periods} "
+                             "training periods (--window_size - --test_periods)")
+    for config in configurations(params):
+        merged = {**params.model_params, **config}
+        if custom_model.is_user_model(params.model):
+            custom_model.check(params.model, merged)
+        else:
+            models.check_model(params.model, merged)
+
+
+def validation_start(plan: WindowPlan, window_start: int, validation_periods: int) -> int:
+    return plan.test_start(window_start) - validation_periods
+
+
+def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs: list[tuple[int, dict]],
+                  params: PipelineParams, plan: WindowPlan) -> list[dict]:
+    """Validation RMSE of each (config_id, config) on one key x window's training periods."""
+    cutoff = validation_start(plan, window_start, params.validation_periods)
+    if (train_data[params.time_column] >= plan.test_start(window_start)).any():
+        raise ValueError("the scoring step received test-period rows")  # the guarantee, enforced
+    data = features.as_of(train_data, cutoff, params)
+    is_validation = (data[params.time_column] >= cutoff).to_numpy()
+    fit, validation = data.loc[~is_validation], data.loc[is_validation]
+    columns = features.model_columns(params)
+    seed = models.group_seed(params.seed, key, window_start)
+    base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
+            "validation_start": cutoff, "rows_fit": len(fit), "rows_validation": len(validation),
+            "model": params.model, "run_id": params.run_id}
+    arrays = None if custom_model.is_user_model(params.model) else custom_model.registry_arrays(
+        params, columns, fit, validation)
+    rows = []
+    for config_id, config in configs:
+        row = {**base, "config_id": config_id, "model_params": json.dumps(config, sort_keys=True),
+               "validation_rmse": None, "fit_seconds": 0.0, "error_message": ""}
+        try:
+            if len(fit) < params.min_train_rows or not len(validation):
+                raise ValueError(f"validation split has {len(fit)} fit rows and {len(validation)} validation rows")
+            fitted = custom_model.fit_predict(params, {**params.model_params, **config}, columns, fit, validation,
+                                              key, seed, arrays)
+            score = evaluate.rmse(validation[params.target].to_numpy(dtype=float), fitted.predicted)
+            if score is None or not math.isfinite(score):
+                raise FloatingPointError("the model predicted NaN or infinite values")
+            row.update(validation_rmse=score, fit_seconds=fitted.fit_seconds + fitted.predict_seconds)
+        except Exception as exc:  # one configuration's failure is a recorded score, not a crash
+            row["error_message"] = f"{type(exc).__name__}: {exc}"[:1000]
+        rows.append(row)
+    return rows
+
+
+def choose(scores: list[dict]) -> dict | None:
+    """The winning score row: lowest validation RMSE, ties to the lowest config_id."""
+    valid = [s for s in scores if s["validation_rmse"] is not None]
+    return min(valid, key=lambda s: (s["validation_rmse"], s["config_id"])) if valid else None
+
+
+class _PlanSearchFn(train.TrainAndPredictFn):
+    """Per planned key x window: its data (to refit later) and batches of configurations to score."""
+
+    def __init__(self, params: PipelineParams):
+        super().__init__(params)
+        configs = list(enumerate(configurations(params)))
+        size = params.search_batch_size
+        self._batches = [configs[i:i + size] for i in range(0, len(configs), size)]
+
+    def handle(self, key, start, window_data):
+        params, plan = self._params, self._plan
+        yield (key, start), window_data
+        _, _, _, ledger = train.split_window(key, start, window_data, params, plan)
+        if ledger["status"] == train.TRAINED:
+            is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
+            train_data = window_data.loc[is_train].reset_index(drop=True)
+            for batch in self._batches:
+                yield beam.pvalue.TaggedOutput(_TO_SCORE, ((key, start), batch, train_data))
+
+
+class _ScoreConfigsFn(beam.DoFn):
+    def __init__(self, params: PipelineParams):
+        self._params, self._plan = params, WindowPlan.from_params(params)
+        self._scored = Metrics.counter("search", "configs_scored")
+
+    def setup(self):
+        from threadpoolctl import threadpool_limits
+
+        self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+
+    def process(self, element):
+        (key, start), batch, train_data = element
+        self._scored.inc(len(batch))
+        yield (key, start), score_configs(key, start, train_data, batch, self._params, self._plan)
+
+
+class _ChooseRefitPredictFn(train.TrainAndPredictFn):
+    def process(self, element):
+        (key, start), joined = element
+        (window_data,) = joined[_DATA]
+        scores = sorted((row for batch in joined["scores"] for row in batch), key=lambda s: s["config_id"])
+        winner = choose(scores)
+        for row in scores:
+            row["chosen"] = winner is not None and row["config_id"] == winner["config_id"]
+        if scores:
+            yield beam.pvalue.TaggedOutput(SEARCH, pd.DataFrame(scores))
+        if scores and winner is None:
+            _, _, _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
+            result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
+                                        "error_class": "SearchError",
+                                        "error_message": f"every configuration failed: {scores[0]['error_message']}"})
+        else:
+            config = json.loads(winner["model_params"]) if winner else {}
+            result = train.train_and_predict(key, start, window_data, self._params, self._plan,
+                                             model_params={**self._params.model_params, **config})
+        if winner is not None:
+            chosen = {"config_id": winner["config_id"], "validation_rmse": winner["validation_rmse"]}
+            result.ledger.update(chosen)
+            if result.metrics is not None:
+                result.metrics.update(chosen)
+        yield from self.emit(result)
+
+
+class SearchAndTrain(beam.PTransform):
+    """(key, [blocks]) per sliding window -> predictions, metrics, ledger (as TrainAndPredict) and
+    `search`: every configuration's validation score per key x window, the winner flagged."""
+
+    def __init__(self, params: PipelineParams, period_range):
+        super().__init__()
+        self._params, self._period_range = params, period_range
+
+    def expand(self, grouped):
+        params = self._params
+        planned = (grouped
+                   | "PlanGroups" >> train.PlanGroups(params, self._period_range)
+                   | "PlanSearch" >> beam.ParDo(_PlanSearchFn(params)).with_outputs(_TO_SCORE, main=_DATA))
+        scores = (planned[_TO_SCORE]
+                  | "SpreadConfigs" >> beam.Reshuffle()
+                  | "ScoreConfigs" >> beam.ParDo(_ScoreConfigsFn(params)))
+        return ({_DATA: planned[_DATA], "scores": scores}
+                | "JoinScores" >> beam.CoGroupByKey()
+                | "ChooseRefitPredict" >> beam.ParDo(_ChooseRefitPredictFn(params)).with_outputs(
+                    train.PREDICTIONS, train.METRICS, train.LEDGER, SEARCH))
