@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 MODEL_NAMES = ("gbr", "hist_gbr", "random_forest", "ridge", "xgboost")
 OUTPUT_FORMATS = ("parquet", "csv")
@@ -22,7 +22,12 @@ COLUMN_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 COLUMN_LIST_RE = r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"
 POSITIVE_INT_RE = r"^[1-9][0-9]*$"
 NON_NEGATIVE_INT_RE = r"^[0-9]+$"
-RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+WINDOW_SIZE_RE = r"^([2-9]|[1-9][0-9]+)$"  # at least one training and one test period
+RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
+NON_BLANK_RE = r"^\s*\S[\s\S]*$"
+JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
+# Regexes are also Dataflow template regexes (metadata.json), checked by the service and the
+# Console: keep them portable (no Python-only syntax) and write "any character" as [\s\S].
 
 
 class ParameterError(ValueError):
@@ -45,8 +50,11 @@ class Param:
     default: Any = None
     choices: tuple[str, ...] = ()
     param_type: str = "TEXT"  # Dataflow ParameterMetadata.paramType
-    regex: str | None = None  # POSIX-egrep compatible; checked locally too
+    regex: str | None = None  # portable (Java/JavaScript/Python) and anchored; checked locally too
     example: str | None = None
+    # Description of each choice, for the template's ENUM options; a function so that the
+    # model registry is imported only when the metadata is generated.
+    choice_help: Callable[[], Mapping[str, str]] | None = None
 
     @property
     def is_optional(self) -> bool:
@@ -64,17 +72,24 @@ def _bool(text: str) -> bool:
 
 GROUP_SOURCE, GROUP_WINDOWS, GROUP_MODEL, GROUP_OUTPUTS = "Source", "Windows", "Model", "Outputs"
 
+
+def _model_descriptions() -> dict[str, str]:
+    from pipeline import models
+
+    return {name: spec.description for name, spec in models.REGISTRY.items()}
+
+
 PARAMS: tuple[Param, ...] = (
     # -- source ---------------------------------------------------------------
     Param("query", "SQL query",
           "SQL returning one row per key and date. Locally it runs in DuckDB over the embedded sample, "
           "registered as dataset.table, so the article's query runs unchanged.",
-          GROUP_SOURCE,
+          GROUP_SOURCE, regex=NON_BLANK_RE,
           default="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table",
           example="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table"),
     Param("input", "Input files",
           "Parquet, CSV or JSONL file path or glob (local or gs://). Replaces --query when given.",
-          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^.*\.(parquet|csv|jsonl|json)$",
+          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^[^\r\n]+\.(parquet|csv|jsonl|json)$",
           example="gs://my-bucket/sales/*.parquet"),
     Param("source", "Source",
           "Where --query runs: auto (BigQuery on Dataflow, DuckDB locally), duckdb, file (with --input) or bigquery.",
@@ -93,8 +108,8 @@ PARAMS: tuple[Param, ...] = (
           "(the article's rule); both are counted.",
           GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
     # -- windows --------------------------------------------------------------
-    Param("window_size", "Window size", "Periods per sliding window (train + test).", GROUP_WINDOWS,
-          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE),
+    Param("window_size", "Window size", "Periods per sliding window (train + test), at least 2.",
+          GROUP_WINDOWS, type=int, default=3, param_type="NUMBER", regex=WINDOW_SIZE_RE),
     Param("window_period", "Window period", "Periods between the starts of consecutive windows.",
           GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
     Param("test_periods", "Test periods",
@@ -105,10 +120,10 @@ PARAMS: tuple[Param, ...] = (
           GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- model ----------------------------------------------------------------
     Param("model", "Model", "Estimator trained per key x window.", GROUP_MODEL, default="gbr",
-          choices=MODEL_NAMES, param_type="ENUM"),
+          choices=MODEL_NAMES, param_type="ENUM", choice_help=_model_descriptions),
     Param("model_params", "Model hyperparameters",
           'JSON object of estimator parameters, e.g. {"n_estimators": 200, "max_depth": 3}.',
-          GROUP_MODEL, default="{}", regex=r"^\{.*\}$", example='{"n_estimators": 50}'),
+          GROUP_MODEL, default="{}", regex=JSON_OBJECT_RE, example='{"n_estimators": 50}'),
     Param("seed", "Random seed",
           "Run seed; each model's seed derives from (seed, key, window), so results do not depend on "
           "worker count or order.", GROUP_MODEL, type=int, default=0, param_type="NUMBER",
@@ -174,7 +189,7 @@ class PipelineParams:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="python -m pipeline", allow_abbrev=False,  # a Beam flag must never be read as a prefix of ours
         description="Train and evaluate one model per key and sliding time window.")
     for param in PARAMS:
         parser.add_argument(f"--{param.name}", type=str, default=None, help=param.help)
@@ -186,7 +201,7 @@ def _convert(param: Param, raw: str | None) -> Any:
         return param.default
     if param.choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
-    if param.regex and not re.fullmatch(param.regex, raw, flags=re.DOTALL):
+    if param.regex and not re.fullmatch(param.regex, raw):
         raise ParameterError(param.name, raw, f"must match {param.regex}")
     try:
         return param.type(raw)

@@ -17,15 +17,17 @@ import secrets
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
 from apache_beam.transforms import window as beam_window
 
 from pipeline import rows, sinks, source, summary, train
-from pipeline.options import PipelineParams, parse_args
+from pipeline.options import ParameterError, PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
+# Set in the template image at build time (Dockerfile): the image's own URI and source commit.
+IMAGE_ENV, GIT_COMMIT_ENV = "PIPELINE_IMAGE", "PIPELINE_GIT_COMMIT"
 
 
 class _PeriodRange(beam.CombineFn):
@@ -103,7 +105,23 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
             direct.direct_running_mode = "multi_processing"
         if "--direct_num_workers" not in given:
             direct.direct_num_workers = os.cpu_count() or 1
+    elif "dataflow" in (standard.runner or "").lower():
+        use_template_image(options)
     return options
+
+
+def use_template_image(options: PipelineOptions) -> None:
+    """Dataflow workers run the template's own image (pipeline package, xgboost, the whole lock)
+    unless --sdk_container_image names another one; a stock Beam worker image would lack them."""
+    worker = options.view_as(WorkerOptions)
+    if worker.sdk_container_image or worker.worker_harness_container_image:
+        return
+    image = os.environ.get(IMAGE_ENV, "").strip()
+    if not image:
+        raise ParameterError("sdk_container_image", None,
+                             f"the pipeline's container image URI; set ${IMAGE_ENV} (the template image "
+                             "does) or pass --sdk_container_image")
+    worker.sdk_container_image = image
 
 
 def is_local(options: PipelineOptions) -> bool:
