@@ -49,18 +49,23 @@ def regexes_for(param: Param) -> list[str]:
     return [regex]
 
 
-def default_text(param: Param) -> str | None:
-    """The default as the launcher would pass it; None when there is nothing to pre-fill."""
-    if param.default is None or param.default == "":
+def as_text(value) -> str | None:
+    """A value as it is typed on the command line; None for "not given"."""
+    if value is None or value == "":
         return None
-    if isinstance(param.default, bool):
-        return "true" if param.default else "false"
-    return str(param.default)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def default_text(param: Param) -> str | None:
+    """The default the template pre-fills; None when there is nothing to pre-fill."""
+    return None if param.required_on_dataflow else as_text(param.default)
 
 
 def help_text(param: Param) -> str:
     text = param.help
-    if param.example and param.example != param.default:
+    if param.example and (param.example != param.default or param.required_on_dataflow):
         text += f" Example: {param.example}"
     return text
 

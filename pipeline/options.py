@@ -55,10 +55,14 @@ class Param:
     # Description of each choice, for the template's ENUM options; a function so that the
     # model registry is imported only when the metadata is generated.
     choice_help: Callable[[], Mapping[str, str]] | None = None
+    # The local default is no use on Dataflow (e.g. a local output directory): the template
+    # requires a value and does not pre-fill the default.
+    required_on_dataflow: bool = False
 
     @property
     def is_optional(self) -> bool:
-        return True  # every parameter has a usable default or an alternative
+        """Optional in the template: a usable default or an alternative exists."""
+        return not self.required_on_dataflow
 
 
 def _bool(text: str) -> bool:
@@ -135,7 +139,7 @@ PARAMS: tuple[Param, ...] = (
     Param("output", "Output location",
           "Local directory or gs:// prefix; predictions/, metrics/, ledger/, rejected_rows/ and summary.json "
           "are written under it.", GROUP_OUTPUTS, default="output", param_type="GCS_WRITE_FOLDER",
-          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1"),
+          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1", required_on_dataflow=True),
     Param("output_format", "Output format", "File format of the outputs.", GROUP_OUTPUTS,
           default="parquet", choices=OUTPUT_FORMATS, param_type="ENUM"),
     Param("if_output_exists", "If outputs exist",

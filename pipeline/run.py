@@ -17,7 +17,8 @@ import secrets
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
+                                                  WorkerOptions)
 from apache_beam.transforms import window as beam_window
 
 from pipeline import rows, sinks, source, summary, train
@@ -105,9 +106,13 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
             direct.direct_running_mode = "multi_processing"
         if "--direct_num_workers" not in given:
             direct.direct_num_workers = os.cpu_count() or 1
-    elif "dataflow" in (standard.runner or "").lower():
+    elif is_dataflow(options):
         use_template_image(options)
     return options
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in (options.view_as(StandardOptions).runner or "").lower()
 
 
 def use_template_image(options: PipelineOptions) -> None:
@@ -139,9 +144,12 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if not params.run_id:
         params = dataclasses.replace(params, run_id=new_run_id())
     options = pipeline_options(beam_args)
+    if is_dataflow(options) and not params.output.startswith("gs://"):
+        raise ParameterError("output", params.output, "a gs:// prefix: Dataflow workers cannot write locally")
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)
     source.check_columns(params, kind)
-    sinks.prepare_output(params)
+    if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs
+        sinks.prepare_output(params)
     return params, options, kind
 
 

@@ -106,7 +106,7 @@ def assert_io_steps(proto, source_kind: str) -> None:
 
 def test_launcher_call_translates_with_the_template_image(monkeypatch, tmp_path):
     monkeypatch.setenv(pipeline_run.IMAGE_ENV, TEMPLATE_IMAGE)
-    template_params = ["--source=duckdb", f"--output={tmp_path / 'out'}", "--model=xgboost",
+    template_params = ["--source=duckdb", "--output=gs://my-bucket/runs/r1", "--model=xgboost",
                        "--window_size=4", "--window_period=2", "--test_periods=2"]
     result = launch_main_py(monkeypatch, template_params + LAUNCHER_FLAGS)
 
@@ -125,7 +125,7 @@ def test_explicit_sdk_container_image_wins(monkeypatch, tmp_path, write_parquet)
     monkeypatch.setenv(pipeline_run.IMAGE_ENV, TEMPLATE_IMAGE)
     other = "us-docker.pkg.dev/other-project/images/many-models:debug"
     data = write_parquet(make_rows({"A": [2001, 2002, 2003]}, days=3))
-    result = launch_main_py(monkeypatch, [f"--input={data}", f"--output={tmp_path / 'out'}",
+    result = launch_main_py(monkeypatch, [f"--input={data}", "--output=gs://my-bucket/runs/r2",
                                           f"--sdk_container_image={other}", *LAUNCHER_FLAGS])
     proto = result.job.proto_pipeline
     assert container_images(proto) == {other}
@@ -133,12 +133,20 @@ def test_explicit_sdk_container_image_wins(monkeypatch, tmp_path, write_parquet)
     assert_io_steps(proto, "file")
 
 
-def test_dataflow_run_without_any_image_fails_before_work(monkeypatch, tmp_path):
+def test_dataflow_run_without_any_image_fails_before_work(monkeypatch):
     monkeypatch.delenv(pipeline_run.IMAGE_ENV, raising=False)
     with pytest.raises(ParameterError) as failure:
-        pipeline_run.prepare(["--source=duckdb", f"--output={tmp_path}", *LAUNCHER_FLAGS])
+        pipeline_run.prepare(["--source=duckdb", "--output=gs://my-bucket/runs/r3", *LAUNCHER_FLAGS])
     assert failure.value.name == "sdk_container_image"
-    assert not os.listdir(tmp_path)
+
+
+def test_dataflow_run_with_a_local_output_fails_before_work(monkeypatch, tmp_path):
+    monkeypatch.setenv(pipeline_run.IMAGE_ENV, TEMPLATE_IMAGE)
+    (tmp_path / "summary.json").write_text("{}")  # a previous local run: must stay untouched
+    with pytest.raises(ParameterError) as failure:
+        pipeline_run.prepare(["--source=duckdb", f"--output={tmp_path}", *LAUNCHER_FLAGS])
+    assert failure.value.name == "output" and "gs://" in str(failure.value)
+    assert os.listdir(tmp_path) == ["summary.json"]
 
 
 def test_bad_template_parameter_fails_at_launch_naming_it(tmp_path):

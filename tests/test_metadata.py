@@ -100,7 +100,7 @@ def _pipeline_accepts(param: Param, value: str) -> bool:
 
 
 def _documented_values(param: Param) -> list[str]:
-    values = [v for v in (metadata.default_text(param), param.example) if v is not None]
+    values = [v for v in (metadata.as_text(param.default), param.example) if v is not None]
     return values + list(param.choices)
 
 
@@ -161,3 +161,13 @@ def test_generator_covers_every_parameter_type_generically():
 def test_generator_refuses_regexes_dataflow_reads_differently(regex):
     with pytest.raises(ValueError, match="regex of --n"):
         metadata.regexes_for(Param("n", "N", "n.", options.GROUP_WINDOWS, regex=regex))
+
+
+def test_readme_parameter_table_is_generated_from_the_code():
+    from pipeline import docs
+
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    assert docs.block() in readme, "README's parameter table drifted from pipeline/options.py: run `make docs`"
+    assert docs.rewrite(readme) == readme
+    assert all(f"| `{param.name}` |" in docs.table() for param in PARAMS)
