@@ -216,3 +216,11 @@ def test_cloudbuild_runs_the_tests_before_building_and_smoke_launch_is_opt_in(cl
     assert smoke["args"][:2] == [".ci/smoke-launch", "false"]
     skipped = subprocess.run(["sh", *smoke["args"]], cwd=ROOT, capture_output=True, text=True, timeout=30)
     assert skipped.returncode == 0 and "smoke launch skipped" in skipped.stdout
+
+
+def test_ci_scripts_parse_and_smoke_launch_refuses_to_run_without_an_output():
+    for script in ("cloudbuild-tests", "smoke-launch", "run"):
+        assert subprocess.run(["sh", "-n", os.path.join(ROOT, ".ci", script)], timeout=30).returncode == 0
+    refused = subprocess.run(["sh", ".ci/smoke-launch", "true", TEMPLATE_PATH, "europe-west1", "", "many-models-smoke"],
+                             cwd=ROOT, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 2 and "_SMOKE_OUTPUT" in refused.stderr
