@@ -26,6 +26,7 @@ WINDOW_SIZE_RE = r"^([2-9]|[1-9][0-9]+)$"  # at least one training and one test 
 RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
 NON_BLANK_RE = r"^\s*\S[\s\S]*$"
 JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
+BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOLEAN params (type=_bool)
 # Regexes are also Dataflow template regexes (metadata.json), checked by the service and the
 # Console: keep them portable (no Python-only syntax) and write "any character" as [\s\S].
 

@@ -144,7 +144,7 @@ def test_generator_covers_every_parameter_type_generically():
               param_type="BIGQUERY_TABLE", regex=r"^([a-z0-9-]+[:.])?[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$",
               example="my-project:dataset.predictions"),
         Param("dry_check", "Check only", "Validate and stop.", options.GROUP_SOURCE, type=options._bool,
-              default=False, param_type="BOOLEAN", regex=r"^(true|false)$"),
+              default=False, param_type="BOOLEAN", regex=options.BOOL_RE),
         Param("shard", "Shard", "Which shard.", options.GROUP_SOURCE, default="a", choices=("a", "b"),
               param_type="ENUM", choice_help=lambda: {"a": "first"}),
     )
@@ -155,6 +155,8 @@ def test_generator_covers_every_parameter_type_generically():
     assert flag["paramType"] == "BOOLEAN" and flag["defaultValue"] == "false"
     assert shard["enumOptions"] == [{"value": "a", "label": "a", "description": "first"}, {"value": "b", "label": "b"}]
     assert shard["regexes"] == ["^(a|b)$"]
+    for value in PROBES + ("True", "FALSE", "yes", "No"):
+        assert _regex_accepts(flag, value) == _pipeline_accepts(extra[1], value), repr(value)
 
 
 @pytest.mark.parametrize("regex", [r"^(?P<n>[0-9]+)$", r"[0-9]+", r"^(?i)true$", r"\A[0-9]+\Z"])
