@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search metadata docs lint image template-spec
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -47,6 +47,27 @@ bench: dev-venv
 ## The same on 50 shops only.
 bench-quick: dev-venv
 	$(PY) -m bench.run_bench --quick $(BENCH_ARGS)
+## Regenerate metadata.json and the README's parameter table from pipeline/options.py.
+metadata: dev-venv
+	$(PY) -m pipeline.metadata > metadata.json.tmp && mv metadata.json.tmp metadata.json
+
+docs: dev-venv
+	$(PY) -m pipeline.docs README.md
+
+## Lint the Dockerfile (hadolint comes with requirements-dev.txt).
+lint: dev-venv
+	$(VENV)/bin/hadolint Dockerfile
+
+## Build the template image by hand (Docker); IMAGE=REGION-docker.pkg.dev/PROJECT/REPOSITORY/NAME:TAG
+image:
+	@test -n "$(IMAGE)" || { echo "usage: make image IMAGE=REGION-docker.pkg.dev/PROJECT/REPO/NAME:TAG"; exit 2; }
+	docker build --build-arg PIPELINE_IMAGE=$(IMAGE) --build-arg GIT_COMMIT=$$(git rev-parse HEAD) --tag $(IMAGE) .
+
+## Print the template spec gcloud would upload for IMAGE (offline; nothing is written).
+template-spec:
+	@test -n "$(IMAGE)" || { echo "usage: make template-spec IMAGE=..."; exit 2; }
+	gcloud dataflow flex-template build gs://print-only/template.json --image=$(IMAGE) \
+	  --sdk-language=PYTHON --metadata-file=metadata.json --print-only
 
 ## Re-resolve the runtime lock (needs the package index).
 lock:
@@ -56,4 +77,4 @@ lock:
 	  echo "# Regenerate: make lock"; /tmp/lock-venv/bin/pip freeze; } > requirements.txt
 
 clean:
-	rm -rf $(VENV) output
+	rm -rf $(VENV) .venv-image output

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 import json
 import re
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 MODEL_NAMES = ("gbr", "hist_gbr", "random_forest", "ridge", "xgboost")
 OUTPUT_FORMATS = ("parquet", "csv")
@@ -22,7 +22,13 @@ COLUMN_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 COLUMN_LIST_RE = r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"
 POSITIVE_INT_RE = r"^[1-9][0-9]*$"
 NON_NEGATIVE_INT_RE = r"^[0-9]+$"
-RUN_ID_RE = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+WINDOW_SIZE_RE = r"^([2-9]|[1-9][0-9]+)$"  # at least one training and one test period
+RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
+NON_BLANK_RE = r"^\s*\S[\s\S]*$"
+JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
+BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOLEAN params (type=_bool)
+# Regexes are also Dataflow template regexes (metadata.json), checked by the service and the
+# Console: keep them portable (no Python-only syntax) and write "any character" as [\s\S].
 INT_RE = r"^-?[0-9]+$"
 NON_NEGATIVE_NUMBER_RE = r"^[0-9]+(\.[0-9]+)?$"
 # What each regex allows, in words, for error messages.
@@ -31,7 +37,11 @@ REGEX_MEANING = {
     COLUMN_LIST_RE: "comma-separated column names (letters, digits and _), no spaces",
     POSITIVE_INT_RE: "a positive integer (1, 2, ...)",
     NON_NEGATIVE_INT_RE: "a non-negative integer (0, 1, ...)",
-    RUN_ID_RE: "1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    RUN_ID_RE: "empty, or 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit",
+    WINDOW_SIZE_RE: "an integer >= 2 (at least one training and one test period)",
+    NON_BLANK_RE: "not blank",
+    JSON_OBJECT_RE: 'a JSON object such as {"n_estimators": 50}',
+    BOOL_RE: "true or false",
     INT_RE: "an integer",
     NON_NEGATIVE_NUMBER_RE: "a non-negative number such as 0, 30 or 2.5",
 }
@@ -64,13 +74,23 @@ class Param:
     default: Any = None
     choices: tuple[str, ...] = ()
     param_type: str = "TEXT"  # Dataflow ParameterMetadata.paramType
-    regex: str | None = None  # POSIX-egrep compatible; checked locally too
+    regex: str | None = None  # portable (Java/JavaScript/Python) and anchored; checked locally too
     example: str | None = None
     allowed: str | None = None  # what a valid value looks like, in words, for error messages
+    # Description of each choice, for the template's ENUM options; a function so that the
+    # model registry is imported only when the metadata is generated.
+    choice_help: Callable[[], Mapping[str, str]] | None = None
+    # The local default is no use on Dataflow (e.g. a local output directory): the template
+    # requires a value and does not pre-fill the default.
+    required_on_dataflow: bool = False
+    # The choices are the template form's options, not the only values the pipeline accepts
+    # (e.g. --model also takes an allow-listed module:callable, checked in validate_static).
+    open_choices: bool = False
 
     @property
     def is_optional(self) -> bool:
-        return True  # every parameter has a usable default or an alternative
+        """Optional in the template: a usable default or an alternative exists."""
+        return not self.required_on_dataflow
 
 
 def _bool(text: str) -> bool:
@@ -103,17 +123,24 @@ def _json_value(text: str):
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON ({exc.msg} at char {exc.pos})") from None
 
+
+def _model_descriptions() -> dict[str, str]:
+    from pipeline import models
+
+    return {name: spec.description for name, spec in models.REGISTRY.items()}
+
+
 PARAMS: tuple[Param, ...] = (
     # -- source ---------------------------------------------------------------
     Param("query", "SQL query",
           "SQL returning one row per key and date. Locally it runs in DuckDB over the embedded sample, "
           "registered as dataset.table, so the article's query runs unchanged.",
-          GROUP_SOURCE,
+          GROUP_SOURCE, regex=NON_BLANK_RE,
           default="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table",
           example="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table"),
     Param("input", "Input files",
           "Parquet, CSV or JSONL file path or glob (local or gs://). Replaces --query when given.",
-          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^.*\.(parquet|csv|jsonl|json)$",
+          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^[^\r\n]+\.(parquet|csv|jsonl|json)$",
           example="gs://my-bucket/sales/*.parquet"),
     Param("source", "Source",
           "Where --query runs: auto (BigQuery on Dataflow, DuckDB locally), duckdb, file (with --input) or bigquery.",
@@ -132,8 +159,8 @@ PARAMS: tuple[Param, ...] = (
           "(the article's rule); both are counted.",
           GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
     # -- windows --------------------------------------------------------------
-    Param("window_size", "Window size", "Periods per sliding window (train + test).", GROUP_WINDOWS,
-          type=int, default=3, param_type="NUMBER", regex=POSITIVE_INT_RE),
+    Param("window_size", "Window size", "Periods per sliding window (train + test), at least 2.",
+          GROUP_WINDOWS, type=int, default=3, param_type="NUMBER", regex=WINDOW_SIZE_RE),
     Param("window_period", "Window period", "Periods between the starts of consecutive windows.",
           GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
     Param("test_periods", "Test periods",
@@ -146,11 +173,11 @@ PARAMS: tuple[Param, ...] = (
     Param("model", "Model",
           f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
           "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list.",
-          GROUP_MODEL, default="gbr"),
+          GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=_model_descriptions,
+          open_choices=True),
     Param("model_params", "Model hyperparameters",
           'JSON object of estimator parameters, e.g. {"n_estimators": 200, "max_depth": 3}.',
-          GROUP_MODEL, default="{}", regex=r"^\{.*\}$", example='{"n_estimators": 50}',
-          allowed='a JSON object such as {"n_estimators": 50}'),
+          GROUP_MODEL, default="{}", regex=JSON_OBJECT_RE, example='{"n_estimators": 50}'),
     Param("seed", "Random seed",
           "Run seed; each model's seed derives from (seed, key, window), so results do not depend on "
           "worker count or order.", GROUP_MODEL, type=int, default=0, param_type="NUMBER",
@@ -162,7 +189,7 @@ PARAMS: tuple[Param, ...] = (
     Param("output", "Output location",
           "Local directory or gs:// prefix; predictions/, metrics/, ledger/, rejected_rows/ and summary.json "
           "are written under it.", GROUP_OUTPUTS, default="output", param_type="GCS_WRITE_FOLDER",
-          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1"),
+          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1", required_on_dataflow=True),
     Param("output_format", "Output format", "File format of the outputs.", GROUP_OUTPUTS,
           default="parquet", choices=OUTPUT_FORMATS, param_type="ENUM"),
     Param("if_output_exists", "If outputs exist",
@@ -347,7 +374,7 @@ class PipelineParams:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
+        prog="python -m pipeline", allow_abbrev=False,  # a Beam flag must never be read as a prefix of ours
         description="Train and evaluate one model per key and sliding time window.")
     for param in PARAMS:
         flag = {"nargs": "?", "const": "true"} if param.type is _bool else {}  # a bare --plan_only means true
@@ -358,9 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _convert(param: Param, raw: str | None) -> Any:
     if raw is None:
         return param.default
-    if param.choices and raw not in param.choices:
+    if param.choices and not param.open_choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
-    if param.regex and not re.fullmatch(param.regex, raw, flags=re.DOTALL):
+    if param.regex and not re.fullmatch(param.regex, raw):
         allowed = param.allowed or REGEX_MEANING.get(param.regex, f"must match {param.regex}")
         raise ParameterError(param.name, raw, allowed)
     try:

@@ -18,15 +18,18 @@ import secrets
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
+                                                  WorkerOptions)
 from apache_beam.transforms import window as beam_window
 
 from pipeline import bigquery, features, lineage, plan, publish, rows, search, sinks, source, summary, train
-from pipeline.options import PipelineParams, parse_args
+from pipeline.options import ParameterError, PipelineParams, parse_args
 from pipeline.windows import WindowPlan
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
+# Set in the template image at build time (Dockerfile): the image's own URI and source commit.
+IMAGE_ENV, GIT_COMMIT_ENV = "PIPELINE_IMAGE", "PIPELINE_GIT_COMMIT"
 
 
 class _PeriodRange(beam.CombineFn):
@@ -126,7 +129,27 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
             direct.direct_running_mode = "multi_processing"
         if "--direct_num_workers" not in given:
             direct.direct_num_workers = os.cpu_count() or 1
+    elif is_dataflow(options):
+        use_template_image(options)
     return options
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in (options.view_as(StandardOptions).runner or "").lower()
+
+
+def use_template_image(options: PipelineOptions) -> None:
+    """Dataflow workers run the template's own image (pipeline package, xgboost, the whole lock)
+    unless --sdk_container_image names another one; a stock Beam worker image would lack them."""
+    worker = options.view_as(WorkerOptions)
+    if worker.sdk_container_image or worker.worker_harness_container_image:
+        return
+    image = os.environ.get(IMAGE_ENV, "").strip()
+    if not image:
+        raise ParameterError("sdk_container_image", None,
+                             f"the pipeline's container image URI; set ${IMAGE_ENV} (the template image "
+                             "does) or pass --sdk_container_image")
+    worker.sdk_container_image = image
 
 
 def is_local(options: PipelineOptions) -> bool:
@@ -144,10 +167,13 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if not params.run_id:
         params = dataclasses.replace(params, run_id=new_run_id())
     options = pipeline_options(beam_args)
+    if is_dataflow(options) and not params.output.startswith("gs://"):
+        raise ParameterError("output", params.output, "a gs:// prefix: Dataflow workers cannot write locally")
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)
     source.check_columns(params, kind)
     bigquery.prepare(params, options, kind)  # before prepare_output: a refusal must not delete files
-    sinks.prepare_output(params)
+    if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs
+        sinks.prepare_output(params)
     return params, options, kind
 
 

@@ -1,0 +1,41 @@
+# One image, two roles (Google's recommended pattern for Python Flex Templates):
+#  - the Flex Template launcher runs /opt/google/dataflow/python_template_launcher, which calls
+#    `python $FLEX_TEMPLATE_PYTHON_PY_FILE --param=value ... --runner=DataflowRunner ...`;
+#  - Dataflow workers run it as the Beam SDK container (ENTRYPOINT /opt/apache/beam/boot).
+# Every dependency is installed here from the lock, so nothing is installed at launch time or on
+# workers. Versions must match requirements.txt (a test checks it). Build: see README.
+ARG PYTHON_VERSION=3.11.14
+ARG BEAM_VERSION=2.77.0
+# The launcher is a standalone Go binary; this dated tag is the one Google's own
+# one-image sample (python-docs-samples pipeline_with_dependencies) copies it from.
+ARG LAUNCHER_TAG=20230622_RC00
+
+FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam_sdk
+
+FROM gcr.io/dataflow-templates-base/python311-template-launcher-base:${LAUNCHER_TAG} AS template_launcher
+
+FROM python:${PYTHON_VERSION}-slim-bookworm
+
+COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
+COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
+
+WORKDIR /template
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PYTHONUNBUFFERED=1
+
+COPY requirements.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY pyproject.toml main.py ./
+COPY pipeline ./pipeline
+RUN pip install --no-cache-dir --no-deps . \
+    && pip check
+
+# The image's own URI (workers default to it, see pipeline/run.py) and the source commit.
+ARG PIPELINE_IMAGE=""
+ARG GIT_COMMIT=unknown
+ENV FLEX_TEMPLATE_PYTHON_PY_FILE=/template/main.py \
+    PIPELINE_IMAGE=${PIPELINE_IMAGE} \
+    PIPELINE_GIT_COMMIT=${GIT_COMMIT}
+
+ENTRYPOINT ["/opt/apache/beam/boot"]
