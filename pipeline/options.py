@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import re
 from typing import Any, Callable, Mapping, Sequence
 
@@ -26,6 +27,8 @@ WINDOW_SIZE_RE = r"^([2-9]|[1-9][0-9]+)$"  # at least one training and one test 
 RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
 NON_BLANK_RE = r"^\s*\S[\s\S]*$"
 JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
+MODEL_RE = "^(" + "|".join(MODEL_NAMES) + r"|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$"
+JSON_GRID_RE = r"^(\s*[\[{][\s\S]*[\]}]\s*)?$"  # empty, a JSON object or a JSON list
 BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOLEAN params (type=_bool)
 # Regexes are also Dataflow template regexes (metadata.json), checked by the service and the
 # Console: keep them portable (no Python-only syntax) and write "any character" as [\s\S].
@@ -42,6 +45,7 @@ REGEX_MEANING = {
     NON_BLANK_RE: "not blank",
     JSON_OBJECT_RE: 'a JSON object such as {"n_estimators": 50}',
     BOOL_RE: "true or false",
+    JSON_GRID_RE: 'empty, a JSON grid {"alpha": [0.1, 1]} or a JSON list of configurations',
     INT_RE: "an integer",
     NON_NEGATIVE_NUMBER_RE: "a non-negative number such as 0, 30 or 2.5",
 }
@@ -76,7 +80,9 @@ class Param:
     param_type: str = "TEXT"  # Dataflow ParameterMetadata.paramType
     regex: str | None = None  # portable (Java/JavaScript/Python) and anchored; checked locally too
     example: str | None = None
-    allowed: str | None = None  # what a valid value looks like, in words, for error messages
+    # What a valid value looks like, in words, for error messages (a callable when it depends on the
+    # environment, e.g. the model allow-list).
+    allowed: str | Callable[[], str] | None = None
     # Description of each choice, for the template's ENUM options; a function so that the
     # model registry is imported only when the metadata is generated.
     choice_help: Callable[[], Mapping[str, str]] | None = None
@@ -105,6 +111,7 @@ def _bool(text: str) -> bool:
 GROUP_SOURCE, GROUP_WINDOWS, GROUP_MODEL, GROUP_OUTPUTS = "Source", "Windows", "Model", "Outputs"
 GROUP_BIGQUERY = "BigQuery"
 GROUP_FEATURES, GROUP_SEARCH = "Features", "Search"
+GROUPS = (GROUP_SOURCE, GROUP_WINDOWS, GROUP_MODEL, GROUP_FEATURES, GROUP_SEARCH, GROUP_OUTPUTS, GROUP_BIGQUERY)
 
 
 def _int_tuple(text: str) -> tuple[int, ...]:
@@ -122,6 +129,12 @@ def _json_value(text: str):
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"JSON ({exc.msg} at char {exc.pos})") from None
+
+
+def _model_allowed() -> str:
+    modules = os.environ.get("PIPELINE_MODEL_MODULES", "") or "empty"
+    return (f"one of {', '.join(MODEL_NAMES)}, or package.module:callable from a module in the "
+            f"PIPELINE_MODEL_MODULES allow-list (now: {modules}); this is neither a registry name nor of that form")
 
 
 def _model_descriptions() -> dict[str, str]:
@@ -174,7 +187,8 @@ PARAMS: tuple[Param, ...] = (
           f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
           "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list.",
           GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=_model_descriptions,
-          open_choices=True),
+          open_choices=True, regex=MODEL_RE,
+          allowed=lambda: _model_allowed()),
     Param("model_params", "Model hyperparameters",
           'JSON object of estimator parameters, e.g. {"n_estimators": 200, "max_depth": 3}.',
           GROUP_MODEL, default="{}", regex=JSON_OBJECT_RE, example='{"n_estimators": 50}'),
@@ -202,7 +216,7 @@ PARAMS: tuple[Param, ...] = (
           "Dry run: write and print the fold plan (key x window x train/test periods x row counts, would "
           "train or would skip and why), the number of fits and a cost estimate timed on a few sample fits; "
           "write no predictions and save no models.", GROUP_OUTPUTS, type=_bool, default=False,
-          regex=r"^(true|false)$"),
+          param_type="BOOLEAN", regex=BOOL_RE),
     Param("model_dir", "Model directory",
           "Local directory or gs:// prefix; when set, each trained model is saved as "
           "<model_dir>/<run_id>/<key>/<window_start>/model.joblib (XGBoost: model.json) with meta.json.",
@@ -265,29 +279,29 @@ PARAMS: tuple[Param, ...] = (
     # -- feature generation (in the same pass; leakage-safe) ---------------------
     Param("calendar_features", "Calendar features",
           "Comma-separated features generated from the date: day_of_week, day_of_year, month, holiday.",
-          GROUP_FEATURES, type=_name_tuple, default=(), regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday",
+          GROUP_FEATURES, type=_name_tuple, default="", regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday",
           allowed="comma-separated names among day_of_week, day_of_year, month, holiday"),
     Param("holiday_calendar", "Holiday calendar", "Bundled calendar of the holiday feature: fr or us.",
           GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM"),
     Param("lag_days", "Target lags (days)",
           "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
           "Test rows never see target values from the test period on (unknown values become 0.0).",
-          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
+          GROUP_FEATURES, type=_int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
           allowed="comma-separated positive integers (days)"),
     Param("rolling_mean_days", "Target rolling means (days)",
           "Comma-separated spans in days: feature rolling_mean_<w> is the key's mean target over the w days "
           "before the row's date, with the same rule for test rows.",
-          GROUP_FEATURES, type=_int_tuple, default=(), regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,28",
+          GROUP_FEATURES, type=_int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,28",
           allowed="comma-separated positive integers (days)"),
     Param("check_leakage", "Check feature leakage",
           "Verify on every window that no generated feature of a test row uses a target value at or after "
           "the window's test start; the run fails if one does.",
-          GROUP_FEATURES, type=_bool, default=False, param_type="BOOLEAN"),
+          GROUP_FEATURES, type=_bool, default=False, param_type="BOOLEAN", regex=BOOL_RE),
     # -- hyperparameter search per key x window -----------------------------------
     Param("param_grid", "Hyperparameter grid",
           'JSON grid {"alpha": [0.1, 1, 10]} or list of configurations [{"alpha": 1}, ...]. When given, each '
           "key x window chooses its configuration on a validation split of its training periods.",
-          GROUP_SEARCH, type=_json_value, default=None, example='{"max_depth": [2, 3], "n_estimators": [50, 100]}'),
+          GROUP_SEARCH, default="", regex=JSON_GRID_RE, example='{"max_depth": [2, 3], "n_estimators": [50, 100]}'),
     Param("search", "Search strategy", "grid: every configuration; random: --n_configs of them, drawn with --seed.",
           GROUP_SEARCH, default="grid", choices=("grid", "random"), param_type="ENUM"),
     Param("n_configs", "Random configurations", "How many configurations --search=random tries.",
@@ -383,12 +397,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _convert(param: Param, raw: str | None) -> Any:
-    if raw is None:
-        return param.default
+    if raw is None:  # defaults are written as the template shows them; text defaults still convert
+        return param.type(param.default) if isinstance(param.default, str) else param.default
     if param.choices and not param.open_choices and raw not in param.choices:
         raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
     if param.regex and not re.fullmatch(param.regex, raw):
-        allowed = param.allowed or REGEX_MEANING.get(param.regex, f"must match {param.regex}")
+        allowed = param.allowed() if callable(param.allowed) else param.allowed
+        allowed = allowed or REGEX_MEANING.get(param.regex, f"must match {param.regex}")
         raise ParameterError(param.name, raw, allowed)
     try:
         return param.type(raw)
@@ -417,6 +432,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     values = {p.name: _convert(p, raw[p.name]) for p in PARAMS}
     values["features"] = tuple(f for f in values["features"].split(",") if f)
     values["model_params"] = _parse_model_params(values["model_params"])
+    try:  # JSON cannot be checked by a regex: parsed here, still before any work
+        values["param_grid"] = _json_value(values["param_grid"])
+    except ValueError as exc:
+        raise ParameterError("param_grid", values["param_grid"], str(exc)) from None
     for name in ("input", *TABLE_PARAMS, "bq_temp_location"):
         values[name] = values[name] or None
     params = PipelineParams(**values)

@@ -29,6 +29,22 @@ TRAINED, SKIPPED, FAILED = "trained", "skipped", "failed"
 UNEXPECTED = "unexpected"
 
 
+def _fit(params: PipelineParams, model_params: dict, train: pd.DataFrame, test: pd.DataFrame, key: str, seed: int,
+         deadline: DeadlineCaller | None) -> custom_model.Fitted:
+    """Fits and predicts, in this process or in the deadline's helper process.
+
+    The helper gets the registry entry itself (not its name), so it needs no state of this process."""
+    columns = features.model_columns(params)
+    if deadline is None:
+        return custom_model.fit_predict(params, model_params, columns, train, test, key, seed)
+    if custom_model.is_user_model(params.model):
+        return deadline.call(custom_model.fit_predict, params, model_params, columns, train, test, key, seed)
+    predicted, fit_seconds, predict_seconds, estimator = deadline.call(
+        models.fit_predict, models.REGISTRY[params.model], model_params, seed, params.model_threads,
+        *custom_model.registry_arrays(params, columns, train, test), bool(params.model_dir))
+    return custom_model.Fitted(predicted, fit_seconds, predict_seconds, estimator)
+
+
 class GroupResult:
     """What one key x window produced; plain data, easy to test without Beam."""
 
@@ -92,10 +108,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         return GroupResult(ledger)
 
     seed = models.group_seed(params.seed, key, window_start)
-    fit_args = (params, model_params, features.model_columns(params), train, test, key, seed)
     try:
-        fitted = (custom_model.fit_predict(*fit_args) if deadline is None
-                  else deadline.call(custom_model.fit_predict, *fit_args))
+        fitted = _fit(params, model_params, train, test, key, seed, deadline)
         predicted = fitted.predicted
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")

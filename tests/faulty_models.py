@@ -65,5 +65,5 @@ def faulty_model(monkeypatch):
     """Registers the fault injector as --model=faulty for one test (import this fixture to use it)."""
     monkeypatch.setitem(models.REGISTRY, "faulty", SPEC)
     monkeypatch.setattr(options, "PARAMS", tuple(
-        dataclasses.replace(p, choices=(*p.choices, "faulty")) if p.name == "model" else p
+        dataclasses.replace(p, choices=(*p.choices, "faulty"), regex=None) if p.name == "model" else p
         for p in options.PARAMS))

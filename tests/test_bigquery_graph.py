@@ -25,7 +25,8 @@ from pipeline.options import PARAMS_BY_NAME, ParameterError, parse_args
 pytestmark = pytest.mark.timeout(300)
 
 DRY_RUN = ["--runner=DataflowRunner", "--dry_run=True", "--project=test-project", "--region=us-central1",
-           "--temp_location=gs://bucket/tmp"]
+           "--temp_location=gs://bucket/tmp",
+           "--sdk_container_image=us-central1-docker.pkg.dev/test-project/repo/many-models:test"]
 ARTICLE_QUERY = "SELECT year,date,shop_id,sales,attr1,attr2,attr3\nFROM dataset.table"
 README = os.path.join(os.path.dirname(__file__), "..", "README.md")
 SQL_DIR = os.path.join(os.path.dirname(__file__), "..", "sql")

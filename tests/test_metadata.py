@@ -17,7 +17,7 @@ from tests.google_schemas import schema, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 METADATA_FILE = os.path.join(ROOT, "metadata.json")
-CONSOLE_GROUPS = {options.GROUP_SOURCE, options.GROUP_WINDOWS, options.GROUP_MODEL, options.GROUP_OUTPUTS}
+CONSOLE_GROUPS = set(options.GROUPS)
 
 # Values a user might type into the Console form or a --parameters list, good and bad.
 PROBES = ("", " ", "0", "1", "2", "3", "-1", "1.5", "1e3", "007", "ten", "true", "x", "a b", "1st", "shop id",

@@ -31,7 +31,7 @@ def test_each_model_trains_and_predicts(name):
     (['--model_params={"max_depth": -3}'], "model_params", "max_depth"),
     (["--window_size=1"], "window_size", ">= 2"),
     (["--window_size=3", "--test_periods=3"], "test_periods", "smaller than --window_size"),
-    (["--window_size=x"], "window_size", "a positive integer"),
+    (["--window_size=x"], "window_size", "an integer >= 2"),
     (["--features=attr1,sales"], "features", "target"),
     (["--target=revenue"], "target", "a column of the source"),
     (["--features=attr1,attr9"], "features", "missing ['attr9']"),

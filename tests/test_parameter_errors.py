@@ -12,7 +12,7 @@ from tests.conftest import IN_PROCESS, make_rows
 
 # (argv, parameter named in the error, fragment of what is allowed). {input} and {file} are filled in.
 CASES = [
-    (["--window_size=abc"], "window_size", "a positive integer"),
+    (["--window_size=abc"], "window_size", "an integer >= 2"),
     (["--window_size=1"], "window_size", "an integer >= 2"),
     (["--test_periods=3"], "test_periods", "smaller than --window_size"),
     (["--window_period=4"], "window_period", "at most --window_size=3"),
