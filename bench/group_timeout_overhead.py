@@ -1,6 +1,6 @@
 """Cost of --group_timeout_s: fit + predict per key x window in-process vs in the deadline helper process.
 
-    python -m benchmarks.group_timeout_overhead [--groups 60] [--model gbr]
+    python -m bench.group_timeout_overhead [--groups 60] [--model gbr]
 
 Prints the median seconds per group both ways, the helper's start-up time, and the
 per-group overhead (pickling the arrays to the helper and the predictions back).
