@@ -190,8 +190,8 @@ def run(argv: list[str] | None = None) -> dict | None:
         return document
     result = summary.read_summary(params)
     print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
-    print(f"\nOutputs under {params.output}/: {', '.join(sinks.OUTPUT_NAMES)}, {sinks.SUMMARY_FILE}, "
-          f"{sinks.MANIFEST_FILE}")
+    written = [name for name in sinks.OUTPUT_NAMES if name != search.SEARCH or search.is_enabled(params)]
+    print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
     from pipeline import report
 
     try:
