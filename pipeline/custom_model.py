@@ -150,11 +150,7 @@ def fit_predict(params: PipelineParams, model_params: dict, feature_columns: lis
 
 
 def _fit_estimator(estimator, x_train, y_train, x_test) -> Fitted:
-    started = time.perf_counter()
-    estimator.fit(x_train, y_train)
-    fitted = time.perf_counter()
-    predicted = np.asarray(estimator.predict(x_test), dtype=float).reshape(-1)
-    return Fitted(predicted, fitted - started, time.perf_counter() - fitted, estimator)
+    return Fitted(*models.fit_estimator(estimator, x_train, y_train, x_test), estimator)
 
 
 def _predictions(result, test: pd.DataFrame, date_column: str) -> np.ndarray:

@@ -92,19 +92,29 @@ def check_model(name: str, params: dict) -> None:
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 
 
+def fit_estimator(estimator, train_features, train_target, test_features) -> tuple[np.ndarray, float, float]:
+    """Fits `estimator` and predicts; returns (predictions, fit seconds, predict seconds).
+
+    The one place an estimator is fitted: registry models, user estimator classes and the
+    --group_timeout_s helper process all come through here.
+    """
+    import time
+
+    started = time.perf_counter()
+    estimator.fit(train_features, train_target)
+    fitted = time.perf_counter()
+    predicted = np.asarray(estimator.predict(test_features), dtype=float).reshape(-1)
+    return predicted, fitted - started, time.perf_counter() - fitted
+
+
 def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, train_features: np.ndarray,
                 train_target: np.ndarray, test_features: np.ndarray, keep_model: bool = False):
-    """Fits a fresh estimator and predicts; returns (predictions, fit seconds, predict seconds,
+    """A fresh registry estimator fitted and used; returns (predictions, fit seconds, predict seconds,
     the fitted estimator when `keep_model` else None).
 
     Takes the spec rather than its name so it can run in a helper process that
     only imports this module (see pipeline.deadline).
     """
-    import time
-
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
-    started = time.perf_counter()
-    estimator.fit(train_features, train_target)
-    fitted = time.perf_counter()
-    predicted = np.asarray(estimator.predict(test_features), dtype=float)
-    return predicted, fitted - started, time.perf_counter() - fitted, estimator if keep_model else None
+    return (*fit_estimator(estimator, train_features, train_target, test_features),
+            estimator if keep_model else None)
