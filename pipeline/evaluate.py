@@ -36,13 +36,27 @@ def previous_period_dates(dates: np.ndarray, periods: np.ndarray, test_dates: np
     """
     years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
     if (years == periods).all():
-        return (pd.DatetimeIndex(test_dates) - pd.DateOffset(years=1)).to_numpy()
+        return one_year_earlier(test_dates)
     known, first_index = np.unique(periods, return_index=True)  # sorted dates: first = earliest
     first_date = dates[first_index]
     offset = test_dates - first_date[np.searchsorted(known, test_periods)]
     previous = np.searchsorted(known, test_periods - 1).clip(max=len(known) - 1)
     has_previous = known[previous] == test_periods - 1
     return np.where(has_previous, first_date[previous] + offset, np.datetime64("NaT"))
+
+
+def one_year_earlier(dates: np.ndarray) -> np.ndarray:
+    """`dates - pandas.DateOffset(years=1)` in numpy: the same month, day and time a year earlier,
+    the day clipped to the month's last (29 February -> 28 February)."""
+    dates = np.asarray(dates, dtype="datetime64[ns]")
+    month = dates.astype("datetime64[M]")
+    day = dates.astype("datetime64[D]")
+    time_of_day = dates - day
+    day_index = day - month.astype("datetime64[D]")
+    earlier = month - np.timedelta64(12, "M")
+    month_length = (earlier + np.timedelta64(1, "M")).astype("datetime64[D]") - earlier.astype("datetime64[D]")
+    shifted = earlier.astype("datetime64[D]") + np.minimum(day_index, month_length - np.timedelta64(1, "D"))
+    return (shifted + time_of_day).astype("datetime64[ns]")
 
 
 def naive_baseline(dates: np.ndarray, periods: np.ndarray, values: np.ndarray, is_test: np.ndarray) -> np.ndarray:

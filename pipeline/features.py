@@ -245,22 +245,18 @@ class _TargetFeaturesFn(beam.DoFn):
         self._checked = beam.metrics.Metrics.counter("features", "leakage_windows_checked")
 
     def process(self, element):
-        key, blocks = element
-        blocks = [block for _, block in sorted(blocks, key=lambda pb: pb[0])]
-        frame = add_target_features(pd.concat(blocks, ignore_index=True), self._spec, self._params)
+        key, rows = element
+        rows = add_target_features(rows, self._spec, self._params)
         if self._params.check_leakage:
-            self._checked.inc(check_no_leakage(key, frame, self._spec, self._params, self._plan))
-        time_column = self._params.time_column
-        for period, block in frame.groupby(time_column, sort=True):
-            yield key, int(period), block.reset_index(drop=True)
+            self._checked.inc(check_no_leakage(key, rows, self._spec, self._params, self._plan))
+        yield key, rows
 
 
 class GenerateFeatures(beam.PTransform):
-    """(key, period, block) -> the same blocks with generated feature columns.
+    """(key, the key's rows) -> the same with generated feature columns.
 
-    Calendar features are added block by block; target-history features need
-    each key's whole history, so the blocks of a key meet once (GroupByKey) and
-    are cut back into (key, period) blocks.
+    Each element already holds the key's whole history (pipeline.rows), so the
+    target-history features need no further shuffle.
     """
 
     def __init__(self, params: PipelineParams):
@@ -268,16 +264,11 @@ class GenerateFeatures(beam.PTransform):
         self._params = params
         self._spec = FeatureSpec.from_params(params)
 
-    def expand(self, blocks):
+    def expand(self, key_rows):
         spec, date_column = self._spec, self._params.date_column
         if spec.calendar:
-            blocks = blocks | "CalendarFeatures" >> beam.MapTuple(
-                lambda key, period, block: (key, period, add_calendar_features(block, spec, date_column)))
+            key_rows = key_rows | "CalendarFeatures" >> beam.MapTuple(
+                lambda key, rows: (key, add_calendar_features(rows, spec, date_column)))
         if spec.target_names:
-            blocks = (blocks
-                      | "ByKey" >> beam.MapTuple(lambda key, period, block: (key, (period, block)))
-                      | "GroupByKey" >> beam.GroupByKey()
-                      # declared: Beam's type inference mistakes the DataFrame for an int here
-                      | "TargetHistoryFeatures" >> beam.ParDo(_TargetFeaturesFn(self._params)).with_output_types(
-                          beam.typehints.Tuple[beam.typehints.Any, int, beam.typehints.Any]))
-        return blocks
+            key_rows = key_rows | "TargetHistoryFeatures" >> beam.ParDo(_TargetFeaturesFn(self._params))
+        return key_rows

@@ -140,14 +140,8 @@ def _canonical(column: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.Series(column.astype("datetime64[ns]").astype("int64").astype("float64")
                          .where(column.notna()), index=column.index)
-    return column.map(lambda value: None if _is_missing(value) else str(value)).astype(object)
-
-
-def _is_missing(value) -> bool:
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):  # lists, arrays: not a scalar, so not missing
-        return False
+    # Series.isna checks element by element (a list is not missing); astype(str) is str() of each.
+    return column.astype(str).astype(object).where(~column.isna().to_numpy(), None)
 
 
 def row_hashes(chunk: pd.DataFrame) -> np.ndarray:

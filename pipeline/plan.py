@@ -22,7 +22,6 @@ import time
 import apache_beam as beam
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms import window as beam_window
 
 from pipeline import models, train
 from pipeline.options import PipelineParams
@@ -37,7 +36,7 @@ SAMPLE_FITS = 4
 
 def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
              plan: WindowPlan) -> dict:
-    _, _, _, ledger = train.split_window(key, window_start, window_data, params, plan)
+    _, ledger = train.split_window(key, window_start, window_data, params, plan)
     train_periods, test_periods = plan.train_periods(window_start), plan.test_periods_of(window_start)
     return {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
@@ -60,13 +59,8 @@ class _PlanWindowFn(beam.DoFn):
     def __init__(self, params: PipelineParams):
         self._params, self._plan = params, WindowPlan.from_params(params)
 
-    def process(self, element, window=beam.DoFn.WindowParam, period_range=None):
-        key, blocks = element
-        start = self._plan.start_of(window)
-        if period_range is None or not self._plan.is_planned(start, *period_range):
-            return
-        blocks = list(blocks)
-        window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
+    def process(self, element):
+        key, start, window_data = element
         row = plan_row(key, start, window_data, self._params, self._plan)
         yield row
         if row["status"] == WOULD_TRAIN:
@@ -134,25 +128,21 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
 
 
 class PlanWindows(beam.PTransform):
-    """(key, [blocks]) per sliding window -> plan rows, and plan.json with totals and a cost estimate.
-
-    `counters` are the run's row and fingerprint counters; `period_range` the (first, last) period.
-    Returns {"plan": plan rows (global window), "plan_summary": the plan document}.
+    """(key, window start, the window's rows) -> plan rows, and plan.json with totals and a cost
+    estimate. `counters` are the run's row and fingerprint counters.
+    Returns {"plan": plan rows, "plan_summary": the plan document}.
     """
 
-    def __init__(self, params: PipelineParams, period_range, counters, slots: int | None):
+    def __init__(self, params: PipelineParams, counters, slots: int | None):
         super().__init__()
-        self._params, self._period_range, self._counters, self._slots = params, period_range, counters, slots
+        self._params, self._counters, self._slots = params, counters, slots
 
-    def expand(self, grouped):
+    def expand(self, windows):
         params, slots = self._params, self._slots
-        planned = grouped | "PlanWindow" >> beam.ParDo(
-            _PlanWindowFn(params), period_range=beam.pvalue.AsSingleton(self._period_range),
-        ).with_outputs(CANDIDATES, main=PLAN_NAME)
-        to_global = beam_window.GlobalWindows()
-        plan_rows = planned[PLAN_NAME] | "Unwindow_plan" >> beam.WindowInto(to_global)
+        planned = windows | "PlanWindow" >> beam.ParDo(_PlanWindowFn(params)).with_outputs(CANDIDATES,
+                                                                                          main=PLAN_NAME)
+        plan_rows = planned[PLAN_NAME]
         timing = (planned[CANDIDATES]
-                  | "Unwindow_candidates" >> beam.WindowInto(to_global)
                   | "PickSample" >> beam.combiners.Top.Of(SAMPLE_FITS, key=lambda c: c[0], reverse=True)
                   | "TimeSampleFits" >> beam.Map(time_sample_fits, params))
         totals = ((plan_rows | "PlanCounters" >> beam.Map(plan_counters), self._counters)

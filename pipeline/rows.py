@@ -1,11 +1,13 @@
-"""Row validation and blocking: source chunks in, one block per key x period out.
+"""Row validation and grouping: source chunks in, one frame of rows per key out.
 
 Each chunk is validated column by column (vectorised). Rows that cannot be
 used go to the rejected-rows output with the stage, a reason code, the
 offending field and the original row as JSON; nothing is dropped silently.
 Valid rows are normalised (period int, date, float target and features) and
-cut into blocks, one per key x period; blocks of the same key x period from
-different chunks are merged and duplicate (key, date) rows rejected there.
+cut into one part per key; the parts of a key from every chunk meet once
+(GroupByKey), are merged in date order, and duplicate (key, period, date)
+rows are rejected there. That one shuffle is the only one before training:
+the sliding windows are cut from each key's rows afterwards (pipeline.windows).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from apache_beam.metrics import Metrics
 from pipeline.options import PipelineParams
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
-BLOCKS, REJECTED, COUNTS, UNEXPECTED = "blocks", "rejected", "counts", "unexpected"
+KEY_ROWS, REJECTED, COUNTS, UNEXPECTED = "key_rows", "rejected", "counts", "unexpected"
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -94,12 +96,10 @@ class _ValidateChunk(beam.DoFn):
 
     def process(self, chunk: pd.DataFrame):
         valid, rejected, counts = validate_chunk(chunk, self._params)
-        time_column = self._params.time_column
         keys, columns = valid["__key"], valid.drop(columns="__key")
-        # Row positions per key x period, then one take each: a third of the cost of
-        # iterating the groupby and dropping the key column from every block.
-        for (key, period), positions in columns.groupby([keys, columns[time_column]], sort=False).indices.items():
-            yield (str(key), int(period)), columns.take(positions).reset_index(drop=True)
+        # Row positions per key, then one take each: cheaper than iterating the groupby.
+        for key, positions in columns.groupby(keys, sort=False).indices.items():
+            yield str(key), columns.take(positions).reset_index(drop=True)
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
@@ -126,8 +126,9 @@ class _RejectWholeChunk(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, {"rows_read": len(chunk), "rows_rejected_validation": len(chunk)})
 
 
-class _MergeBlocks(beam.DoFn):
-    """Joins the parts of one key x period and rejects duplicate dates deterministically."""
+class _MergeKeyRows(beam.DoFn):
+    """Joins the parts of one key in date order and rejects duplicate (period, date) rows
+    deterministically."""
 
     def __init__(self, params: PipelineParams):
         self._params = params
@@ -135,30 +136,33 @@ class _MergeBlocks(beam.DoFn):
         self._rows_used = Metrics.counter("rows", "rows_used")
 
     def process(self, element):
-        (key, period), parts = element
+        key, parts = element
         params = self._params
-        block = pd.concat(list(parts), ignore_index=True) if len(parts) > 1 else parts[0]
-        # Sorting on every column makes "which duplicate is kept" independent of arrival order.
-        # A block already in strictly increasing date order (the usual case) is its own sort.
-        dates = block[params.date_column]
+        parts = list(parts)
+        rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        duplicated = np.zeros(len(rows), dtype=bool)
+        # Rows already in strictly increasing date order (the usual case) need no sort and hold no
+        # duplicate. Otherwise sorting on every column makes "which duplicate is kept" independent
+        # of the order the parts arrived in.
+        dates = rows[params.date_column]
         if not (dates.is_monotonic_increasing and dates.is_unique):
-            block = block.sort_values([params.date_column, params.target, *params.features],
-                                      kind="mergesort", ignore_index=True)
-        duplicated = block[params.date_column].duplicated(keep="first").to_numpy()
+            rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
+                                    kind="mergesort", ignore_index=True)
+            duplicated = rows.duplicated([params.time_column, params.date_column], keep="first").to_numpy()
         if duplicated.any():
-            dupes = block.loc[duplicated].assign(**{params.key_column: key})
+            dupes = rows.loc[duplicated].assign(**{params.key_column: key})
             self._rows_rejected.inc(int(duplicated.sum()))
             yield beam.pvalue.TaggedOutput(
                 REJECTED, rejected_frame(dupes, "merge", "duplicate_key_date", params.date_column))
-            block = block.loc[~duplicated].reset_index(drop=True)
-        self._rows_used.inc(len(block))
-        yield beam.pvalue.TaggedOutput(COUNTS, {"rows_used": len(block),
+            rows = rows.loc[~duplicated].reset_index(drop=True)
+        self._rows_used.inc(len(rows))
+        yield beam.pvalue.TaggedOutput(COUNTS, {"rows_used": len(rows),
                                                 "rows_rejected_duplicate": int(duplicated.sum())})
-        yield key, period, block
+        yield key, rows
 
 
-class ValidateAndBlock(beam.PTransform):
-    """Source chunks -> (key, period, block) elements, rejected rows and row counts."""
+class ValidateAndGroupByKey(beam.PTransform):
+    """Source chunks -> (key, that key's rows in date order), rejected rows and row counts."""
 
     def __init__(self, params: PipelineParams):
         super().__init__()
@@ -166,14 +170,14 @@ class ValidateAndBlock(beam.PTransform):
 
     def expand(self, chunks):
         validated = chunks | "Validate" >> beam.ParDo(_ValidateChunk(self._params)).with_exception_handling(
-            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, main=BLOCKS)
+            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
             REJECTED, COUNTS)
-        merged = (validated[BLOCKS]
-                  | "GroupByKeyAndPeriod" >> beam.GroupByKey()
-                  | "MergeBlocks" >> beam.ParDo(_MergeBlocks(self._params)).with_outputs(
-                      REJECTED, COUNTS, main=BLOCKS))
+        merged = (validated[KEY_ROWS]
+                  | "GroupByKey" >> beam.GroupByKey()
+                  | "MergeKeyRows" >> beam.ParDo(_MergeKeyRows(self._params)).with_outputs(
+                      REJECTED, COUNTS, main=KEY_ROWS))
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
-        return {BLOCKS: merged[BLOCKS], REJECTED: rejected, COUNTS: counts}
+        return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts}

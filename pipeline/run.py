@@ -2,7 +2,7 @@
 
 Reads like the article's data flow:
 
-    ReadSource -> ValidateRows [-> GenerateFeatures] -> StampPeriod -> SlidingWindows -> GroupByKeyAndWindow
+    ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the article's sliding windows)
                -> TrainAndPredict (or, with --param_grid, the search per key x window)
                -> WriteOutputs + WriteSummary -> PublishOutputs -> WriteManifest -> CheckFailureRate
 """
@@ -20,11 +20,10 @@ import sys
 import apache_beam as beam
 from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
                                                   WorkerOptions)
-from apache_beam.transforms import window as beam_window
 
 from pipeline import bigquery, features, lineage, plan, publish, rows, search, sinks, source, summary, train
 from pipeline.options import ParameterError, PipelineParams, parse_args
-from pipeline.windows import WindowPlan
+from pipeline.windows import CutWindows, PeriodRange, WindowPlan
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
@@ -32,73 +31,31 @@ LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
 IMAGE_ENV, GIT_COMMIT_ENV = "PIPELINE_IMAGE", "PIPELINE_GIT_COMMIT"
 
 
-class _PeriodRange(beam.CombineFn):
-    """(first, last) period of the data, or None when there is no valid row."""
-
-    def create_accumulator(self):
-        return None
-
-    def add_input(self, acc, period):
-        return (period, period) if acc is None else (min(acc[0], period), max(acc[1], period))
-
-    def merge_accumulators(self, accumulators):
-        merged = None
-        for acc in accumulators:
-            if acc is not None:
-                merged = acc if merged is None else (min(merged[0], acc[0]), max(merged[1], acc[1]))
-        return merged
-
-    def extract_output(self, acc):
-        return acc
-
-
-class WindowByKey(beam.PTransform):
-    """(key, period, block) -> (key, [blocks]) per sliding window, as the article's
-    assign_timevalue -> WindowInto(SlidingWindows) -> GroupByKey."""
-
-    def __init__(self, plan: WindowPlan):
-        super().__init__()
-        self._plan = plan
-
-    def expand(self, blocks):
-        return (blocks
-                | "StampPeriod" >> beam.Map(lambda e: WindowPlan.timestamped(e[1], (e[0], e[2])))
-                | "SlidingWindows" >> beam.WindowInto(self._plan.window_fn())
-                | "GroupByKeyAndWindow" >> beam.GroupByKey())
-
-
 def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> dict:
     """Adds every stage to `pipeline`; returns the named output PCollections."""
     run_lineage = lineage.RunLineage.collect(params, pipeline.options)
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind)
     fingerprints = chunks | "FingerprintInput" >> lineage.FingerprintInput()
-    validated = chunks | "ValidateRows" >> rows.ValidateAndBlock(params)
-    blocks = validated[rows.BLOCKS]
+    validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params)
+    key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
-        blocks = blocks | "GenerateFeatures" >> features.GenerateFeatures(params)
-    period_range = (blocks
-                    | "Periods" >> beam.Map(lambda e: e[1])
-                    | "PeriodRange" >> beam.CombineGlobally(_PeriodRange()))
-    grouped = blocks | "WindowByKey" >> WindowByKey(WindowPlan.from_params(params))
+        key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
+    period_range = key_rows | "PeriodRange" >> PeriodRange(params.time_column)
+    windows = key_rows | "CutWindows" >> CutWindows(WindowPlan.from_params(params), params.time_column, period_range)
     manifest_path = sinks.output_path(params, sinks.MANIFEST_FILE)
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        planned = grouped | "PlanWindows" >> plan.PlanWindows(params, period_range, counters,
-                                                              plan.parallel_slots(pipeline.options))
+        planned = windows | "PlanWindows" >> plan.PlanWindows(params, counters, plan.parallel_slots(pipeline.options))
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage)
         published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written)
         manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
         return {**planned, "manifest": manifest}
-    fit = (search.SearchAndTrain(params, period_range) if search.is_enabled(params)
-           else train.TrainAndPredict(params, period_range))
-    results = grouped | "TrainAndPredict" >> fit
+    fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
+    results = windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
-    outputs = {
-        name: results[name] | f"Unwindow_{name}" >> beam.WindowInto(beam_window.GlobalWindows())
-        for name in fitted
-    }
+    outputs = {name: results[name] for name in fitted}
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage)

@@ -15,7 +15,7 @@ periods and predicts the test period.
 
 Data flow (fan-out key x window x configuration, then back):
 
-    (key, [blocks]) per window -> PlanSearch -> batches of configurations
+    (key, window start, rows) -> PlanSearch -> batches of configurations
         -> Reshuffle (spreads batches over workers) -> ScoreConfigs
         -> CoGroupByKey (key, window) with the window's data -> ChooseRefitPredict
 
@@ -145,8 +145,9 @@ class _PlanSearchFn(train.TrainAndPredictFn):
     def handle(self, key, start, window_data):
         params, plan = self._params, self._plan
         yield (key, start), window_data
-        _, _, _, ledger = train.split_window(key, start, window_data, params, plan)
+        _, ledger = train.split_window(key, start, window_data, params, plan)
         if ledger["status"] == train.TRAINED:
+            # The raw rows, feature variants included: scoring takes them as of its own cutoff.
             is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
             train_data = window_data.loc[is_train].reset_index(drop=True)
             for batch in self._batches:
@@ -180,7 +181,7 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
         if scores:
             yield beam.pvalue.TaggedOutput(SEARCH, pd.DataFrame(scores))
         if scores and winner is None:
-            _, _, _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
+            _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
             result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
                                         "error_class": "SearchError",
                                         "error_message": f"every configuration failed: {scores[0]['error_message']}"})
@@ -197,18 +198,16 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
 
 
 class SearchAndTrain(beam.PTransform):
-    """(key, [blocks]) per sliding window -> predictions, metrics, ledger (as TrainAndPredict) and
-    `search`: every configuration's validation score per key x window, the winner flagged."""
+    """(key, window start, the window's rows) -> predictions, metrics, ledger (as TrainAndPredict)
+    and `search`: every configuration's validation score per key x window, the winner flagged."""
 
-    def __init__(self, params: PipelineParams, period_range):
+    def __init__(self, params: PipelineParams):
         super().__init__()
-        self._params, self._period_range = params, period_range
+        self._params = params
 
-    def expand(self, grouped):
+    def expand(self, windows):
         params = self._params
-        planned = (grouped
-                   | "PlanGroups" >> train.PlanGroups(params, self._period_range)
-                   | "PlanSearch" >> beam.ParDo(_PlanSearchFn(params)).with_outputs(_TO_SCORE, main=_DATA))
+        planned = windows | "PlanSearch" >> beam.ParDo(_PlanSearchFn(params)).with_outputs(_TO_SCORE, main=_DATA)
         scores = (planned[_TO_SCORE]
                   | "SpreadConfigs" >> beam.Reshuffle()
                   | "ScoreConfigs" >> beam.ParDo(_ScoreConfigsFn(params)))

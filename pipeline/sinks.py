@@ -135,18 +135,20 @@ def _concat(items) -> pd.DataFrame:
 class WriteFrames(beam.PTransform):
     """Writes a PCollection of DataFrames (or lists of row dicts) to <output>/<name>/part-*.
 
-    Small elements are batched first so each file holds a few large row groups.
+    Small elements are batched first so each file holds a few large row groups;
+    `constants` (the lineage columns) are set once per batch.
     """
 
-    def __init__(self, params: PipelineParams, name: str, schema: pa.Schema):
+    def __init__(self, params: PipelineParams, name: str, schema: pa.Schema, constants: dict | None = None):
         super().__init__()
-        self._params, self._name, self._schema = params, name, schema
+        self._params, self._name, self._schema, self._constants = params, name, schema, constants or {}
 
     def expand(self, frames):
         schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
+        constants = self._constants
         batches = (frames
                    | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
-                   | "Concat" >> beam.Map(_concat))
+                   | "Concat" >> beam.Map(lambda items: _concat(items).assign(**constants)))
         if self._params.output_format == "csv":
             header = ",".join(schema.names)
             return (batches
@@ -174,7 +176,5 @@ class WriteOutputs(beam.PTransform):
 
         schemas = output_schemas(self._params)
         columns = (self._lineage or lineage.RunLineage.collect(self._params)).columns()
-        return {name: (outputs[name]
-                       | f"Lineage_{name}" >> beam.Map(lineage.stamp, columns)
-                       | f"Write_{name}" >> WriteFrames(self._params, name, schemas[name]))
+        return {name: outputs[name] | f"Write_{name}" >> WriteFrames(self._params, name, schemas[name], columns)
                 for name in outputs}

@@ -16,7 +16,6 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms import window as beam_window
 
 from pipeline.options import PipelineParams
 from pipeline.sinks import SUMMARY_FILE, output_path, staging_path
@@ -169,13 +168,10 @@ class WriteSummary(beam.PTransform):
     def expand(self, inputs: dict):
         params, time_column, source, run_lineage = (self._params, self._params.time_column, self._source,
                                                     self._lineage)
-        to_global = beam_window.GlobalWindows()
         counters = (
             inputs["row_counts"],
-            inputs["ledger"] | "Regroup_ledger" >> beam.WindowInto(to_global)
-            | "LedgerCounters" >> beam.Map(ledger_counters),
-            inputs["predictions"] | "Regroup_predictions" >> beam.WindowInto(to_global)
-            | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
+            inputs["ledger"] | "LedgerCounters" >> beam.Map(ledger_counters),
+            inputs["predictions"] | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
             *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
         ) | "AllCounters" >> beam.Flatten()

@@ -1,6 +1,6 @@
 """Train and predict: one model per key x window, the article's `learn_predict` generalised.
 
-Input: the grouped blocks of one key in one sliding window. Output, tagged:
+Input: the rows of one key in one sliding window (pipeline.windows.CutWindows). Output, tagged:
 - `predictions`: a DataFrame, one row per test date (predicted next to actual);
 - `metrics`: one dict per trained key x window;
 - `ledger`: one dict per planned key x window, trained, skipped or failed, with the reason.
@@ -12,6 +12,7 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 
 from __future__ import annotations
 
+import functools
 import json
 
 import apache_beam as beam
@@ -29,20 +30,74 @@ TRAINED, SKIPPED, FAILED = "trained", "skipped", "failed"
 UNEXPECTED = "unexpected"
 
 
-def _fit(params: PipelineParams, model_params: dict, train: pd.DataFrame, test: pd.DataFrame, key: str, seed: int,
+def _fit(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
          deadline: DeadlineCaller | None) -> custom_model.Fitted:
     """Fits and predicts, in this process or in the deadline's helper process.
 
     The helper gets the registry entry itself (not its name), so it needs no state of this process."""
     columns = features.model_columns(params)
-    if deadline is None:
-        return custom_model.fit_predict(params, model_params, columns, train, test, key, seed)
     if custom_model.is_user_model(params.model):
-        return deadline.call(custom_model.fit_predict, params, model_params, columns, train, test, key, seed)
+        args = (params, model_params, columns, split.train, split.test, key, seed)
+        return deadline.call(custom_model.fit_predict, *args) if deadline else custom_model.fit_predict(*args)
+    arrays = split.arrays(columns, params.target)
+    if deadline is None:
+        return custom_model.fit_predict(params, model_params, columns, split.train, split.test, key, seed, arrays)
     predicted, fit_seconds, predict_seconds, estimator = deadline.call(
         models.fit_predict, models.REGISTRY[params.model], model_params, seed, params.model_threads,
-        *custom_model.registry_arrays(params, columns, train, test), bool(params.model_dir))
+        *arrays, bool(params.model_dir))
     return custom_model.Fitted(predicted, fit_seconds, predict_seconds, estimator)
+
+
+class WindowSplit:
+    """One key x window's rows in date order, cut into the training and the test periods.
+
+    The frames are views made on first use; `arrays` gives the registry models their
+    matrices from one conversion of the window, not one per frame."""
+
+    def __init__(self, data: pd.DataFrame, time_column: str, test_start: int):
+        self.data, self._values = data, {}
+        self.is_test = self.values(time_column) >= test_start
+        self.rows_test = int(self.is_test.sum())
+        self.rows_train = len(data) - self.rows_test
+        # The usual layout: test periods last. Then both parts are slices, not copies.
+        self._contiguous = not self.is_test[:self.rows_train].any()
+
+    def _part(self, test: bool) -> pd.DataFrame:
+        if self._contiguous:
+            return self.data.iloc[self.rows_train:] if test else self.data.iloc[:self.rows_train]
+        return self.data.loc[self.is_test if test else ~self.is_test]
+
+    @functools.cached_property
+    def train(self) -> pd.DataFrame:
+        return self._part(test=False)
+
+    @functools.cached_property
+    def test(self) -> pd.DataFrame:
+        return self._part(test=True)
+
+    def values(self, name: str) -> np.ndarray:
+        """The whole window's column as an array (cached: pandas column access is not free)."""
+        if name not in self._values:
+            self._values[name] = self.data[name].to_numpy()
+        return self._values[name]
+
+    def column(self, name: str, test: bool) -> np.ndarray:
+        values = self.values(name)
+        if self._contiguous:
+            return values[self.rows_train:] if test else values[:self.rows_train]
+        return values[self.is_test if test else ~self.is_test]
+
+    def arrays(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(X train, y train, X test) as float arrays."""
+        # Column by column: selecting a column list from the frame costs more than the fit of a ridge.
+        matrix = np.empty((len(self.data), len(feature_columns)))
+        for position, name in enumerate(feature_columns):
+            matrix[:, position] = self.values(name)
+        targets = self.values(target).astype(float, copy=False)
+        if self._contiguous:
+            n = self.rows_train
+            return matrix[:n], targets[:n], matrix[n:]
+        return matrix[~self.is_test], targets[~self.is_test], matrix[self.is_test]
 
 
 class GroupResult:
@@ -61,35 +116,37 @@ def failure_reason(exc: Exception) -> str:
 
 
 def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
-                 plan: WindowPlan, model_params: dict | None = None):
-    """(window_data sorted, train, test, ledger) of one key x window. The ledger's status is TRAINED
-    while the group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules.
+                 plan: WindowPlan, model_params: dict | None = None) -> tuple[WindowSplit, dict]:
+    """(the window's split, ledger) of one key x window. The ledger's status is TRAINED while the
+    group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules.
     Generated features of test rows are taken as of the test start (see features.as_of)."""
     time_column, date_column = params.time_column, params.date_column
     test_start = plan.test_start(window_start)
-    window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
+    if not window_data[date_column].is_monotonic_increasing:
+        window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
     window_data = features.as_of(window_data, test_start, params)
-    is_test = (window_data[time_column] >= test_start).to_numpy()
-    train, test = window_data.loc[~is_test], window_data.loc[is_test]
+    split = WindowSplit(window_data, time_column, test_start)
+    periods = split.values(time_column)
     used = params.model_params if model_params is None else model_params
     ledger = {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "status": TRAINED, "reason": "", "rows_train": len(train), "rows_test": len(test),
+        "status": TRAINED, "reason": "", "rows_train": split.rows_train, "rows_test": split.rows_test,
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
         "model": params.model, "model_params": json.dumps(used, sort_keys=True), "run_id": params.run_id,
     }
-    periods_present = window_data[time_column].nunique()
+    periods_present = len(np.unique(periods))
+    train_target = split.column(params.target, test=False)
     if periods_present < plan.size:
         ledger.update(status=SKIPPED, reason="too_few_periods",
                       error_message=f"{periods_present} of {plan.size} periods present")
-    elif len(train) < params.min_train_rows:
+    elif split.rows_train < params.min_train_rows:
         ledger.update(status=SKIPPED, reason="too_few_rows",
-                      error_message=f"{len(train)} training rows < {params.min_train_rows}")
-    elif train[params.target].nunique() < 2:
+                      error_message=f"{split.rows_train} training rows < {params.min_train_rows}")
+    elif not (train_target != train_target[:1]).any():
         # Every estimator would just echo the constant; the naive baseline already does that.
         ledger.update(status=SKIPPED, reason="constant_target",
-                      error_message=f"all {len(train)} training targets equal {train[params.target].iloc[0]!r}")
-    return window_data, train, test, ledger
+                      error_message=f"all {split.rows_train} training targets equal {train_target[0]!r}")
+    return split, ledger
 
 
 def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
@@ -103,13 +160,13 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     time_column, date_column, target = params.time_column, params.date_column, params.target
     model_params = params.model_params if model_params is None else model_params
     test_start = plan.test_start(window_start)
-    window_data, train, test, ledger = split_window(key, window_start, window_data, params, plan, model_params)
+    split, ledger = split_window(key, window_start, window_data, params, plan, model_params)
     if ledger["status"] == SKIPPED:
         return GroupResult(ledger)
 
     seed = models.group_seed(params.seed, key, window_start)
     try:
-        fitted = _fit(params, model_params, train, test, key, seed, deadline)
+        fitted = _fit(params, model_params, split, key, seed, deadline)
         predicted = fitted.predicted
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
@@ -118,26 +175,26 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
                             "error_class": getattr(exc, "class_name", type(exc).__name__),
                             "error_message": str(exc)[:1000]})
 
-    actual = test[target].to_numpy(dtype=float)
+    actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
-    baseline = evaluate.naive_baseline(window_data[date_column].to_numpy(), window_data[time_column].to_numpy(),
-                                       window_data[target].to_numpy(dtype=float),
-                                       (window_data[time_column] >= test_start).to_numpy())
+    baseline = evaluate.naive_baseline(split.values(date_column), split.values(time_column),
+                                       split.values(target).astype(float, copy=False), split.is_test)
+    window_end = plan.end_of(window_start)
     predictions = pd.DataFrame({
-        params.key_column: key,
-        date_column: test[date_column].to_numpy(),
-        time_column: test[time_column].to_numpy(),
-        "window_start": window_start,
-        "window_end": plan.end_of(window_start),
+        params.key_column: np.full(len(actual), key, dtype=object),
+        date_column: split.column(date_column, test=True),
+        time_column: split.column(time_column, test=True),
+        "window_start": np.full(len(actual), window_start, dtype=np.int64),
+        "window_end": np.full(len(actual), window_end, dtype=np.int64),
         "predicted": predicted,
         "actual": actual,
         "baseline": baseline,
-        "model": params.model,
-        "run_id": params.run_id,
-    })
+        "model": np.full(len(actual), params.model, dtype=object),
+        "run_id": np.full(len(actual), params.run_id, dtype=object),
+    }, copy=False)
     metrics = {
-        params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "test_start": test_start, "rows_train": len(train), "rows_test": len(test),
+        params.key_column: key, "window_start": window_start, "window_end": window_end,
+        "test_start": test_start, "rows_train": split.rows_train, "rows_test": split.rows_test,
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
@@ -152,35 +209,6 @@ def count_group(status: str) -> None:
     """Beam counters (visible in the Dataflow UI): planned = trained + skipped + failed."""
     Metrics.counter("groups", "groups_planned").inc()
     Metrics.counter("groups", f"groups_{status}").inc()
-
-
-class _PlannedGroups(beam.DoFn):
-    """(key, [blocks]) in a sliding window -> (key, window start, [blocks]) for planned windows only."""
-
-    def __init__(self, plan: WindowPlan):
-        self._plan = plan
-
-    def process(self, element, period_range, window=beam.DoFn.WindowParam):
-        key, blocks = element
-        start = self._plan.start_of(window)
-        # A window hanging over the data's first or last period is not a group.
-        if period_range is not None and self._plan.is_planned(start, *period_range):
-            yield key, start, list(blocks)  # materialised: the next stage may run on another worker
-
-
-class PlanGroups(beam.PTransform):
-    """(key, [blocks]) per sliding window -> (key, window start, [blocks]) for the planned windows.
-
-    A separate stage (not inside the fit) so that the fit's Beam exception handling sees plain
-    elements that say which key x window they are."""
-
-    def __init__(self, params: PipelineParams, period_range):
-        super().__init__()
-        self._params, self._period_range = params, period_range
-
-    def expand(self, grouped):
-        return grouped | "PlannedGroups" >> beam.ParDo(
-            _PlannedGroups(WindowPlan.from_params(self._params)), beam.pvalue.AsSingleton(self._period_range))
 
 
 class TrainAndPredictFn(beam.DoFn):
@@ -206,9 +234,7 @@ class TrainAndPredictFn(beam.DoFn):
             self._deadline.stop()
 
     def process(self, group):
-        key, start, blocks = group
-        window_data = pd.concat(blocks, ignore_index=True) if len(blocks) > 1 else blocks[0]
-        yield from self.handle(key, start, window_data)
+        yield from self.handle(*group)
 
     def handle(self, key, start, window_data):
         yield from self.emit(train_and_predict(key, start, window_data, self._params, self._plan,
@@ -230,8 +256,8 @@ class _UnexpectedErrorToLedger(beam.DoFn):
         self._plan = WindowPlan.from_params(params)
 
     def process(self, dead_letter):
-        (key, start, blocks), (exc_class, exc_repr, _traceback) = dead_letter
-        rows = sum(len(block) for block in blocks)
+        (key, start, window_data), (exc_class, exc_repr, _traceback) = dead_letter
+        rows = len(window_data)
         count_group(FAILED)
         yield {
             self._params.key_column: key, "window_start": start, "window_end": self._plan.end_of(start),
@@ -244,21 +270,19 @@ class _UnexpectedErrorToLedger(beam.DoFn):
 
 
 class TrainAndPredict(beam.PTransform):
-    """(key, [blocks]) per sliding window -> predictions, metrics and the run ledger.
+    """(key, window start, the window's rows) -> predictions, metrics and the run ledger.
 
-    `period_range` is a singleton side input (first, last) period of the data;
-    windows outside it are not planned. A fit that raises is a failed ledger row
-    (train_and_predict); anything else that raises for one group is caught by
-    Beam's exception handling and becomes a failed ledger row too.
+    A fit that raises is a failed ledger row (train_and_predict); anything else
+    that raises for one group is caught by Beam's exception handling and becomes
+    a failed ledger row too.
     """
 
-    def __init__(self, params: PipelineParams, period_range):
+    def __init__(self, params: PipelineParams):
         super().__init__()
-        self._params, self._period_range = params, period_range
+        self._params = params
 
-    def expand(self, grouped):
-        planned = grouped | "PlanGroups" >> PlanGroups(self._params, self._period_range)
-        results = (planned
+    def expand(self, windows):
+        results = (windows
                    | "Fit" >> beam.ParDo(TrainAndPredictFn(self._params))
                    .with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
                    .with_outputs(PREDICTIONS, METRICS, LEDGER))

@@ -15,12 +15,21 @@ A window is *planned* when it lies entirely inside the data's period range
 (windows hanging over either end can never be complete, so they are not
 groups). A planned key x window with fewer distinct periods than the window
 size is skipped with reason `too_few_periods`.
+
+The windows are Beam's own: `window_fn()` is the SlidingWindows the article
+uses, and the tests check that `CutWindows` puts every row in exactly the
+windows SlidingWindows assigns to its period. But they are cut from each key's
+rows after the key's one shuffle, instead of by WindowInto + GroupByKey: a
+window shuffle would copy every row into `size / period` windows and move it
+again, which cost more than the fits of a cheap model (see bench/NOTE.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+import apache_beam as beam
+import numpy as np
 from apache_beam.transforms import window as beam_window
 
 MICROS = 1_000_000
@@ -38,14 +47,6 @@ class WindowPlan:
 
     def window_fn(self) -> beam_window.SlidingWindows:
         return beam_window.SlidingWindows(size=self.size, period=self.period)
-
-    @staticmethod
-    def timestamped(period: int, value):
-        return beam_window.TimestampedValue(value, period)
-
-    @staticmethod
-    def start_of(window: beam_window.IntervalWindow) -> int:
-        return int(window.start.micros // MICROS)
 
     def end_of(self, start: int) -> int:
         """Last period of the window (inclusive)."""
@@ -65,5 +66,72 @@ class WindowPlan:
         begin = first + (-first) % self.period
         return list(range(begin, last - self.size + 2, self.period))
 
-    def is_planned(self, start: int, first: int, last: int) -> bool:
-        return start >= first and self.end_of(start) <= last
+    def cut(self, periods: np.ndarray, first: int, last: int):
+        """(window start, row positions) of every planned window holding at least one of `periods`;
+        the rows keep their order."""
+        for start in self.starts_within(first, last):
+            positions = np.flatnonzero((periods >= start) & (periods <= self.end_of(start)))
+            if len(positions):
+                yield start, positions
+
+
+class _PeriodRangeFn(beam.CombineFn):
+    """(first, last) period over (first, last) pairs; None when there is none."""
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, acc, span):
+        return span if acc is None else (min(acc[0], span[0]), max(acc[1], span[1]))
+
+    def merge_accumulators(self, accumulators):
+        merged = None
+        for acc in accumulators:
+            if acc is not None:
+                merged = self.add_input(merged, acc)
+        return merged
+
+    def extract_output(self, acc):
+        return acc
+
+
+class PeriodRange(beam.PTransform):
+    """(key, the key's rows) -> a singleton: the (first, last) period of all rows, or None."""
+
+    def __init__(self, time_column: str):
+        super().__init__()
+        self._time_column = time_column
+
+    def expand(self, key_rows):
+        column = self._time_column
+        return (key_rows
+                | "KeySpan" >> beam.MapTuple(lambda _key, rows: (int(rows[column].min()), int(rows[column].max())))
+                | "Combine" >> beam.CombineGlobally(_PeriodRangeFn()))
+
+
+class _CutWindowsFn(beam.DoFn):
+    def __init__(self, plan: WindowPlan, time_column: str):
+        self._plan, self._time_column = plan, time_column
+
+    def process(self, element, period_range):
+        key, rows = element
+        if period_range is None:
+            return
+        periods = rows[self._time_column].to_numpy()
+        for start, positions in self._plan.cut(periods, *period_range):
+            yield key, start, rows.take(positions).reset_index(drop=True)
+
+
+class CutWindows(beam.PTransform):
+    """(key, the key's rows) -> (key, window start, the window's rows) for every planned window.
+
+    `period_range` is a singleton side input, the (first, last) period of the whole data:
+    windows hanging over either end are not planned."""
+
+    def __init__(self, plan: WindowPlan, time_column: str, period_range):
+        super().__init__()
+        self._plan, self._time_column, self._period_range = plan, time_column, period_range
+
+    def expand(self, key_rows):
+        return key_rows | "Cut" >> beam.ParDo(_CutWindowsFn(self._plan, self._time_column),
+                                              beam.pvalue.AsSingleton(self._period_range))

@@ -1,6 +1,11 @@
 """The naive baseline on hand-made windows: same date one period earlier, else the training mean."""
 
+import datetime
+
 import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline import evaluate
 
@@ -28,3 +33,12 @@ def test_other_periods_use_the_same_offset_from_the_previous_period_start():
     # 11 Jan (offset 0) -> 1 Jan = 5; 13 Jan (offset 2) -> 3 Jan = 7; 14 Jan -> 4 Jan missing -> mean 6;
     # 1 Feb in period 4: period 3 absent -> mean 6.
     np.testing.assert_array_equal(baseline, [5.0, 7.0, 6.0, 6.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime.datetime(1901, 1, 1), max_value=datetime.datetime(2199, 12, 31)),
+                min_size=1, max_size=20))
+def test_one_year_earlier_is_pandas_date_offset(values):
+    dates = np.array(values, dtype="datetime64[ns]")
+    expected = (pd.DatetimeIndex(dates) - pd.DateOffset(years=1)).to_numpy()
+    np.testing.assert_array_equal(evaluate.one_year_earlier(dates), expected)

@@ -170,7 +170,7 @@ def test_a_chunk_that_breaks_the_validator_is_rejected_whole():
     broken = good.drop(columns="sales")  # the validator itself fails on it (KeyError)
     with TestPipeline(options=beam.options.pipeline_options.PipelineOptions(IN_PROCESS)) as pipeline:
         result = (pipeline | beam.Create([good, broken], reshuffle=False)
-                  | rows.ValidateAndBlock(params))
+                  | rows.ValidateAndGroupByKey(params))
         assert_that(result[rows.REJECTED] | "Reasons" >> beam.FlatMap(lambda f: list(zip(f["reason"], f["field"]))),
                     equal_to([("unexpected_error", "*")] * 3), label="RejectedRows")
         totals = (result[rows.COUNTS]

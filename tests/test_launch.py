@@ -20,12 +20,14 @@ import threading
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.portability import common_urns
-from apache_beam.portability.api import beam_runner_api_pb2, standard_window_fns_pb2
+from apache_beam.internal import pickler
+from apache_beam.portability.api import beam_runner_api_pb2
 from apache_beam.runners.dataflow.dataflow_runner import DataflowRunner
 
 from pipeline import options as pipeline_options
 from pipeline import run as pipeline_run
 from pipeline.options import PARAMS, ParameterError
+from pipeline.windows import WindowPlan
 from tests.google_schemas import document, validate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -78,16 +80,15 @@ def transforms_named(proto, suffix: str) -> list:
     return [t for t in proto.components.transforms.values() if t.unique_name.endswith(suffix)]
 
 
-def assert_sliding_grouping(proto, size: int, period: int) -> None:
-    """The article's assign_timevalue -> WindowInto(SlidingWindows) -> GroupByKey, as translated."""
-    (group,) = transforms_named(proto, "WindowByKey/GroupByKeyAndWindow")
+def assert_sliding_grouping(proto, size: int, period: int, test_periods: int) -> None:
+    """One GroupByKey on the key, then the article's sliding windows cut per key by the
+    translated graph's own DoFn, with the template's window parameters."""
+    (group,) = transforms_named(proto, "ValidateAndGroupByKey/GroupByKey")
     assert group.spec.urn == common_urns.primitives.GROUP_BY_KEY.urn
-    (grouped,) = group.inputs.values()
-    strategy = proto.components.windowing_strategies[proto.components.pcollections[grouped].windowing_strategy_id]
-    assert strategy.window_fn.urn == common_urns.sliding_windows.urn
-    payload = standard_window_fns_pb2.SlidingWindowsPayload.FromString(strategy.window_fn.payload)
-    # Periods are event-time seconds (windows.py), so a window of N periods lasts N seconds.
-    assert (payload.size.seconds, payload.period.seconds) == (size, period)
+    (cut,) = transforms_named(proto, "CutWindows/Cut")
+    assert cut.spec.urn == common_urns.primitives.PAR_DO.urn
+    do_fn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(cut.spec.payload).do_fn.payload)[0]
+    assert do_fn._plan == WindowPlan(size=size, period=period, test_periods=test_periods)
 
 
 def assert_io_steps(proto, source_kind: str) -> None:
@@ -112,7 +113,7 @@ def test_launcher_call_translates_with_the_template_image(monkeypatch, tmp_path)
 
     proto = result.job.proto_pipeline
     assert container_images(proto) == {TEMPLATE_IMAGE}
-    assert_sliding_grouping(proto, size=4, period=2)
+    assert_sliding_grouping(proto, size=4, period=2, test_periods=2)
     assert_io_steps(proto, "duckdb")
     final = result.job.options.get_all_options()
     assert final["sdk_container_image"] == TEMPLATE_IMAGE
@@ -129,7 +130,7 @@ def test_explicit_sdk_container_image_wins(monkeypatch, tmp_path, write_parquet)
                                           f"--sdk_container_image={other}", *LAUNCHER_FLAGS])
     proto = result.job.proto_pipeline
     assert container_images(proto) == {other}
-    assert_sliding_grouping(proto, size=3, period=1)
+    assert_sliding_grouping(proto, size=3, period=1, test_periods=1)
     assert_io_steps(proto, "file")
 
 

@@ -1,5 +1,10 @@
 """Windowing semantics on hand-made data: which key x windows train, on which periods, and why skipped."""
 
+import numpy as np
+from apache_beam.transforms import window as beam_window
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from pipeline.windows import WindowPlan
 from tests.conftest import make_rows, read_output, run_pipeline
 
@@ -13,6 +18,26 @@ def test_window_plan_arithmetic():
     assert wide.starts_within(2013, 2020) == [2014, 2016]
     assert list(wide.train_periods(2014)) == [2014, 2015]
     assert list(wide.test_periods_of(2014)) == [2016, 2017]
+
+
+@settings(max_examples=200, deadline=None)
+@given(size=st.integers(1, 6), period=st.integers(1, 4), offset=st.integers(-3, 3),
+       periods=st.lists(st.integers(1990, 2010), min_size=1, max_size=40))
+def test_cut_windows_are_the_windows_beam_assigns(size, period, offset, periods):
+    """Each row lands in exactly the windows Beam's SlidingWindows assigns to its period (as event
+    time), restricted to the windows inside the data's period range; row order is kept."""
+    plan = WindowPlan(size=size, period=period, test_periods=1)
+    values = np.array(periods) + offset
+    first, last = int(values.min()), int(values.max())
+    expected = {}
+    for position, value in enumerate(values):
+        context = beam_window.WindowFn.AssignContext(timestamp=int(value))
+        for window in plan.window_fn().assign(context):
+            start = int(window.start.micros // 1_000_000)
+            if start >= first and plan.end_of(start) <= last:
+                expected.setdefault(start, []).append(position)
+    got = {start: list(positions) for start, positions in plan.cut(values, first, last)}
+    assert got == expected
 
 
 def test_which_key_windows_train_and_skip(tmp_path, write_parquet):
