@@ -21,9 +21,10 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline.options import PipelineParams
+from pipeline.windows import PeriodRange
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
-KEY_ROWS, REJECTED, COUNTS, UNEXPECTED = "key_rows", "rejected", "counts", "unexpected"
+KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -162,7 +163,12 @@ class _MergeKeyRows(beam.DoFn):
 
 
 class ValidateAndGroupByKey(beam.PTransform):
-    """Source chunks -> (key, that key's rows in date order), rejected rows and row counts."""
+    """Source chunks -> (key, that key's rows in date order), rejected rows, row counts and the
+    (first, last) period of the valid rows as a singleton.
+
+    The period range is taken before the shuffle, so that the stage after it (merge, windows, fits)
+    needs nothing else and the runner can split it by key; a range taken after it would make the
+    runner store every key's rows once more and split them unevenly."""
 
     def __init__(self, params: PipelineParams):
         super().__init__()
@@ -180,4 +186,5 @@ class ValidateAndGroupByKey(beam.PTransform):
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
-        return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts}
+        period_range = validated[KEY_ROWS] | "PeriodRange" >> PeriodRange(self._params.time_column)
+        return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range}

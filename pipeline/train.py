@@ -13,6 +13,7 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 from __future__ import annotations
 
 import functools
+import gc
 import json
 
 import apache_beam as beam
@@ -88,16 +89,17 @@ class WindowSplit:
         return values[self.is_test if test else ~self.is_test]
 
     def arrays(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(X train, y train, X test) as float arrays."""
-        # Column by column: selecting a column list from the frame costs more than the fit of a ridge.
-        matrix = np.empty((len(self.data), len(feature_columns)))
-        for position, name in enumerate(feature_columns):
-            matrix[:, position] = self.values(name)
-        targets = self.values(target).astype(float, copy=False)
-        if self._contiguous:
-            n = self.rows_train
-            return matrix[:n], targets[:n], matrix[n:]
-        return matrix[~self.is_test], targets[~self.is_test], matrix[self.is_test]
+        """(X train, y train, X test) as float arrays, column-major like pandas' own (tree learners
+        scan columns)."""
+        def matrix(test: bool) -> np.ndarray:
+            # Column by column: selecting a column list from the frame costs more than fitting a ridge.
+            columns = [self.column(name, test) for name in feature_columns]
+            out = np.empty((self.rows_test if test else self.rows_train, len(columns)), order="F")
+            for position, values in enumerate(columns):
+                out[:, position] = values
+            return out
+
+        return matrix(test=False), self.column(target, test=False).astype(float, copy=False), matrix(test=True)
 
 
 class GroupResult:
@@ -190,8 +192,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "actual": actual,
         "baseline": baseline,
         "model": np.full(len(actual), params.model, dtype=object),
-        "run_id": np.full(len(actual), params.run_id, dtype=object),
-    }, copy=False)
+    }, copy=False)  # run_id: set with the other lineage columns by the sinks
     metrics = {
         params.key_column: key, "window_start": window_start, "window_end": window_end,
         "test_start": test_start, "rows_train": split.rows_train, "rows_test": split.rows_test,
@@ -228,10 +229,15 @@ class TrainAndPredictFn(beam.DoFn):
         if self._params.group_timeout_s > 0:
             self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
             self._deadline.start()
+        # Imported modules live as long as the process: keep them out of every later collection.
+        gc.freeze()
 
     def teardown(self):
         if self._deadline is not None:
             self._deadline.stop()
+        # The worker is about to exit; its final garbage sweep over every object of Beam, pandas and
+        # scikit-learn takes about a second, and the local runner stops its workers one after another.
+        gc.freeze()
 
     def process(self, group):
         yield from self.handle(*group)
