@@ -20,8 +20,11 @@ COPY --from=beam_sdk /opt/apache/beam /opt/apache/beam
 COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt/google/dataflow/python_template_launcher
 
 WORKDIR /template
+# MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per allocating thread (gRPC runs many);
+# the same setting local runs use (pipeline/run.py, bench/NOTE.md).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    MALLOC_ARENA_MAX=2
 
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt

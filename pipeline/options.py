@@ -492,7 +492,6 @@ def validate_static(params: PipelineParams) -> None:
     if params.source == "file" and not params.input:
         raise ParameterError("source", params.source, "--source=file needs --input")
     _validate_bigquery(params)
-    from pipeline import models  # local import: keeps option parsing light for the template launcher
     # local imports: keep option parsing light for the template launcher
     from pipeline import custom_model, features, models, search
 

@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
+from pipeline import packing
 from pipeline.options import PipelineParams
-from pipeline.windows import PeriodRange
+from pipeline.windows import PeriodRangeFn
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
+_PERIOD_SPANS = "period_spans"
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -97,10 +99,14 @@ class _ValidateChunk(beam.DoFn):
 
     def process(self, chunk: pd.DataFrame):
         valid, rejected, counts = validate_chunk(chunk, self._params)
+        time_column = self._params.time_column
         keys, columns = valid["__key"], valid.drop(columns="__key")
         # Row positions per key, then one take each: cheaper than iterating the groupby.
         for key, positions in columns.groupby(keys, sort=False).indices.items():
-            yield str(key), columns.take(positions).reset_index(drop=True)
+            yield str(key), packing.pack(columns.take(positions).reset_index(drop=True))
+        if len(columns):
+            periods = columns[time_column]
+            yield beam.pvalue.TaggedOutput(_PERIOD_SPANS, (int(periods.min()), int(periods.max())))
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
@@ -137,9 +143,9 @@ class _MergeKeyRows(beam.DoFn):
         self._rows_used = Metrics.counter("rows", "rows_used")
 
     def process(self, element):
-        key, parts = element
+        key, packed = element
         params = self._params
-        parts = list(parts)
+        parts = [packing.unpack(part) for part in packed]
         rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
         duplicated = np.zeros(len(rows), dtype=bool)
         # Rows already in strictly increasing date order (the usual case) need no sort and hold no
@@ -176,7 +182,7 @@ class ValidateAndGroupByKey(beam.PTransform):
 
     def expand(self, chunks):
         validated = chunks | "Validate" >> beam.ParDo(_ValidateChunk(self._params)).with_exception_handling(
-            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, main=KEY_ROWS)
+            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
             REJECTED, COUNTS)
         merged = (validated[KEY_ROWS]
@@ -186,5 +192,5 @@ class ValidateAndGroupByKey(beam.PTransform):
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
-        period_range = validated[KEY_ROWS] | "PeriodRange" >> PeriodRange(self._params.time_column)
+        period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(PeriodRangeFn())
         return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range}

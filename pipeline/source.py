@@ -21,6 +21,7 @@ from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.options import ParameterError, PipelineParams
+from pipeline.packing import ReshuffleFrames
 
 CHUNK_ROWS = 50_000
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
@@ -145,13 +146,13 @@ class ReadSource(beam.PTransform):
             return (pbegin
                     | "Query" >> beam.Create([self._params.query])
                     | "RunInDuckDB" >> beam.ParDo(_RunDuckDBQuery(self._params.query, columns))
-                    | "Spread" >> beam.Reshuffle())
+                    | "Spread" >> ReshuffleFrames())
         if self._kind == "file":
             return (pbegin
                     | "Match" >> fileio.MatchFiles(self._params.input)
                     | "Open" >> fileio.ReadMatches()
                     | "ReadChunks" >> beam.ParDo(_ReadFileChunks(columns))
-                    | "Spread" >> beam.Reshuffle())
+                    | "Spread" >> ReshuffleFrames())
         if self._kind == "bigquery":
             from pipeline import bigquery
 

@@ -75,7 +75,7 @@ class WindowPlan:
                 yield start, positions
 
 
-class _PeriodRangeFn(beam.CombineFn):
+class PeriodRangeFn(beam.CombineFn):
     """(first, last) period over (first, last) pairs; None when there is none."""
 
     def create_accumulator(self):
@@ -93,20 +93,6 @@ class _PeriodRangeFn(beam.CombineFn):
 
     def extract_output(self, acc):
         return acc
-
-
-class PeriodRange(beam.PTransform):
-    """(key, the key's rows) -> a singleton: the (first, last) period of all rows, or None."""
-
-    def __init__(self, time_column: str):
-        super().__init__()
-        self._time_column = time_column
-
-    def expand(self, key_rows):
-        column = self._time_column
-        return (key_rows
-                | "KeySpan" >> beam.MapTuple(lambda _key, rows: (int(rows[column].min()), int(rows[column].max())))
-                | "Combine" >> beam.CombineGlobally(_PeriodRangeFn()))
 
 
 class _CutWindowsFn(beam.DoFn):
