@@ -77,6 +77,10 @@ def check_model(name: str, params: dict) -> None:
 
     if name not in REGISTRY:
         raise ParameterError("model", name, f"one of {', '.join(REGISTRY)}")
+    if not params:
+        # The registry's own settings need no check, and skipping it keeps scikit-learn (2 s to
+        # import) out of the launching process, whose start-up every worker waits for.
+        return
     spec = REGISTRY[name]
     known = set(spec.estimator_class()().get_params())
     unknown = sorted(set(params) - known)

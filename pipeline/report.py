@@ -31,14 +31,20 @@ MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
 
 
-def read_table(output: str, name: str) -> pd.DataFrame:
-    """Every part of one output folder (Parquet or CSV, local or gs://) as one DataFrame."""
+def read_table(output: str, name: str, where: tuple[str, list] | None = None) -> pd.DataFrame:
+    """Every part of one output folder (Parquet or CSV, local or gs://) as one DataFrame;
+    `where=(column, values)` keeps the rows whose column is among the values."""
     paths = sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
     frames = []
     for path in paths:
         with FileSystems.open(path) as handle:
             data = io.BytesIO(handle.read())
-        frames.append(pd.read_parquet(data) if path.endswith(".parquet") else pd.read_csv(data))
+        if path.endswith(".parquet"):
+            frame = pd.read_parquet(data, filters=[(where[0], "in", where[1])] if where else None)
+        else:
+            frame = pd.read_csv(data)
+            frame = frame[frame[where[0]].astype(str).isin(where[1])] if where else frame
+        frames.append(frame)
     frames = [f for f in frames if len(f)]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -48,10 +54,12 @@ def read_json(output: str, name: str) -> dict:
         return json.loads(handle.read())
 
 
-def per_key_rmse(predictions: pd.DataFrame, key_column: str) -> pd.DataFrame:
-    errors = predictions.assign(sq=(predictions["predicted"] - predictions["actual"]) ** 2,
-                                base_sq=(predictions["baseline"] - predictions["actual"]) ** 2)
-    grouped = errors.groupby(key_column).agg(n=("sq", "size"), sse=("sq", "sum"), base_sse=("base_sq", "sum"))
+def per_key_rmse(metrics: pd.DataFrame, key_column: str) -> pd.DataFrame:
+    """Each key's RMSE over all its test predictions, from the per key x window metrics:
+    the squared errors of a window sum to rmse^2 x rows_test."""
+    n = metrics["rows_test"].astype(float)
+    sums = metrics.assign(n=n, sse=metrics["rmse"] ** 2 * n, base_sse=metrics["baseline_rmse"] ** 2 * n)
+    grouped = sums.groupby(key_column)[["n", "sse", "base_sse"]].sum()
     return pd.DataFrame({"predictions": grouped["n"], "rmse": np.sqrt(grouped["sse"] / grouped["n"]),
                          "baseline_rmse": np.sqrt(grouped["base_sse"] / grouped["n"])}).sort_values("rmse")
 
@@ -187,7 +195,9 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 img{max-width:100%;display:block;margin:.5em 0}code{background:#f4f4f4}"""
 
 
-def render(summary: dict, manifest: dict | None, predictions: pd.DataFrame, ledger: pd.DataFrame) -> str:
+def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_predictions, ledger: pd.DataFrame) -> str:
+    """The report's HTML. `read_predictions(keys)` gives the prediction rows of those keys (only the
+    best, median and worst keys are plotted, so the whole prediction table is never loaded)."""
     parameters = summary.get("parameters", {})
     key_column, date_column = parameters.get("key_column", "key"), parameters.get("date_column", "date")
     lineage = summary.get("lineage", {})
@@ -217,9 +227,10 @@ def render(summary: dict, manifest: dict | None, predictions: pd.DataFrame, ledg
     else:
         parts.append("<p>No predictions: nothing was trained.</p>")
 
-    if len(predictions):
-        key_rmse = per_key_rmse(predictions, key_column)
+    if len(metrics):
+        key_rmse = per_key_rmse(metrics, key_column)
         picks = best_median_worst(key_rmse)
+        predictions = read_predictions([key for _, key in picks])
         beats = int((key_rmse["rmse"] < key_rmse["baseline_rmse"]).sum())
         parts += ["<h2>Per-key RMSE</h2>",
                   f"<p>The model beats the naive baseline on {beats} of {len(key_rmse)} keys. "
@@ -249,7 +260,10 @@ def write_report(output: str) -> str:
         manifest = read_json(output, MANIFEST_FILE)
     except (OSError, FileNotFoundError):
         manifest = None
-    document = render(summary, manifest, read_table(output, "predictions"), read_table(output, "ledger"))
+    key_column = summary.get("parameters", {}).get("key_column", "key")
+    document = render(summary, manifest, read_table(output, "metrics"),
+                      lambda keys: read_table(output, "predictions", where=(key_column, keys)),
+                      read_table(output, "ledger"))
     path = FileSystems.join(output, REPORT_FILE)
     with FileSystems.create(path) as handle:
         handle.write(document.encode())

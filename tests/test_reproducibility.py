@@ -253,11 +253,16 @@ def test_report_renders_with_decodable_plots(finished_run):
         assert attrs["src"].startswith(prefix)
         pixels = image.imread(io.BytesIO(base64.b64decode(attrs["src"][len(prefix):])), format="png")
         assert pixels.shape[0] > 100 and pixels.shape[1] > 300 and pixels.std() > 0  # not blank
-    key_rmse = report.per_key_rmse(read_output(finished_run["out"], "predictions"), "shop_id")
-    errors = read_output(finished_run["out"], "predictions").assign(
-        sq=lambda f: (f["predicted"] - f["actual"]) ** 2).groupby("shop_id")["sq"].mean() ** 0.5
+    key_rmse = report.per_key_rmse(read_output(finished_run["out"], "metrics"), "shop_id")
+    predictions = read_output(finished_run["out"], "predictions")
+    errors = predictions.assign(sq=lambda f: (f["predicted"] - f["actual"]) ** 2).groupby("shop_id")["sq"].mean() ** 0.5
+    base = predictions.assign(sq=lambda f: (f["baseline"] - f["actual"]) ** 2).groupby("shop_id")["sq"].mean() ** 0.5
+    np.testing.assert_allclose(key_rmse["rmse"].sort_index(), errors.sort_index(), rtol=1e-9)
+    np.testing.assert_allclose(key_rmse["baseline_rmse"].sort_index(), base.sort_index(), rtol=1e-9)
     assert [key for _, key in report.best_median_worst(key_rmse)] == [
         errors.idxmin(), errors.sort_values().index[1], errors.idxmax()]
+    assert sorted(report.read_table(finished_run["out"], "predictions", where=("shop_id", ["a/b"]))["shop_id"]
+                  .unique()) == ["a/b"]
 
 
 def test_one_key_window_reproduced_from_the_manifest(finished_run):
@@ -279,7 +284,7 @@ def test_one_key_window_reproduced_from_the_manifest(finished_run):
 def test_report_of_a_run_that_trained_nothing():
     summary = {"run_id": "r", "groups_planned": 2, "groups_skipped": 2, "parameters": {"key_column": "k"}}
     ledger = pd.DataFrame({"status": ["skipped", "skipped"], "reason": ["too_few_rows", "too_few_periods"]})
-    document = report.render(summary, None, pd.DataFrame(), ledger)
+    document = report.render(summary, None, pd.DataFrame(), lambda keys: pd.DataFrame(), ledger)
     parser = _Images()
     parser.feed(document)
     assert "No predictions: nothing was trained." in document
