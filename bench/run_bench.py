@@ -199,13 +199,17 @@ def report(medians: dict, agreement: dict, workers: int, repeats: int, header: s
         bare, article, ours = get("bare"), get("article"), get("ours")
         if not (bare and ours):
             continue
-        art = article or Measurement(float("nan"), float("nan"), 0, 0)
+        def vs_article(value: str) -> str:
+            return value if article else "not run"
+
         lines.append(
-            f"| {shops} | {model} | {bare.wall:.1f} | {art.wall:.1f} | {ours.wall:.1f} "
-            f"| **{ratio(ours.wall, bare.wall)}** | {ratio(ours.wall, art.wall)} "
-            f"| {ratio(ours.cpu, bare.cpu)} | {ratio(ours.cpu, art.cpu)} "
-            f"| {bare.peak_rss / 2**20:.0f} | {art.peak_rss / 2**20:.0f} | {ours.peak_rss / 2**20:.0f} "
-            f"| **{ratio(ours.peak_rss, bare.peak_rss)}** | {ratio(ours.peak_rss, art.peak_rss)} "
+            f"| {shops} | {model} | {bare.wall:.1f} | {vs_article(article and f'{article.wall:.1f}')} "
+            f"| {ours.wall:.1f} | **{ratio(ours.wall, bare.wall)}** "
+            f"| {vs_article(article and ratio(ours.wall, article.wall))} "
+            f"| {ratio(ours.cpu, bare.cpu)} | {vs_article(article and ratio(ours.cpu, article.cpu))} "
+            f"| {bare.peak_rss / 2**20:.0f} | {vs_article(article and f'{article.peak_rss / 2**20:.0f}')} "
+            f"| {ours.peak_rss / 2**20:.0f} | **{ratio(ours.peak_rss, bare.peak_rss)}** "
+            f"| {vs_article(article and ratio(ours.peak_rss, article.peak_rss))} "
             f"| {agreement.get((shops, model), 'not checked')} |")
     lines += ["", "| shops | model | variant | wall s | CPU s | peak RSS MiB |", "|---:|---|---|---:|---:|---:|"]
     for (shops, model, variant), m in sorted(medians.items()):
