@@ -152,7 +152,8 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
 
 def run(argv: list[str] | None = None) -> dict | None:
     params, options, kind = prepare(argv)
-    gc.freeze()  # the imported modules outlive the run: keep them out of every collection
+    gc.collect()  # garbage first: what gc.freeze() keeps is never collected again
+    gc.freeze()  # the imported modules outlive the run: keep them out of every later collection
     with beam.Pipeline(options=options) as pipeline:
         build(pipeline, params, kind)
     if not is_local(options):
