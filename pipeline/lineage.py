@@ -140,12 +140,12 @@ def _canonical(column: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.Series(column.astype("datetime64[ns]").astype("int64").astype("float64")
                          .where(column.notna()), index=column.index)
-    missing = column.isna().to_numpy()  # element by element: a list is not missing
     if pd.api.types.infer_dtype(column, skipna=True) in ("string", "date"):
         # Equal values have equal text here, so str() once per distinct value (dates repeat per key).
         codes, uniques = pd.factorize(column)
         text = np.array([str(value) for value in uniques] + [None], dtype=object)
         return pd.Series(text[codes], index=column.index)  # code -1 (missing) picks the None
+    missing = column.isna().to_numpy()  # element by element: a list is not missing
     return column.astype(str).astype(object).where(~missing, None)
 
 

@@ -2,9 +2,10 @@
 
 Beam's local runner (the FnApiRunner) decodes every element it groups: a DataFrame value
 would be unpickled in the runner process, held there as Python objects until the next stage
-reads it, and pickled again. Packed as bytes, the runner only keeps and forwards them. That
-halved the runner's memory at 400 shops and took its CPU off the critical path (bench/NOTE.md).
-On Dataflow it changes only who calls pickle.
+reads it, and pickled again. Packed as bytes, the runner only keeps and forwards them. The
+effect on a whole run was within the benchmark's noise (bench/NOTE.md); it keeps that pickling
+out of the runner process, which every worker waits on between stages. On Dataflow it changes
+only who calls pickle.
 """
 
 from __future__ import annotations

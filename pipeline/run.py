@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ctypes
 import dataclasses
-import gc
 import datetime
+import gc
 import json
 import logging
 import os

@@ -37,16 +37,17 @@ def _fit(params: PipelineParams, model_params: dict, split: "WindowSplit", key: 
 
     The helper gets the registry entry itself (not its name), so it needs no state of this process."""
     columns = features.model_columns(params)
+    call = deadline.call if deadline is not None else _call_here
     if custom_model.is_user_model(params.model):
-        args = (params, model_params, columns, split.train, split.test, key, seed)
-        return deadline.call(custom_model.fit_predict, *args) if deadline else custom_model.fit_predict(*args)
-    arrays = split.arrays(columns, params.target)
-    if deadline is None:
-        return custom_model.fit_predict(params, model_params, columns, split.train, split.test, key, seed, arrays)
-    predicted, fit_seconds, predict_seconds, estimator = deadline.call(
+        return call(custom_model.fit_predict, params, model_params, columns, split.train, split.test, key, seed)
+    return custom_model.Fitted(*call(
         models.fit_predict, models.REGISTRY[params.model], model_params, seed, params.model_threads,
-        *arrays, bool(params.model_dir))
-    return custom_model.Fitted(predicted, fit_seconds, predict_seconds, estimator)
+        *split.arrays(columns, params.target), bool(params.model_dir)))
+
+
+def _call_here(function, *args):
+    """DeadlineCaller.call's signature, in this process and without a time limit."""
+    return function(*args)
 
 
 class WindowSplit:

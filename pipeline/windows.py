@@ -32,8 +32,6 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms import window as beam_window
 
-MICROS = 1_000_000
-
 
 @dataclasses.dataclass(frozen=True)
 class WindowPlan:
