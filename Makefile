@@ -34,8 +34,9 @@ plan: venv
 bench-search: dev-venv
 	$(PY) -m bench.search_overhead $(ARGS)
 
-## All tests.
+## The import contract (layers, no cycles; pyproject.toml), then all tests.
 test: dev-venv
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(ARGS)
 
 ## Benchmark: ours vs the article's approach vs a bare joblib loop (full matrix: long; not a test).
@@ -49,10 +50,10 @@ bench-quick: dev-venv
 	$(PY) -m bench.run_bench --quick $(BENCH_ARGS)
 ## Regenerate metadata.json and the README's parameter table from pipeline/options.py.
 metadata: dev-venv
-	$(PY) -m pipeline.metadata > metadata.json.tmp && mv metadata.json.tmp metadata.json
+	$(PY) -m pipeline.params.metadata > metadata.json.tmp && mv metadata.json.tmp metadata.json
 
 docs: dev-venv
-	$(PY) -m pipeline.docs README.md
+	$(PY) -m pipeline.params.docs README.md
 
 ## Lint the Dockerfile (hadolint comes with requirements-dev.txt).
 lint: dev-venv

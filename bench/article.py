@@ -25,8 +25,8 @@ import apache_beam as beam
 import apache_beam.transforms.window as window
 import pyarrow as pa
 
-from pipeline import models
-from pipeline.run import pipeline_options
+from pipeline.models import registry
+from pipeline.runner import pipeline_options
 
 PREDICTION_SCHEMA = pa.schema([("shop_id", pa.string()), ("date", pa.date32()),
                                ("predict", pa.float64()), ("sales", pa.float64())])
@@ -41,7 +41,7 @@ def assign_timevalue(v):
 def learn_predict(records, model_name, win=beam.DoFn.WindowParam):
     import pandas as pd
 
-    from pipeline import models
+    from pipeline.models import registry
 
     target_attr = 'sales'
     learn_attrs = ['attr1', 'attr2', 'attr3']
@@ -59,7 +59,7 @@ def learn_predict(records, model_name, win=beam.DoFn.WindowParam):
     test = data[data["year"] == year_max]  # the next year to evaluate the predictions
 
     window_start = int(win.start.micros // 1_000_000)
-    model = models.make_estimator(model_name, {}, seed=models.group_seed(0, records[0], window_start))
+    model = registry.make_estimator(model_name, {}, seed=registry.group_seed(0, records[0], window_start))
     model.fit(train[learn_attrs], train[target_attr])
     test.loc[:, "predict"] = model.predict(test[learn_attrs])
 
@@ -87,7 +87,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True, help="prefix of the predictions' part files")
-    parser.add_argument("--model", default="gbr", choices=sorted(models.REGISTRY))
+    parser.add_argument("--model", default="gbr", choices=sorted(registry.REGISTRY))
     args, beam_args = parser.parse_known_args(argv)
     run(args.input, args.output, args.model, beam_args)
 

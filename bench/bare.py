@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from joblib import Parallel, delayed
 
-from pipeline import models
-from pipeline.windows import WindowPlan
+from pipeline.models import registry
+from pipeline.stages.windows import WindowPlan
 
 KEY, PERIOD, DATE, TARGET = "shop_id", "year", "date", "sales"
 FEATURES = ["attr1", "attr2", "attr3"]
@@ -49,7 +49,7 @@ def fit_key(key: str, rows: pd.DataFrame, model: str, first: int, last: int, see
         train = in_window & ~test
         if train.sum() < MIN_TRAIN_ROWS:
             continue
-        estimator = models.make_estimator(model, {}, seed=models.group_seed(seed, key, start))
+        estimator = registry.make_estimator(model, {}, seed=registry.group_seed(seed, key, start))
         estimator.fit(x_all[train], y_all[train])
         out.append(pd.DataFrame({KEY: key, DATE: rows[DATE].to_numpy()[test], "window_start": start,
                                  "predicted": estimator.predict(x_all[test]), "actual": y_all[test]}))
@@ -69,7 +69,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--input", required=True)
     parser.add_argument("--output", required=True, help="predictions .parquet")
-    parser.add_argument("--model", default="gbr", choices=sorted(models.REGISTRY))
+    parser.add_argument("--model", default="gbr", choices=sorted(registry.REGISTRY))
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args(argv)
     predict_all(load(args.input), args.model, args.workers).to_parquet(args.output, index=False)

@@ -14,9 +14,11 @@ import time
 
 import pandas as pd
 
-from pipeline import options, sample_data, train
-from pipeline.deadline import DeadlineCaller
-from pipeline.windows import WindowPlan
+from pipeline.run import parse_args
+from pipeline.io import sample_data
+from pipeline.stages import train
+from pipeline.utils.deadline import DeadlineCaller
+from pipeline.stages.windows import WindowPlan
 
 
 def groups(n: int):
@@ -50,7 +52,7 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=60)
     parser.add_argument("--model", default="gbr")
     args = parser.parse_args()
-    params, _ = options.parse_args([f"--model={args.model}", "--group_timeout_s=600"])
+    params, _ = parse_args([f"--model={args.model}", "--group_timeout_s=600"])
     items, plan = groups(args.groups)
     caller = DeadlineCaller(params.group_timeout_s)
     began = time.perf_counter()

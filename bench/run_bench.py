@@ -68,7 +68,7 @@ def data_path(shops: int) -> str:
     """The article's schema, `shops` shops x 6 years daily, generated once per size."""
     path = os.path.join(DATA_DIR, f"shops_{shops}.parquet")
     if not os.path.exists(path):
-        from pipeline import sample_data
+        from pipeline.io import sample_data
 
         os.makedirs(DATA_DIR, exist_ok=True)
         sample_data.write(sample_data.generate(shops, years=6, seed=7, messy=False), path + ".tmp.parquet")

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 from sklearn.linear_model import Ridge
 
-from pipeline import run as pipeline_run, sample_data
+from pipeline import run as pipeline_run
+from pipeline.io.results import read_summary
+from pipeline.io import sample_data
 
 FEATURES = ["attr1", "attr2", "attr3"]
 
@@ -79,7 +81,7 @@ def pipeline_seconds(path: str, output: str, *args: str) -> tuple[float, dict]:
     argv = [f"--input={path}", f"--output={output}", "--model=ridge", "--direct_running_mode=in_memory",
             "--direct_num_workers=1", *args]
     seconds = timed(pipeline_run.run, argv)
-    return seconds, pipeline_run.summary.read_summary(pipeline_run.parse_args(argv)[0])
+    return seconds, read_summary(pipeline_run.parse_args(argv)[0].output)
 
 
 def main() -> None:

@@ -1,12 +1,7 @@
-"""BigQuery in and out with Beam's native IO, as in the article.
+"""BigQuery tables, schemas and the checks before any work (the Beam transforms are in `bigquery_beam`).
 
-- Source: `--query` (standard SQL) or `--input_table`, read with
-  `beam.io.ReadFromBigQuery` (Storage Read API by default, or an export job),
-  batched into the same DataFrame chunks as the other sources.
-- Sinks: predictions, metrics, ledger and rejected rows, each to its table when
-  named, with `beam.io.WriteToBigQuery`. Table schemas are derived from
-  `sinks.output_schemas` (the one place output schemas are declared); the
-  predictions table is partitioned by date and clustered by key.
+- Table schemas are derived from `sinks.output_schemas` (the one place output schemas are
+  declared); the predictions table is partitioned by date and clustered by key.
 - Before any work (`prepare`): the source's column names and BigQuery types, the
   existing target tables' schemas, and the run-id rule: with WRITE_APPEND a run
   id that already has rows in a target table is refused or its rows deleted.
@@ -14,18 +9,13 @@
 
 from __future__ import annotations
 
-import datetime
-
-import apache_beam as beam
-import pandas as pd
 import pyarrow as pa
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, ReadFromBigQuery, WriteToBigQuery
-from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from pipeline import sinks
-from pipeline.options import ParameterError, PipelineParams
-from pipeline.source import CHUNK_ROWS, require_columns
+from pipeline.io import sinks
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+from pipeline.io.columns import require_columns
 
 # Which --*_table parameter names the table of each output.
 OUTPUT_TABLE_PARAMS = {"predictions": "output_table", "metrics": "metrics_table",
@@ -91,114 +81,6 @@ def table_layout(params: PipelineParams, name: str) -> dict:
         return {}
     return {"timePartitioning": {"type": "DAY", "field": params.date_column},
             "clustering": {"fields": [params.key_column, RUN_ID_COLUMN]}}
-
-
-# -- source ------------------------------------------------------------------
-
-def read_transform(params: PipelineParams) -> ReadFromBigQuery:
-    """Beam's BigQuery read for --input_table or --query."""
-    direct = params.bq_read_method == ReadFromBigQuery.Method.DIRECT_READ
-    kwargs = {"method": params.bq_read_method}
-    if not direct and params.bq_temp_location:
-        kwargs["gcs_location"] = params.bq_temp_location
-    if params.input_table:
-        kwargs["table"] = params.input_table
-        if direct:  # the Storage Read API sends only these columns
-            kwargs["selected_fields"] = list(params.columns)
-    else:
-        kwargs.update(query=params.query, use_standard_sql=True)
-    return ReadFromBigQuery(**kwargs)
-
-
-def rows_to_frame(rows: list[dict], columns: tuple[str, ...]) -> pd.DataFrame:
-    """A chunk from BigQuery rows. Values stay as read (int, float, Decimal, str, date,
-    datetime): validation parses them with pd.to_numeric / pd.to_datetime and keeps
-    the original in rejected rows."""
-    return pd.DataFrame.from_records(rows, columns=list(columns))
-
-
-class ReadBigQueryChunks(beam.PTransform):
-    """Rows of --query or --input_table from BigQuery -> DataFrame chunks of the needed columns."""
-
-    def __init__(self, params: PipelineParams):
-        super().__init__()
-        self._params = params
-
-    def expand(self, pbegin):
-        return (pbegin
-                | "ReadFromBigQuery" >> read_transform(self._params)
-                | "Batch" >> beam.BatchElements(min_batch_size=1000, max_batch_size=CHUNK_ROWS)
-                | "ToFrames" >> beam.Map(rows_to_frame, self._params.columns))
-
-
-# -- sinks -------------------------------------------------------------------
-
-def _json_value(value):
-    return value.isoformat() if isinstance(value, (datetime.date, datetime.datetime)) else value
-
-
-def bigquery_rows(frame: pd.DataFrame, schema: pa.Schema) -> list[dict]:
-    """Row dicts in the output's schema, through the same conversion as the file outputs
-    (NaN -> NULL, dates as dates), then JSON-ready for load files and insertAll."""
-    return [{name: _json_value(value) for name, value in row.items()}
-            for row in sinks.to_table(frame, schema).to_pylist()]
-
-
-def _fail_on_rejected_insert(failed: tuple):
-    destination, row, errors = failed
-    raise RuntimeError(f"BigQuery refused a row for {destination}: {errors} row={row}")
-
-
-class WriteTable(beam.PTransform):
-    """One output (DataFrames or row dicts) -> one BigQuery table with the output's schema."""
-
-    def __init__(self, params: PipelineParams, table: str, schema: pa.Schema, layout: dict):
-        super().__init__()
-        self._params, self._table, self._schema, self._layout = params, table, schema, layout
-
-    def expand(self, elements):
-        params, schema = self._params, self._schema
-        streaming = params.bq_write_method == WriteToBigQuery.Method.STREAMING_INSERTS
-        temp = params.bq_temp_location
-        result = (elements
-                  | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
-                  | "Concat" >> beam.Map(sinks._concat)
-                  | "ToRows" >> beam.FlatMap(bigquery_rows, schema)
-                  | "Write" >> WriteToBigQuery(
-                      self._table,
-                      schema=table_schema(schema),
-                      create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
-                      write_disposition=params.write_disposition,
-                      method=params.bq_write_method,
-                      additional_bq_parameters=self._layout,
-                      custom_gcs_temp_location=temp,
-                      # Beam insists on a gs:// temp location when validating; local runs pass a local one.
-                      validate=temp is None or temp.startswith("gs://"),
-                      insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR))
-        if streaming:  # a row BigQuery refuses fails the job, with BigQuery's reason, instead of vanishing
-            result.failed_rows_with_errors | "FailOnRefusedInserts" >> beam.Map(
-                _fail_on_rejected_insert)
-        return result
-
-
-class WriteBigQueryOutputs(beam.PTransform):
-    """Writes each output that has a --*_table parameter to that BigQuery table, with the run's
-    lineage columns on every row, as in the file outputs."""
-
-    def __init__(self, params: PipelineParams, run_lineage=None):
-        super().__init__()
-        self._params, self._lineage = params, run_lineage
-
-    def expand(self, outputs: dict):
-        from pipeline import lineage
-
-        schemas = sinks.output_schemas(self._params)
-        columns = (self._lineage or lineage.RunLineage.collect(self._params)).columns()
-        return {name: (outputs[name]
-                       | f"Lineage_{name}" >> beam.Map(lineage.stamp, columns)
-                       | f"ToBigQuery_{name}" >> WriteTable(self._params, table, schemas[name],
-                                                            table_layout(self._params, name)))
-                for name, table in output_tables(self._params).items()}
 
 
 # -- checks before any work ----------------------------------------------------
@@ -320,6 +202,21 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str) -> None
                              f"a run id with no rows in {spec} ({existing} rows of this run are there; "
                              "--if_run_exists=replace deletes them and writes this run again)")
     _run_rows(client, table_id, params.run_id, "DELETE FROM")
+
+
+def check_params(params: PipelineParams) -> None:
+    """The BigQuery parameters fit together (no data or client needed)."""
+    if params.input_table and params.input:
+        raise ParameterError("input_table", params.input_table, "either --input_table or --input, not both")
+    if params.input_table and params.source not in ("auto", "bigquery"):
+        raise ParameterError("source", params.source, "auto or bigquery with --input_table")
+    if params.bq_write_method == "STREAMING_INSERTS" and params.write_disposition != "WRITE_APPEND":
+        raise ParameterError("write_disposition", params.write_disposition,
+                             "WRITE_APPEND with --bq_write_method=STREAMING_INSERTS (streaming inserts only "
+                             "append; use FILE_LOADS to truncate or to require empty tables)")
+    named = list(output_tables(params).values())
+    if len(set(named)) != len(named):
+        raise ParameterError("output_table", params.output_table, "a different table for each output")
 
 
 def prepare(params: PipelineParams, options: PipelineOptions, kind: str) -> None:

@@ -29,8 +29,8 @@ import posixpath
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import PipelineParams
-from pipeline.sinks import (MANIFEST_FILE, OUTPUT_NAMES, PLAN_NAME, PLAN_SUMMARY_FILE, REPORT_FILE, STAGING,
+from pipeline.params.values import PipelineParams
+from pipeline.io.sinks import (MANIFEST_FILE, OUTPUT_NAMES, PLAN_NAME, PLAN_SUMMARY_FILE, REPORT_FILE, STAGING,
                             SUMMARY_FILE, output_path, staging_path, staging_root)
 
 COMMIT_MARKERS = (SUMMARY_FILE, PLAN_SUMMARY_FILE)

@@ -2,7 +2,7 @@
 
 The output schemas are declared here once; the BigQuery sink derives its table
 schemas from them. Sinks write under <output>/_staging/<run_id>/ and
-pipeline.publish moves the outputs to their final names once all are written,
+pipeline.io.publish moves the outputs to their final names once all are written,
 so a crash leaves no half-written file and no mix of two runs under a final name.
 """
 
@@ -16,7 +16,8 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import ParameterError, PipelineParams
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
 
 OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search")  # search: with --param_grid
 SUMMARY_FILE = "summary.json"
@@ -71,7 +72,7 @@ def staging_root(params: PipelineParams) -> str:
 
 
 def staging_path(params: PipelineParams, name: str) -> str:
-    """Where this run writes `name` before pipeline.publish moves it under --output."""
+    """Where this run writes `name` before pipeline.io.publish moves it under --output."""
     return FileSystems.join(staging_root(params), name)
 
 
@@ -94,7 +95,7 @@ def prepare_output(params: PipelineParams) -> None:
     """Checks --output and applies --if_output_exists=fail before any work.
 
     With replace, the previous run's outputs stay in place until this run has
-    written all of its own (see pipeline.publish). Leftovers of an earlier
+    written all of its own (see pipeline.io.publish). Leftovers of an earlier
     attempt with the same --run_id are cleared so they cannot be published.
     """
     check_output_location(params.output)
@@ -167,14 +168,11 @@ class WriteOutputs(beam.PTransform):
 
     Returns, per output, the PCollection of its finalized file names."""
 
-    def __init__(self, params: PipelineParams, run_lineage=None):
+    def __init__(self, params: PipelineParams, lineage_columns: dict):
         super().__init__()
-        self._params, self._lineage = params, run_lineage
+        self._params, self._columns = params, lineage_columns
 
     def expand(self, outputs: dict):
-        from pipeline import lineage
-
-        schemas = output_schemas(self._params)
-        columns = (self._lineage or lineage.RunLineage.collect(self._params)).columns()
+        schemas, columns = output_schemas(self._params), self._columns
         return {name: outputs[name] | f"Write_{name}" >> WriteFrames(self._params, name, schemas[name], columns)
                 for name in outputs}

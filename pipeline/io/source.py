@@ -7,7 +7,7 @@ later moves one element per key x period instead of one per row.
   registered as `dataset.table`, so the article's SQL runs unchanged. DuckDB can
   also read files in the query itself (`FROM 'data/*.parquet'`).
 - Files: `--input` Parquet/CSV/JSONL path or glob, local or gs://.
-- BigQuery: `--source=bigquery` (see `pipeline.bigquery`).
+- BigQuery: `--source=bigquery` (see `pipeline.io.bigquery`).
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import ParameterError, PipelineParams
-from pipeline.packing import ReshuffleFrames
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+from pipeline.io import sample_data
+from pipeline.io.columns import CHUNK_ROWS, require_columns
+from pipeline.utils.packing import ReshuffleFrames
 
-CHUNK_ROWS = 50_000
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
 
 
@@ -43,8 +45,6 @@ def resolve_source(params: PipelineParams, runner: str | None) -> str:
 def duckdb_connection():
     """A DuckDB connection with the embedded sample registered as dataset.table."""
     import duckdb
-
-    from pipeline import sample_data
 
     connection = duckdb.connect()
     connection.execute("SET threads TO 1")  # one core per worker process; the pipeline parallelises
@@ -154,9 +154,9 @@ class ReadSource(beam.PTransform):
                     | "ReadChunks" >> beam.ParDo(_ReadFileChunks(columns))
                     | "Spread" >> ReshuffleFrames())
         if self._kind == "bigquery":
-            from pipeline import bigquery
+            from pipeline.io import bigquery_beam  # Beam's BigQuery IO and Google's clients: only when used
 
-            return pbegin | "BigQuery" >> bigquery.ReadBigQueryChunks(self._params)
+            return pbegin | "BigQuery" >> bigquery_beam.ReadBigQueryChunks(self._params)
         raise ParameterError("source", self._kind, "one of duckdb, file, bigquery")
 
 
@@ -167,17 +167,10 @@ def check_columns(params: PipelineParams, kind: str) -> None:
     elif kind == "file":
         available = file_columns(params.input)
     else:
-        return  # BigQuery: names and types checked from the table/query schema by pipeline.bigquery.prepare
+        return  # BigQuery: names and types checked from the table/query schema by pipeline.io.bigquery.prepare
     require_columns(params, available)
 
 
-def require_columns(params: PipelineParams, available: list[str]) -> None:
-    """Fails naming the parameter when a column it names is not among `available`."""
-    for name in ("key_column", "time_column", "date_column", "target"):
-        column = getattr(params, name)
-        if column not in available:
-            raise ParameterError(name, column, f"a column of the source; it has {', '.join(available)}")
-    missing = [f for f in params.features if f not in available]
-    if missing:
-        raise ParameterError("features", ",".join(params.features),
-                             f"columns of the source; missing {missing}, source has {', '.join(available)}")
+def check_params(params: PipelineParams) -> None:
+    if params.source == "file" and not params.input:
+        raise ParameterError("source", params.source, "--source=file needs --input")

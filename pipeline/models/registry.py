@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.params.declare import ParameterError
+
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
     name: str
     estimator_path: str  # "module:ClassName"
-    description: str
     seed_param: str | None = "random_state"
     threads_param: str | None = None
     defaults: tuple[tuple[str, Any], ...] = ()
@@ -33,15 +34,11 @@ class ModelSpec:
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("gbr", "sklearn.ensemble:GradientBoostingRegressor",
-                  "scikit-learn GradientBoostingRegressor (the article's model)"),
-        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor",
-                  "scikit-learn HistGradientBoostingRegressor"),
-        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor",
-                  "scikit-learn RandomForestRegressor", threads_param="n_jobs"),
-        ModelSpec("ridge", "sklearn.linear_model:Ridge", "scikit-learn Ridge regression", seed_param=None),
-        ModelSpec("xgboost", "xgboost:XGBRegressor", "XGBoost XGBRegressor", threads_param="n_jobs",
-                  defaults=(("tree_method", "hist"),)),
+        ModelSpec("gbr", "sklearn.ensemble:GradientBoostingRegressor"),
+        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor"),
+        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs"),
+        ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None),
+        ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),)),
     )
 }
 
@@ -73,8 +70,6 @@ def check_model(name: str, params: dict) -> None:
     Unknown hyperparameters are caught by name; bad values by fitting a tiny
     synthetic problem, which is what the estimator itself would reject later.
     """
-    from pipeline.options import ParameterError
-
     if name not in REGISTRY:
         raise ParameterError("model", name, f"one of {', '.join(REGISTRY)}")
     if not params:
@@ -116,8 +111,8 @@ def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, t
     """A fresh registry estimator fitted and used; returns (predictions, fit seconds, predict seconds,
     the fitted estimator when `keep_model` else None).
 
-    Takes the spec rather than its name so it can run in a helper process that
-    only imports this module (see pipeline.deadline).
+    Takes the spec rather than its name: a --group_timeout_s helper process receives it whole
+    and needs no registry state of the parent (see pipeline.utils.deadline).
     """
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
     return (*fit_estimator(estimator, train_features, train_target, test_features),

@@ -1,7 +1,7 @@
-"""The README's parameter table, generated from `options.PARAMS`.
+"""The README's parameter table, generated from `catalog.PARAMS`.
 
-    python -m pipeline.docs               prints the table
-    python -m pipeline.docs README.md     rewrites the table in place (or: make docs)
+    python -m pipeline.params.docs               prints the table
+    python -m pipeline.params.docs README.md     rewrites the table in place (or: make docs)
 
 The table sits between BEGIN and END below; a test fails when it drifts from the code.
 """
@@ -11,10 +11,11 @@ from __future__ import annotations
 import sys
 from typing import Iterable
 
-from pipeline.metadata import as_text, regexes_for
-from pipeline.options import PARAMS, Param
+from pipeline.params.metadata import as_text, regexes_for
+from pipeline.params.catalog import PARAMS
+from pipeline.params.declare import Param
 
-BEGIN = "<!-- generated from pipeline/options.py: python -m pipeline.docs -->"
+BEGIN = "<!-- generated from pipeline/params/catalog.py: python -m pipeline.params.docs -->"
 END = "<!-- end of generated parameter table -->"
 
 

@@ -1,6 +1,6 @@
-"""The Flex Template's metadata.json, generated from the parameters declared in `options.PARAMS`.
+"""The Flex Template's metadata.json, generated from the parameters declared in `catalog.PARAMS`.
 
-    python -m pipeline.metadata > metadata.json      (or: make metadata)
+    python -m pipeline.params.metadata > metadata.json      (or: make metadata)
 
 The file is never edited by hand; a test fails when it drifts from the code.
 Each `Param` becomes one Dataflow `ParameterMetadata` (the schema is in Dataflow's
@@ -15,7 +15,8 @@ import re
 import sys
 from typing import Iterable
 
-from pipeline.options import PARAMS, Param
+from pipeline.params.catalog import PARAMS
+from pipeline.params.declare import Param
 
 TEMPLATE_NAME = "Many models: one model per key and sliding time window"
 TEMPLATE_DESCRIPTION = (
@@ -71,7 +72,7 @@ def help_text(param: Param) -> str:
 
 
 def enum_options(param: Param) -> list[dict]:
-    descriptions = dict(param.choice_help()) if param.choice_help else {}
+    descriptions = dict(param.choice_help)
     unknown = set(descriptions) - set(param.choices)
     if unknown:
         raise ValueError(f"--{param.name}: descriptions for unknown choices {sorted(unknown)}")

@@ -28,11 +28,10 @@ import subprocess
 from importlib import metadata
 
 import apache_beam as beam
-import numpy as np
-import pandas as pd
 
 import pipeline
-from pipeline.options import PipelineParams
+from pipeline.io.results import write_json
+from pipeline.params.values import PipelineParams
 
 LINEAGE_COLUMNS = ("run_id", "params_hash", "code_version")
 # Parameters that decide where and how results are written, never what they are.
@@ -45,7 +44,6 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
 LIBRARIES = ("apache-beam", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb",
              "joblib", "threadpoolctl", "matplotlib")
 GIT_COMMIT_ENV, IMAGE_ENV = "PIPELINE_GIT_COMMIT", "PIPELINE_IMAGE"
-HASH_MODULUS = 2 ** 64
 
 
 def params_hash(params: PipelineParams) -> str:
@@ -124,56 +122,6 @@ class RunLineage:
         return {name: getattr(self, name) for name in LINEAGE_COLUMNS}
 
 
-def stamp(element, columns: dict):
-    """The lineage columns set on one output element (a DataFrame or a row dict)."""
-    if isinstance(element, pd.DataFrame):
-        return element.assign(**columns)
-    return {**element, **columns}
-
-
-# -- input fingerprint -------------------------------------------------------------------------------
-
-def _canonical(column: pd.Series) -> pd.Series:
-    """One representation per value whatever dtype a chunk happened to get (3 == 3.0, None == NaN)."""
-    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
-        return column.astype("float64")
-    if pd.api.types.is_datetime64_any_dtype(column):
-        return pd.Series(column.astype("datetime64[ns]").astype("int64").astype("float64")
-                         .where(column.notna()), index=column.index)
-    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "date"):
-        # Equal values have equal text here, so str() once per distinct value (dates repeat per key).
-        codes, uniques = pd.factorize(column)
-        text = np.array([str(value) for value in uniques] + [None], dtype=object)
-        return pd.Series(text[codes], index=column.index)  # code -1 (missing) picks the None
-    missing = column.isna().to_numpy()  # element by element: a list is not missing
-    return column.astype(str).astype(object).where(~missing, None)
-
-
-def row_hashes(chunk: pd.DataFrame) -> np.ndarray:
-    canonical = pd.DataFrame({name: _canonical(chunk[name]) for name in chunk.columns})
-    return pd.util.hash_pandas_object(canonical, index=False, categorize=False).to_numpy(dtype=np.uint64)
-
-
-def chunk_fingerprint(chunk: pd.DataFrame) -> dict:
-    """Counters for one source chunk; summed over chunks they give the input fingerprint."""
-    total = int(row_hashes(chunk).sum(dtype=np.uint64))  # wraps modulo 2**64, as intended
-    return {"input_rows": len(chunk), "input_row_hash_sum": total}
-
-
-def input_fingerprint(totals: dict) -> dict:
-    rows = int(totals.get("input_rows", 0))
-    row_hash_sum = int(totals.get("input_row_hash_sum", 0)) % HASH_MODULUS
-    return {"rows": rows, "row_hash": f"{row_hash_sum:016x}",
-            "method": "sum mod 2**64 of pandas.util.hash_pandas_object per row over the columns read"}
-
-
-class FingerprintInput(beam.PTransform):
-    """Source chunks -> per-chunk fingerprint counters (summed with the run's other counters)."""
-
-    def expand(self, chunks):
-        return chunks | "HashRows" >> beam.Map(chunk_fingerprint)
-
-
 # -- manifest ----------------------------------------------------------------------------------------
 
 def manifest(run: RunLineage, params: PipelineParams, summary: dict, written: dict) -> dict:
@@ -205,8 +153,6 @@ class WriteManifest(beam.PTransform):
         self._run, self._params, self._path, self._written = run, params, path, written
 
     def expand(self, summary):
-        from pipeline.summary import write_json
-
         run, params, path, names = self._run, self._params, self._path, list(self._written)
 
         def write(summary_doc, *file_lists):
@@ -216,79 +162,3 @@ class WriteManifest(beam.PTransform):
 
         return summary | "WriteManifestJson" >> beam.Map(
             write, *(beam.pvalue.AsList(self._written[name]) for name in names))
-
-
-# -- reproducing one key x window --------------------------------------------------------------------
-
-LAUNCH_ONLY_PARAMS = frozenset({"query", "input", "source", "output", "run_id", "plan_only", "model_dir",
-                                "if_output_exists"})
-
-
-def _sql_text(value: str) -> str:
-    return "'" + str(value).replace("'", "''") + "'"
-
-
-def reproduce_argv(manifest_doc: dict, key: str, window_start: int, output: str) -> list[str]:
-    """Pipeline arguments that re-run one key x window of a finished run, bit for bit.
-
-    The run's query (or its input files, read through DuckDB) is restricted to the key and the
-    window's periods; every other result parameter is the run's own. Seeds derive from (seed, key,
-    window), and the window's rows are the same, so the predictions are the same. The restricted
-    query runs in DuckDB locally, or in BigQuery with --source=bigquery (STRING instead of VARCHAR).
-    """
-    params = manifest_doc["parameters"]
-    key_column, time_column = params["key_column"], params["time_column"]
-    last = int(window_start) + int(params["window_size"]) - 1
-    source_sql = params["query"] if not params.get("input") else f"SELECT * FROM {_sql_text(params['input'])}"
-    text_type = "STRING" if params.get("source") == "bigquery" else "VARCHAR"
-    query = (f"SELECT * FROM ({source_sql}) AS source "
-             f"WHERE TRIM(CAST({key_column} AS {text_type})) = {_sql_text(key)} "
-             f"AND {time_column} BETWEEN {int(window_start)} AND {last}")
-    argv = [f"--query={query}", f"--output={output}"]
-    if params.get("source") == "bigquery":
-        argv.append("--source=bigquery")
-    for name, value in params.items():
-        if name in LAUNCH_ONLY_PARAMS or value is None:
-            continue
-        if isinstance(value, list):
-            value = ",".join(value)
-        elif isinstance(value, dict):
-            value = json.dumps(value)
-        elif isinstance(value, bool):
-            value = str(value).lower()
-        argv.append(f"--{name}={value}")
-    return argv
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-    import shlex
-
-    from apache_beam.io.filesystems import FileSystems
-
-    parser = argparse.ArgumentParser(prog="python -m pipeline.lineage",
-                                     description="Re-run one key x window of a finished run from its manifest.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    reproduce = sub.add_parser("reproduce")
-    reproduce.add_argument("manifest", help="path to a run's manifest.json (local or gs://)")
-    reproduce.add_argument("--key", required=True)
-    reproduce.add_argument("--window", required=True, type=int, help="window_start")
-    reproduce.add_argument("--output", default="output/reproduce")
-    reproduce.add_argument("--run", action="store_true", help="run it now instead of printing the command")
-    args = parser.parse_args(argv)
-    with FileSystems.open(args.manifest) as handle:
-        document = json.loads(handle.read())
-    pipeline_argv = reproduce_argv(document, args.key, args.window, args.output)
-    print(f"# code: git checkout {document['git_commit']}  (image: {document.get('image') or 'none'})")
-    print("python -m pipeline " + " ".join(shlex.quote(a) for a in pipeline_argv))
-    if args.run:
-        from pipeline import run
-
-        run.run(pipeline_argv)
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())

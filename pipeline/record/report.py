@@ -1,6 +1,6 @@
 """The run report: one static HTML file (<output>/report.html), plots embedded as PNG.
 
-Written after a local run from the outputs on disk (`python -m pipeline.report OUTPUT_DIR` does
+Written after a local run from the outputs on disk (`python -m pipeline.record.report OUTPUT_DIR` does
 the same for any finished run, local or gs://). It shows:
 
 1. RMSE per test period against the naive baseline;
@@ -25,33 +25,11 @@ import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from pipeline.io.results import read_json, read_table
+from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
-
-
-def read_table(output: str, name: str, where: tuple[str, list] | None = None) -> pd.DataFrame:
-    """Every part of one output folder (Parquet or CSV, local or gs://) as one DataFrame;
-    `where=(column, values)` keeps the rows whose column is among the values."""
-    paths = sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
-    frames = []
-    for path in paths:
-        with FileSystems.open(path) as handle:
-            data = io.BytesIO(handle.read())
-        if path.endswith(".parquet"):
-            frame = pd.read_parquet(data, filters=[(where[0], "in", where[1])] if where else None)
-        else:
-            frame = pd.read_csv(data)
-            frame = frame[frame[where[0]].astype(str).isin(where[1])] if where else frame
-        frames.append(frame)
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def read_json(output: str, name: str) -> dict:
-    with FileSystems.open(FileSystems.join(output, name)) as handle:
-        return json.loads(handle.read())
 
 
 def per_key_rmse(metrics: pd.DataFrame, key_column: str) -> pd.DataFrame:
@@ -272,5 +250,5 @@ def write_report(output: str) -> str:
 
 if __name__ == "__main__":
     if len(sys.argv) != 2:
-        sys.exit("usage: python -m pipeline.report OUTPUT_DIR")
+        sys.exit("usage: python -m pipeline.record.report OUTPUT_DIR")
     print(write_report(sys.argv[1]))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 
 
 def regression_metrics(actual: np.ndarray, predicted: np.ndarray) -> dict:

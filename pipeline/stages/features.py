@@ -35,8 +35,9 @@ from pandas.tseries.holiday import (AbstractHolidayCalendar, EasterMonday, Holid
                                     USFederalHolidayCalendar)
 from pandas.tseries.offsets import Day, Easter
 
-from pipeline.options import PipelineParams
-from pipeline.windows import WindowPlan
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+from pipeline.stages.windows import WindowPlan
 
 CALENDAR_FEATURES = ("day_of_week", "day_of_year", "month", "holiday")
 VARIANT_SEPARATOR = "@"
@@ -97,10 +98,8 @@ def model_columns(params: PipelineParams) -> list[str]:
     return list(params.features) + FeatureSpec.from_params(params).names
 
 
-def check(params: PipelineParams) -> None:
+def check_params(params: PipelineParams) -> None:
     """Static checks of the feature parameters (ParameterError before any work)."""
-    from pipeline.options import ParameterError
-
     unknown = sorted(set(params.calendar_features) - set(CALENDAR_FEATURES))
     if unknown:
         raise ParameterError("calendar_features", ",".join(params.calendar_features),
@@ -255,7 +254,7 @@ class _TargetFeaturesFn(beam.DoFn):
 class GenerateFeatures(beam.PTransform):
     """(key, the key's rows) -> the same with generated feature columns.
 
-    Each element already holds the key's whole history (pipeline.rows), so the
+    Each element already holds the key's whole history (pipeline.stages.rows), so the
     target-history features need no further shuffle.
     """
 

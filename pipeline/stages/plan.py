@@ -15,19 +15,19 @@ and divided by the parallel slots (local workers, or Dataflow workers x cores pe
 from __future__ import annotations
 
 import dataclasses
-import json
-import re
 import time
 
 import apache_beam as beam
 import pandas as pd
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline import models, train
-from pipeline.options import PipelineParams
-from pipeline.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
-from pipeline.summary import _SumCounters, write_json
-from pipeline.windows import WindowPlan
+from pipeline.models import registry
+from pipeline.stages import train
+from pipeline.params.values import PipelineParams
+from pipeline.io.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
+from pipeline.io.results import read_json, read_table, write_json
+from pipeline.stages.fingerprint import input_fingerprint
+from pipeline.stages.summary import _SumCounters
+from pipeline.stages.windows import WindowPlan
 
 WOULD_TRAIN, WOULD_SKIP = "would_train", "would_skip"
 CANDIDATES = "candidates"
@@ -64,7 +64,7 @@ class _PlanWindowFn(beam.DoFn):
         row = plan_row(key, start, window_data, self._params, self._plan)
         yield row
         if row["status"] == WOULD_TRAIN:
-            rank = models.group_seed(0, key, start)
+            rank = registry.group_seed(0, key, start)
             yield beam.pvalue.TaggedOutput(CANDIDATES, (rank, key, start, window_data))
 
 
@@ -86,26 +86,7 @@ def time_sample_fits(candidates: list, params: PipelineParams) -> dict:
             "sample_groups": [[key, start] for _, key, start, _ in candidates]}
 
 
-def parallel_slots(options) -> int | None:
-    """Fits that can run at once: local worker processes, or Dataflow workers x cores per machine."""
-    from apache_beam.options.pipeline_options import DirectOptions, WorkerOptions
-
-    from pipeline import run as pipeline_run
-
-    if options is None:
-        return None
-    if pipeline_run.is_local(options):
-        direct = options.view_as(DirectOptions)
-        return 1 if direct.direct_running_mode == "in_memory" else int(direct.direct_num_workers or 1)
-    workers = options.view_as(WorkerOptions)
-    count = workers.max_num_workers or workers.num_workers
-    cores = re.search(r"-(\d+)$", workers.machine_type or "")
-    return int(count) * int(cores.group(1)) if count and cores else None
-
-
 def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int | None) -> dict:
-    from pipeline import lineage
-
     fits, rows_train = totals.get("fits", 0), totals.get("rows_train", 0)
     estimate = {**timing, "parallel_slots": slots,
                 "method": "sample seconds / sample training rows x all training rows; / parallel slots"}
@@ -122,7 +103,7 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
         "would_skip_by_reason": totals.get("would_skip_by_reason", {}),
         "rows_train": rows_train, "rows_test": totals.get("rows_test", 0),
         "cost_estimate": estimate,
-        "input_fingerprint": lineage.input_fingerprint(totals),
+        "input_fingerprint": input_fingerprint(totals),
         "parameters": params.as_dict(),
     }
 
@@ -159,11 +140,7 @@ class PlanWindows(beam.PTransform):
 # -- reading and printing a written plan ---------------------------------------------------------------
 
 def read_plan(output: str) -> tuple[dict, pd.DataFrame]:
-    from pipeline import report
-
-    with FileSystems.open(FileSystems.join(output, PLAN_SUMMARY_FILE)) as handle:
-        document = json.loads(handle.read())
-    return document, report.read_table(output, PLAN_NAME)
+    return read_json(output, PLAN_SUMMARY_FILE), read_table(output, PLAN_NAME)
 
 
 def _span(first: pd.Series, last: pd.Series) -> pd.Series:

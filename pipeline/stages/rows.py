@@ -7,7 +7,7 @@ Valid rows are normalised (period int, date, float target and features) and
 cut into one part per key; the parts of a key from every chunk meet once
 (GroupByKey), are merged in date order, and duplicate (key, period, date)
 rows are rejected there. That one shuffle is the only one before training:
-the sliding windows are cut from each key's rows afterwards (pipeline.windows).
+the sliding windows are cut from each key's rows afterwards (pipeline.stages.windows).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import packing
-from pipeline.options import PipelineParams
-from pipeline.windows import PeriodRangeFn
+from pipeline.utils import packing
+from pipeline.params.values import PipelineParams
+from pipeline.stages.windows import PeriodRangeFn
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"

@@ -31,13 +31,17 @@ import math
 import random
 
 import apache_beam as beam
-import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import custom_model, evaluate, features, models, train
-from pipeline.options import ParameterError, PipelineParams
-from pipeline.windows import WindowPlan
+from pipeline.models import custom_model
+from pipeline.stages import evaluate
+from pipeline.stages import features
+from pipeline.models import registry
+from pipeline.stages import train
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+from pipeline.stages.windows import WindowPlan
 
 SEARCH = "search"
 GRID, RANDOM = "grid", "random"
@@ -65,7 +69,7 @@ def configurations(params: PipelineParams) -> list[dict]:
     return configs
 
 
-def check(params: PipelineParams) -> None:
+def check_params(params: PipelineParams) -> None:
     """Static checks: the grid's shape, the validation split, and every configuration against the model."""
     if not is_enabled(params):
         return
@@ -81,11 +85,7 @@ def check(params: PipelineParams) -> None:
                              f"periods before the validation split, and a window has {params.train_periods} "
                              "training periods (--window_size - --test_periods)")
     for config in configurations(params):
-        merged = {**params.model_params, **config}
-        if custom_model.is_user_model(params.model):
-            custom_model.check(params.model, merged)
-        else:
-            models.check_model(params.model, merged)
+        custom_model.check_model(params.model, {**params.model_params, **config})
 
 
 def validation_start(plan: WindowPlan, window_start: int, validation_periods: int) -> int:
@@ -99,15 +99,13 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
     if (train_data[params.time_column] >= plan.test_start(window_start)).any():
         raise ValueError("the scoring step received test-period rows")  # the guarantee, enforced
     data = features.as_of(train_data, cutoff, params)
-    is_validation = (data[params.time_column] >= cutoff).to_numpy()
-    fit, validation = data.loc[~is_validation], data.loc[is_validation]
-    columns = features.model_columns(params)
-    seed = models.group_seed(params.seed, key, window_start)
+    split = train.WindowSplit(data, params.time_column, cutoff)  # "test" here: the validation periods
+    fit, validation = split.train, split.test
+    columns, model = features.model_columns(params), custom_model.resolve(params.model)
+    seed = registry.group_seed(params.seed, key, window_start)
     base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
             "validation_start": cutoff, "rows_fit": len(fit), "rows_validation": len(validation),
             "model": params.model, "run_id": params.run_id}
-    arrays = None if custom_model.is_user_model(params.model) else custom_model.registry_arrays(
-        params, columns, fit, validation)
     rows = []
     for config_id, config in configs:
         row = {**base, "config_id": config_id, "model_params": json.dumps(config, sort_keys=True),
@@ -115,8 +113,8 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
         try:
             if len(fit) < params.min_train_rows or not len(validation):
                 raise ValueError(f"validation split has {len(fit)} fit rows and {len(validation)} validation rows")
-            fitted = custom_model.fit_predict(params, {**params.model_params, **config}, columns, fit, validation,
-                                              key, seed, arrays)
+            fitted = custom_model.fit_predict(params, model, {**params.model_params, **config}, columns, split,
+                                              key, seed)
             score = evaluate.rmse(validation[params.target].to_numpy(dtype=float), fitted.predicted)
             if score is None or not math.isfinite(score):
                 raise FloatingPointError("the model predicted NaN or infinite values")

@@ -9,16 +9,17 @@ groups_planned, groups_trained, groups_skipped, groups_failed.
 from __future__ import annotations
 
 
-import json
 import math
 
 import apache_beam as beam
 import numpy as np
 import pandas as pd
-from apache_beam.io.filesystems import FileSystems
 
-from pipeline.options import PipelineParams
-from pipeline.sinks import SUMMARY_FILE, output_path, staging_path
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+from pipeline.io.results import write_json
+from pipeline.io.sinks import SUMMARY_FILE, staging_path
+from pipeline.stages.fingerprint import input_fingerprint
 
 
 class _SumCounters(beam.CombineFn):
@@ -76,8 +77,6 @@ def rejected_counters(frame: pd.DataFrame) -> dict:
 
 def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None) -> dict:
     """The summary document from the summed counters."""
-    from pipeline import lineage
-
     n, sse, base_sse = (totals.get(f"period_{s}", {}) for s in ("n", "sse", "base_sse"))
     periods = sorted(n, key=int)
     rows_rejected = totals.get("rows_rejected_validation", 0) + totals.get("rows_rejected_duplicate", 0)
@@ -102,7 +101,7 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
         "parameters": params.as_dict(),
     }
     if "input_rows" in totals:
-        summary["input_fingerprint"] = lineage.input_fingerprint(totals)
+        summary["input_fingerprint"] = input_fingerprint(totals)
     if run_lineage is not None:
         summary["lineage"] = {"params_hash": run_lineage.params_hash, "code_version": run_lineage.code_version,
                               "image": run_lineage.image}
@@ -115,6 +114,11 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
                                                 + summary["groups_failed"]),
     }
     return summary
+
+
+def check_params(params: PipelineParams) -> None:
+    if params.max_failure_rate > 1:
+        raise ParameterError("max_failure_rate", params.max_failure_rate, "a fraction between 0 and 1")
 
 
 class TooManyFailedGroups(RuntimeError):
@@ -141,21 +145,6 @@ def too_many_failures(exc: BaseException) -> TooManyFailedGroups | None:
             return exc
         exc = exc.__cause__ or exc.__context__
     return None
-
-
-def write_json(path: str, document: dict) -> None:
-    """Writes via a temporary name and a rename, so readers never see half a file."""
-    temporary = path + ".tmp"
-    with FileSystems.create(temporary) as handle:
-        handle.write(json.dumps(document, indent=2, sort_keys=False, default=str).encode())
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([temporary], [path])
-
-
-def read_summary(params: PipelineParams) -> dict:
-    with FileSystems.open(output_path(params, SUMMARY_FILE)) as handle:
-        return json.loads(handle.read())
 
 
 class WriteSummary(beam.PTransform):

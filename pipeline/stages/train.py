@@ -1,6 +1,6 @@
 """Train and predict: one model per key x window, the article's `learn_predict` generalised.
 
-Input: the rows of one key in one sliding window (pipeline.windows.CutWindows). Output, tagged:
+Input: the rows of one key in one sliding window (pipeline.stages.windows.CutWindows). Output, tagged:
 - `predictions`: a DataFrame, one row per test date (predicted next to actual);
 - `metrics`: one dict per trained key x window;
 - `ledger`: one dict per planned key x window, trained, skipped or failed, with the reason.
@@ -21,10 +21,14 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import artifacts, custom_model, evaluate, features, models
-from pipeline.deadline import CallTimeout, DeadlineCaller, HelperCrashed
-from pipeline.options import PipelineParams
-from pipeline.windows import WindowPlan
+from pipeline.io import artifacts
+from pipeline.models import custom_model
+from pipeline.stages import evaluate
+from pipeline.stages import features
+from pipeline.models import registry
+from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
+from pipeline.params.values import PipelineParams
+from pipeline.stages.windows import WindowPlan
 
 PREDICTIONS, METRICS, LEDGER = "predictions", "metrics", "ledger"
 TRAINED, SKIPPED, FAILED = "trained", "skipped", "failed"
@@ -33,16 +37,11 @@ UNEXPECTED = "unexpected"
 
 def _fit(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
          deadline: DeadlineCaller | None) -> custom_model.Fitted:
-    """Fits and predicts, in this process or in the deadline's helper process.
-
-    The helper gets the registry entry itself (not its name), so it needs no state of this process."""
-    columns = features.model_columns(params)
+    """Fits and predicts, in this process or in the deadline's helper process (which receives the
+    model itself, registry entry or user spec, so it needs no state of this process)."""
     call = deadline.call if deadline is not None else _call_here
-    if custom_model.is_user_model(params.model):
-        return call(custom_model.fit_predict, params, model_params, columns, split.train, split.test, key, seed)
-    return custom_model.Fitted(*call(
-        models.fit_predict, models.REGISTRY[params.model], model_params, seed, params.model_threads,
-        *split.arrays(columns, params.target), bool(params.model_dir)))
+    return call(custom_model.fit_predict, params, custom_model.resolve(params.model), model_params,
+                features.model_columns(params), split, key, seed)
 
 
 def _call_here(function, *args):
@@ -57,7 +56,7 @@ class WindowSplit:
     matrices from one conversion of the window, not one per frame."""
 
     def __init__(self, data: pd.DataFrame, time_column: str, test_start: int):
-        self.data, self._values = data, {}
+        self.data, self._values, self._arrays = data, {}, {}
         self.is_test = self.values(time_column) >= test_start
         self.rows_test = int(self.is_test.sum())
         self.rows_train = len(data) - self.rows_test
@@ -91,7 +90,13 @@ class WindowSplit:
 
     def arrays(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(X train, y train, X test) as float arrays, column-major like pandas' own (tree learners
-        scan columns)."""
+        scan columns); converted once per split (the search fits many configurations on one)."""
+        cache_key = (tuple(feature_columns), target)
+        if cache_key not in self._arrays:
+            self._arrays[cache_key] = self._convert(feature_columns, target)
+        return self._arrays[cache_key]
+
+    def _convert(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         def matrix(test: bool) -> np.ndarray:
             # Column by column: selecting a column list from the frame costs more than fitting a ridge.
             columns = [self.column(name, test) for name in feature_columns]
@@ -167,7 +172,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     if ledger["status"] == SKIPPED:
         return GroupResult(ledger)
 
-    seed = models.group_seed(params.seed, key, window_start)
+    seed = registry.group_seed(params.seed, key, window_start)
     try:
         fitted = _fit(params, model_params, split, key, seed, deadline)
         predicted = fitted.predicted

@@ -32,6 +32,29 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.transforms import window as beam_window
 
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+
+
+def check_params(params: PipelineParams) -> None:
+    """Window arithmetic and the plausible period range, before any work."""
+    if params.window_size < 2:
+        raise ParameterError("window_size", params.window_size, "an integer >= 2 (at least one training "
+                             "period and one test period)")
+    if params.test_periods >= params.window_size:
+        raise ParameterError("test_periods", params.test_periods,
+                             f"an integer in 1..{params.window_size - 1} (smaller than --window_size)")
+    if params.window_period > params.window_size:
+        raise ParameterError("window_period", params.window_period,
+                             f"at most --window_size={params.window_size}, or some periods are never tested")
+    if params.min_period > params.max_period:
+        raise ParameterError("max_period", params.max_period,
+                             f"an integer >= --min_period={params.min_period}")
+    if params.window_size > params.max_period - params.min_period + 1:
+        raise ParameterError("window_size", params.window_size,
+                             f"at most {params.max_period - params.min_period + 1}, the number of periods "
+                             f"in --min_period..--max_period")
+
 
 @dataclasses.dataclass(frozen=True)
 class WindowPlan:

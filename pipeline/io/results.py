@@ -1,0 +1,48 @@
+"""The run's result files read and written whole: JSON documents (summary, plan, manifest) and output tables."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io.sinks import SUMMARY_FILE
+
+
+def write_json(path: str, document: dict) -> None:
+    """Writes via a temporary name and a rename, so readers never see half a file."""
+    temporary = path + ".tmp"
+    with FileSystems.create(temporary) as handle:
+        handle.write(json.dumps(document, indent=2, sort_keys=False, default=str).encode())
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([temporary], [path])
+
+
+def read_table(output: str, name: str, where: tuple[str, list] | None = None) -> pd.DataFrame:
+    """Every part of one output folder (Parquet or CSV, local or gs://) as one DataFrame;
+    `where=(column, values)` keeps the rows whose column is among the values."""
+    paths = sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
+    frames = []
+    for path in paths:
+        with FileSystems.open(path) as handle:
+            data = io.BytesIO(handle.read())
+        if path.endswith(".parquet"):
+            frame = pd.read_parquet(data, filters=[(where[0], "in", where[1])] if where else None)
+        else:
+            frame = pd.read_csv(data)
+            frame = frame[frame[where[0]].astype(str).isin(where[1])] if where else frame
+        frames.append(frame)
+    frames = [f for f in frames if len(f)]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def read_json(output: str, name: str) -> dict:
+    with FileSystems.open(FileSystems.join(output, name)) as handle:
+        return json.loads(handle.read())
+
+
+def read_summary(output: str) -> dict:
+    return read_json(output, SUMMARY_FILE)

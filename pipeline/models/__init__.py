@@ -1,0 +1,1 @@
+"""The models: the registry of named estimators, user models (`module:callable`), and how any of them is fitted."""

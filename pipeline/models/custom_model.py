@@ -1,0 +1,192 @@
+"""Bring your own model: `--model=package.module:callable`, from modules the operator allows.
+
+The allow-list is the environment variable PIPELINE_MODEL_MODULES (comma-separated
+module or package names; empty by default, so no user code runs unless the image
+says so). A spec is checked before any work: its syntax, its module against the
+allow-list (before anything is imported), then the import, and the callable must be
+*defined* in an allowed module (a name an allowed module merely re-exports, such
+as `from os import system`, is refused). Nothing is downloaded or evaluated from
+the parameter string; only installed code is imported.
+
+Two protocols:
+- a function `fit_predict(train, test, **model_params)` receiving the training and
+  the test DataFrame (key, period, date, target and feature columns; the test
+  frame's target is all NaN) and returning the test predictions: an array or list of
+  numbers in the test frame's order, or a DataFrame / list of dicts with a
+  `predicted` (or `predict`) column, matched on the date column when it has one.
+  A `seed` keyword, when the function declares it, receives the key x window seed.
+- a class following the scikit-learn estimator protocol: `Class(**model_params)`,
+  `fit(X, y)`, `predict(X)` on DataFrames of the feature columns; `random_state`
+  is set to the key x window seed when the estimator has that parameter.
+
+`fit_predict` below is the one place any model (registry or user's) is fitted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+import os
+import re
+import time
+
+import numpy as np
+import pandas as pd
+
+from pipeline.models import registry
+from pipeline.params.declare import ParameterError
+from pipeline.params.values import PipelineParams
+
+ALLOW_LIST_ENV = "PIPELINE_MODEL_MODULES"
+SPEC_RE = re.compile(r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*):(?P<name>[A-Za-z][A-Za-z0-9_]*)$")
+PREDICTION_COLUMNS = ("predicted", "predict")
+
+
+def is_user_model(model: str) -> bool:
+    return model not in registry.REGISTRY
+
+
+def allowed_modules(environ=None) -> tuple[str, ...]:
+    raw = (os.environ if environ is None else environ).get(ALLOW_LIST_ENV, "")
+    return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _within(module: str, allowed: tuple[str, ...]) -> bool:
+    return any(module == name or module.startswith(name + ".") for name in allowed)
+
+
+def _refuse(spec: str, why: str) -> ParameterError:
+    allowed = allowed_modules()
+    listed = ", ".join(allowed) if allowed else "empty, so no user model is accepted"
+    return ParameterError(
+        "model", spec, f"one of {', '.join(registry.REGISTRY)}, or package.module:callable from a module in the "
+        f"allow-list {ALLOW_LIST_ENV} (now: {listed}); here {why}")
+
+
+def load(spec: str, check_allowed: bool = True):
+    """The user's function or estimator class for `spec`; ParameterError when it is not acceptable."""
+    match = SPEC_RE.match(spec)
+    if not match:
+        raise _refuse(spec, "neither a registry name nor of the form package.module:callable (a public name, "
+                            "no expression)")
+    module_name, name = match["module"], match["name"]
+    allowed = allowed_modules()
+    if check_allowed and not _within(module_name, allowed):
+        raise _refuse(spec, f"module {module_name!r} is not allowed")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise _refuse(spec, f"module {module_name!r} cannot be imported ({exc})") from None
+    target = getattr(module, name, None)
+    if target is None:
+        raise _refuse(spec, f"module {module_name!r} has no attribute {name!r}")
+    defined_in = getattr(target, "__module__", None) or ""
+    if check_allowed and not _within(defined_in, allowed):
+        raise _refuse(spec, f"{name!r} is defined in {defined_in!r}, not in an allowed module")
+    if inspect.isclass(target):
+        if not (callable(getattr(target, "fit", None)) and callable(getattr(target, "predict", None))):
+            raise _refuse(spec, f"class {name!r} has no fit and predict methods")
+    elif inspect.isfunction(target):
+        positional = [p for p in inspect.signature(target).parameters.values()
+                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)]
+        if len(positional) < 2 and not any(p.kind == p.VAR_POSITIONAL for p in positional):
+            raise _refuse(spec, f"function {name!r} must take (train, test)")
+    else:
+        raise _refuse(spec, f"{name!r} is neither a function nor an estimator class")
+    return target
+
+
+def check_params(params: PipelineParams) -> None:
+    check_model(params.model, params.model_params)
+
+
+def check_model(model: str, model_params: dict) -> None:
+    """Launch-time check of a model (registry name or user spec) with these hyperparameters."""
+    if is_user_model(model):
+        check(model, model_params)  # allow-list first, before any import
+    else:
+        registry.check_model(model, model_params)
+
+
+def check(spec: str, model_params: dict) -> None:
+    """Launch-time check of a user model spec and its hyperparameters."""
+    target = load(spec)
+    if inspect.isclass(target) and model_params:
+        try:
+            target(**model_params)
+        except TypeError as exc:
+            raise ParameterError("model_params", model_params, f"parameters {spec} accepts: {exc}") from None
+
+
+# -- fitting any model ----------------------------------------------------------------
+
+@dataclasses.dataclass
+class Fitted:
+    predicted: np.ndarray
+    fit_seconds: float
+    predict_seconds: float
+    estimator: object = None  # the fitted estimator (None for a user function)
+
+
+def resolve(model: str) -> registry.ModelSpec | str:
+    """What `fit_predict` takes: the registry's entry for a registry name, else the user spec itself."""
+    return registry.REGISTRY.get(model) or model
+
+
+def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_params: dict,
+                feature_columns: list[str], split, key: str, seed: int) -> Fitted:
+    """Fits `model` (see `resolve`) on a split's training rows and predicts its test rows.
+
+    `split` is a `pipeline.stages.train.WindowSplit`: `arrays(...)` for estimators that take matrices
+    (converted once per split), `train` / `test` frames for user models.
+    """
+    if isinstance(model, registry.ModelSpec):
+        predicted, fit_seconds, predict_seconds, estimator = registry.fit_predict(
+            model, model_params, seed, params.model_threads, *split.arrays(feature_columns, params.target),
+            keep_model=bool(params.model_dir))  # a helper process sends the estimator back only when saved
+        return Fitted(predicted, fit_seconds, predict_seconds, estimator)
+    target = load(model, check_allowed=False)  # allowed at launch; workers only import it
+    train, test = split.train, split.test
+    if inspect.isclass(target):
+        estimator = target(**model_params)
+        if hasattr(estimator, "get_params") and "random_state" in estimator.get_params():
+            estimator.set_params(random_state=seed)
+        return _fit_estimator(estimator, train[feature_columns].astype(float), train[params.target].astype(float),
+                              test[feature_columns].astype(float))
+    columns = [params.key_column, params.time_column, params.date_column, params.target, *feature_columns]
+    train_frame = train.assign(**{params.key_column: key})[columns].reset_index(drop=True)
+    test_frame = test.assign(**{params.key_column: key, params.target: np.nan})[columns].reset_index(drop=True)
+    extra = {"seed": seed} if "seed" in inspect.signature(target).parameters else {}
+    started = time.perf_counter()
+    result = target(train_frame, test_frame, **model_params, **extra)
+    elapsed = time.perf_counter() - started
+    return Fitted(_predictions(result, test_frame, params.date_column), elapsed, 0.0)
+
+
+def _fit_estimator(estimator, x_train, y_train, x_test) -> Fitted:
+    return Fitted(*registry.fit_estimator(estimator, x_train, y_train, x_test), estimator)
+
+
+def _predictions(result, test: pd.DataFrame, date_column: str) -> np.ndarray:
+    """The user function's result as one float per test row, in the test frame's order."""
+    if isinstance(result, list) and result and isinstance(result[0], dict):
+        result = pd.DataFrame(result)
+    if isinstance(result, pd.DataFrame):
+        column = next((c for c in PREDICTION_COLUMNS if c in result.columns), None)
+        if column is None:
+            raise ValueError(f"the model returned a DataFrame without a {' or '.join(PREDICTION_COLUMNS)} column")
+        if date_column in result.columns:
+            by_date = pd.Series(result[column].to_numpy(dtype=float),
+                                index=pd.to_datetime(result[date_column]))
+            if by_date.index.has_duplicates:
+                raise ValueError("the model returned several predictions for one date")
+            predicted = by_date.reindex(pd.to_datetime(test[date_column])).to_numpy(dtype=float)
+            if np.isnan(predicted).any():
+                raise ValueError(f"the model returned no prediction for {int(np.isnan(predicted).sum())} test dates")
+            return predicted
+        result = result[column]
+    predicted = np.asarray(result, dtype=float).reshape(-1)
+    if len(predicted) != len(test):
+        raise ValueError(f"the model returned {len(predicted)} predictions for {len(test)} test rows")
+    return predicted

@@ -1,0 +1,74 @@
+"""`PipelineParams`: the parsed parameters as plain values, picklable to workers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineParams:
+    """Parsed, validated parameters (plain values; picklable to workers)."""
+
+    query: str
+    input: str | None
+    source: str
+    time_column: str
+    date_column: str
+    key_column: str
+    target: str
+    features: tuple[str, ...]
+    window_size: int
+    window_period: int
+    test_periods: int
+    min_train_rows: int
+    model: str
+    model_params: dict
+    seed: int
+    model_threads: int
+    output: str
+    output_format: str
+    if_output_exists: str
+    run_id: str
+    plan_only: bool = False
+    model_dir: str = ""
+    # robustness (issue 5)
+    min_period: int = 0
+    max_period: int = 99_999_999
+    group_timeout_s: float = 0.0
+    max_failure_rate: float = 0.05
+    input_table: str | None = None
+    bq_read_method: str = "DIRECT_READ"
+    output_table: str | None = None
+    metrics_table: str | None = None
+    ledger_table: str | None = None
+    rejected_table: str | None = None
+    write_disposition: str = "WRITE_APPEND"
+    bq_write_method: str = "FILE_LOADS"
+    if_run_exists: str = "fail"
+    bq_temp_location: str | None = None
+    # feature generation
+    calendar_features: tuple[str, ...] = ()
+    holiday_calendar: str = "fr"
+    lag_days: tuple[int, ...] = ()
+    rolling_mean_days: tuple[int, ...] = ()
+    check_leakage: bool = False
+    # hyperparameter search
+    param_grid: Any = None
+    search: str = "grid"
+    n_configs: int = 10
+    validation_periods: int = 1
+    search_batch_size: int = 16
+
+    @property
+    def train_periods(self) -> int:
+        return self.window_size - self.test_periods
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return (self.key_column, self.time_column, self.date_column, self.target, *self.features)
+
+    def as_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["features"] = list(self.features)
+        return out

@@ -1,0 +1,1 @@
+"""What a run leaves behind for people: lineage and the manifest, the report, reproduction and re-prediction."""

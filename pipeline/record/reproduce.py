@@ -1,0 +1,76 @@
+"""Re-running one key x window of a finished run from its manifest, bit for bit.
+
+    python -m pipeline.record.reproduce MANIFEST --key S008 --window 2014 [--run --output DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+
+from apache_beam.io.filesystems import FileSystems
+
+LAUNCH_ONLY_PARAMS = frozenset({"query", "input", "source", "output", "run_id", "plan_only", "model_dir",
+                                "if_output_exists"})
+
+
+def _sql_text(value: str) -> str:
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def reproduce_argv(manifest_doc: dict, key: str, window_start: int, output: str) -> list[str]:
+    """Pipeline arguments that re-run one key x window of a finished run, bit for bit.
+
+    The run's query (or its input files, read through DuckDB) is restricted to the key and the
+    window's periods; every other result parameter is the run's own. Seeds derive from (seed, key,
+    window), and the window's rows are the same, so the predictions are the same. The restricted
+    query runs in DuckDB locally, or in BigQuery with --source=bigquery (STRING instead of VARCHAR).
+    """
+    params = manifest_doc["parameters"]
+    key_column, time_column = params["key_column"], params["time_column"]
+    last = int(window_start) + int(params["window_size"]) - 1
+    source_sql = params["query"] if not params.get("input") else f"SELECT * FROM {_sql_text(params['input'])}"
+    text_type = "STRING" if params.get("source") == "bigquery" else "VARCHAR"
+    query = (f"SELECT * FROM ({source_sql}) AS source "
+             f"WHERE TRIM(CAST({key_column} AS {text_type})) = {_sql_text(key)} "
+             f"AND {time_column} BETWEEN {int(window_start)} AND {last}")
+    argv = [f"--query={query}", f"--output={output}"]
+    if params.get("source") == "bigquery":
+        argv.append("--source=bigquery")
+    for name, value in params.items():
+        if name in LAUNCH_ONLY_PARAMS or value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, dict):
+            value = json.dumps(value)
+        elif isinstance(value, bool):
+            value = str(value).lower()
+        argv.append(f"--{name}={value}")
+    return argv
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.record.reproduce",
+                                     description="Re-run one key x window of a finished run from its manifest.")
+    parser.add_argument("manifest", help="path to a run's manifest.json (local or gs://)")
+    parser.add_argument("--key", required=True)
+    parser.add_argument("--window", required=True, type=int, help="window_start")
+    parser.add_argument("--output", default="output/reproduce")
+    parser.add_argument("--run", action="store_true", help="run it now instead of printing the command")
+    args = parser.parse_args(argv)
+    with FileSystems.open(args.manifest) as handle:
+        document = json.loads(handle.read())
+    pipeline_argv = reproduce_argv(document, args.key, args.window, args.output)
+    print(f"# code: git checkout {document['git_commit']}  (image: {document.get('image') or 'none'})")
+    print("python -m pipeline " + " ".join(shlex.quote(a) for a in pipeline_argv), flush=True)
+    if args.run:  # the pipeline's own command line, in a process of its own
+        return subprocess.run([sys.executable, "-m", "pipeline", *pipeline_argv], check=False).returncode
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Re-predicting one key x window from its saved model (see `pipeline.io.artifacts` for the layout).
+
+    python -m pipeline.record.saved_models predict --model_dir DIR --run_id RUN --key S001 --window 2013 \
+        [--input rows.parquet] [--output predictions.csv]
+
+Rows come from --input, else from the run's own source; they go through the pipeline's own validation.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+
+import numpy as np
+import pandas as pd
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline.io import source
+from pipeline.io.artifacts import load_model
+from pipeline.params.values import PipelineParams
+from pipeline.stages import rows
+
+
+def params_from_meta(meta: dict) -> PipelineParams:
+    values = dict(meta["parameters"])
+    values["features"] = tuple(values["features"])
+    known = {field.name for field in dataclasses.fields(PipelineParams)}
+    return PipelineParams(**{k: v for k, v in values.items() if k in known})
+
+
+def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
+                   source_rows: pd.DataFrame) -> pd.DataFrame:
+    """Re-predicts the test periods of one key x window from its saved model.
+
+    `source_rows` are rows as the source returns them (any keys and periods); they go through the
+    pipeline's own validation, so features are prepared exactly as in the run. Returns key, date,
+    period, predicted, actual, sorted by date.
+    """
+    estimator, meta = load_model(model_dir, run_id, key, window_start)
+    params = params_from_meta(meta)
+    valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
+    test = valid[(valid["__key"] == str(key)) & valid[params.time_column].isin(meta["test_periods"])]
+    test = test.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    features = test[list(meta["features"])].to_numpy(dtype=float)
+    predicted = np.asarray(estimator.predict(features), dtype=float) if len(test) else np.array([])
+    return pd.DataFrame({
+        params.key_column: str(key), params.date_column: test[params.date_column].to_numpy(),
+        params.time_column: test[params.time_column].to_numpy(), "predicted": predicted,
+        "actual": test[params.target].to_numpy(dtype=float)})
+
+
+def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:
+    """The rows of the run's own source, read locally (files or DuckDB; not BigQuery)."""
+    if params.input:
+        frames = []
+        for match in sorted(FileSystems.match([params.input])[0].metadata_list, key=lambda m: m.path):
+            with FileSystems.open(match.path) as handle:
+                frames.append(source.read_file_table(match.path, handle))
+        return pd.concat(frames, ignore_index=True)
+    if params.source == "bigquery":
+        raise SystemExit("the run read BigQuery: export the rows and pass them with --input")
+    connection = source.duckdb_connection()
+    try:
+        return connection.execute(params.query).df()
+    finally:
+        connection.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipeline.record.saved_models",
+                                     description="Re-predict one key x window from its saved model.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    predict = sub.add_parser("predict")
+    predict.add_argument("--model_dir", required=True)
+    predict.add_argument("--run_id", required=True)
+    predict.add_argument("--key", required=True)
+    predict.add_argument("--window", required=True, type=int, help="window_start")
+    predict.add_argument("--input", help="rows (Parquet/CSV/JSONL); default: the run's own source")
+    predict.add_argument("--output", help="CSV file to write; default: print")
+    args = parser.parse_args(argv)
+    if args.input:
+        with FileSystems.open(args.input) as handle:
+            source_rows = source.read_file_table(args.input, handle)
+    else:
+        _, meta = load_model(args.model_dir, args.run_id, args.key, args.window)
+        source_rows = source_rows_of_run(params_from_meta(meta))
+    result = predict_window(args.model_dir, args.run_id, args.key, args.window, source_rows)
+    if args.output:
+        result.to_csv(args.output, index=False)
+        print(f"{len(result)} predictions written to {args.output}")
+    else:
+        print(result.to_string(index=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

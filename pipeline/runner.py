@@ -1,0 +1,85 @@
+"""Beam runner options: local defaults (Beam's in-process runner on every core) and the Dataflow image."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+
+from pipeline.params.declare import ParameterError
+from pipeline.record.lineage import IMAGE_ENV
+
+LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
+LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
+MALLOC_ARENA_ENV, M_ARENA_MAX = "MALLOC_ARENA_MAX", -8  # glibc's mallopt parameter number
+
+
+def pipeline_options(beam_args: list[str]) -> PipelineOptions:
+    """Beam options with local defaults: Beam's in-process runner on every core.
+
+    DirectRunner is mapped to the FnApiRunner it uses for batch, so no run waits on
+    the Prism runner's binary download.
+    """
+    options = PipelineOptions(beam_args)
+    standard = options.view_as(StandardOptions)
+    if standard.runner in LOCAL_RUNNER_ALIASES:
+        limit_malloc_arenas()
+        standard.runner = LOCAL_RUNNER
+        direct = options.view_as(DirectOptions)
+        given = " ".join(beam_args)
+        if "--direct_running_mode" not in given:
+            direct.direct_running_mode = "multi_processing"
+        if "--direct_num_workers" not in given:
+            direct.direct_num_workers = os.cpu_count() or 1
+    elif is_dataflow(options):
+        use_template_image(options)
+    return options
+
+
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Two glibc malloc arenas for this process and the local workers it starts (unless
+    MALLOC_ARENA_MAX is already set). glibc gives each allocating thread an arena of its own
+    and keeps freed memory in it; with gRPC's thread pools that held a fifth of a local run's peak
+    memory, and fewer arenas also cost less CPU (bench/NOTE.md). The image sets the same."""
+    arenas = int(os.environ.setdefault(MALLOC_ARENA_ENV, str(arenas)))  # inherited by the workers
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas)  # this process has already started
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+def is_dataflow(options: PipelineOptions) -> bool:
+    return "dataflow" in (options.view_as(StandardOptions).runner or "").lower()
+
+
+def is_local(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner == LOCAL_RUNNER
+
+
+def use_template_image(options: PipelineOptions) -> None:
+    """Dataflow workers run the template's own image (pipeline package, xgboost, the whole lock)
+    unless --sdk_container_image names another one; a stock Beam worker image would lack them."""
+    worker = options.view_as(WorkerOptions)
+    if worker.sdk_container_image or worker.worker_harness_container_image:
+        return
+    image = os.environ.get(IMAGE_ENV, "").strip()
+    if not image:
+        raise ParameterError("sdk_container_image", None,
+                             f"the pipeline's container image URI; set ${IMAGE_ENV} (the template image "
+                             "does) or pass --sdk_container_image")
+    worker.sdk_container_image = image
+
+
+def parallel_slots(options: PipelineOptions | None) -> int | None:
+    """Fits that can run at once: local worker processes, or Dataflow workers x cores per machine."""
+    if options is None:
+        return None
+    if is_local(options):
+        direct = options.view_as(DirectOptions)
+        return 1 if direct.direct_running_mode == "in_memory" else int(direct.direct_num_workers or 1)
+    workers = options.view_as(WorkerOptions)
+    count = workers.max_num_workers or workers.num_workers
+    cores = re.search(r"-(\d+)$", workers.machine_type or "")
+    return int(count) * int(cores.group(1)) if count and cores else None

@@ -1,0 +1,1 @@
+"""The Beam stages in flow order: rows -> features -> windows -> train (or search) -> evaluate -> plan/summary."""

@@ -1,0 +1,1 @@
+"""Helpers below everything else: DataFrames through a shuffle, calls with a hard time limit."""

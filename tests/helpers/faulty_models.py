@@ -1,0 +1,71 @@
+"""Test-only estimators for fault injection, registered in registry.REGISTRY by the tests that use them.
+
+Which key x windows misbehave is decided from the per-group seed the pipeline
+passes (registry.group_seed), so a test can compute the expected ledger. Seed 0 is
+what registry.check_model uses for its pre-flight fit, so it always behaves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.models import registry
+from pipeline.params import parse
+from pipeline.params.catalog import PARAMS
+
+
+def is_chosen(seed: int, fraction: float) -> bool:
+    return bool(seed) and (seed % 1000) < fraction * 1000
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+class SimulatedCrash(BaseException):
+    """Not an Exception: nothing in the pipeline catches it, so the job dies mid-way."""
+
+
+class FaultyRegressor:
+    """Mean predictor that raises, hangs, crashes the job or predicts too many values for chosen groups."""
+
+    def __init__(self, random_state=0, fail_fraction=0.0, hang_fraction=0.0, hang_seconds=600.0,
+                 crash_fraction=0.0, wrong_length_fraction=0.0):
+        self.random_state, self.fail_fraction = random_state, fail_fraction
+        self.hang_fraction, self.hang_seconds, self.crash_fraction = hang_fraction, hang_seconds, crash_fraction
+        self.wrong_length_fraction = wrong_length_fraction
+
+    def get_params(self, deep=True):
+        return {"random_state": self.random_state, "fail_fraction": self.fail_fraction,
+                "hang_fraction": self.hang_fraction, "hang_seconds": self.hang_seconds,
+                "crash_fraction": self.crash_fraction, "wrong_length_fraction": self.wrong_length_fraction}
+
+    def fit(self, features, target):
+        if is_chosen(self.random_state, self.crash_fraction):
+            raise SimulatedCrash(f"simulated crash for seed {self.random_state}")
+        if is_chosen(self.random_state, self.fail_fraction):
+            raise InjectedFault(f"injected fault for seed {self.random_state} on {len(target)} rows")
+        if is_chosen(self.random_state, self.hang_fraction):
+            time.sleep(self.hang_seconds)
+        self.mean_ = float(np.mean(target))
+        return self
+
+    def predict(self, features):
+        extra = int(is_chosen(self.random_state, self.wrong_length_fraction))
+        return np.full(len(features) + extra, self.mean_)
+
+
+SPEC = registry.ModelSpec("faulty", "tests.helpers.faulty_models:FaultyRegressor")  # a test-only fault injector
+
+
+@pytest.fixture
+def faulty_model(monkeypatch):
+    """Registers the fault injector as --model=faulty for one test (import this fixture to use it)."""
+    monkeypatch.setitem(registry.REGISTRY, "faulty", SPEC)
+    monkeypatch.setattr(parse, "PARAMS", tuple(  # the parser reads the declarations from here
+        dataclasses.replace(p, choices=(*p.choices, "faulty"), regex=None) if p.name == "model" else p
+        for p in PARAMS))

@@ -1,0 +1,178 @@
+"""metadata.json: generated from catalog.PARAMS, valid against Dataflow's published schema, and
+its regexes reject exactly what the pipeline rejects value by value."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pipeline.params import metadata
+from pipeline.models import registry
+from pipeline.params import declare, parse
+from pipeline.params.catalog import PARAMS
+from pipeline.params.declare import Param, ParameterError
+from tests.helpers.google_schemas import schema, validate
+from tests.helpers import ROOT
+
+METADATA_FILE = os.path.join(ROOT, "metadata.json")
+CONSOLE_GROUPS = set(declare.GROUPS)
+
+# Values a user might type into the Console form or a --parameters list, good and bad.
+PROBES = ("", " ", "0", "1", "2", "3", "-1", "1.5", "1e3", "007", "ten", "true", "x", "a b", "1st", "shop id",
+          "attr1,", ",attr1", "attr1,,attr2", "attr1, attr2", "a;DROP TABLE t", "{", "{}", "[]", '{"a": 1}',
+          '{\n  "max_depth": 3\n}\n', "SELECT 1", "SELECT a,\n b FROM t", "\n", "gs://bucket/x.parquet",
+          "gs://bucket/x.txt", "gs://b/dir/*.csv", "x.parquet\n", "run-1", "-run", "r" * 64, "r" * 63,
+          "gbr", "GBR", "xgboost ", "parquet", "csv", "replace", "fail", "auto", "bigquery")
+
+
+@pytest.fixture(scope="module")
+def document() -> dict:
+    with open(METADATA_FILE) as handle:
+        return json.load(handle)
+
+
+def test_metadata_json_is_generated_from_the_code():
+    with open(METADATA_FILE) as handle:
+        on_disk = handle.read()
+    assert on_disk == metadata.render(), "metadata.json drifted from pipeline/params/catalog.py: run `make metadata`"
+
+
+def test_metadata_conforms_to_dataflow_template_metadata_schema(document):
+    assert validate(document, "TemplateMetadata") == []
+
+
+def test_schema_check_rejects_what_dataflow_would(document):
+    broken = json.loads(json.dumps(document))
+    first = broken["parameters"][0]
+    first["paramType"], first["placeholder"] = "STRING", "x"
+    del first["helpText"]
+    broken["parameters"][1]["enumOptions"] = [{"label": "no value"}]
+    errors = validate(broken, "TemplateMetadata")
+    assert any("paramType" in e and "'STRING'" in e for e in errors)
+    assert any("placeholder: unknown field" in e for e in errors)
+    assert any("helpText: required field" in e for e in errors)
+    assert any("enumOptions[0].value: required field" in e for e in errors)
+
+
+def test_every_parameter_is_described(document):
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    assert list(by_name) == [p.name for p in PARAMS]
+    param_types = schema("dataflow", "ParameterMetadata")["properties"]["paramType"]["enum"]
+    for param in PARAMS:
+        entry = by_name[param.name]
+        assert entry["label"] and entry["helpText"], param.name
+        assert entry["isOptional"] is param.is_optional
+        assert entry["paramType"] == param.param_type and param.param_type in param_types
+        assert entry["groupName"] in CONSOLE_GROUPS, param.name
+        if param.param_type == "NUMBER":
+            assert param.type in (int, float), param.name
+        if param.param_type.startswith("GCS_") and param.example:
+            assert param.example.startswith("gs://"), param.name
+    assert {entry["groupName"] for entry in document["parameters"]} == CONSOLE_GROUPS
+
+
+def test_enum_parameters_list_their_options(document):
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    enums = [p for p in PARAMS if p.choices]
+    assert {p.name for p in enums} >= {"model", "source", "output_format", "if_output_exists"}
+    for param in enums:
+        assert by_name[param.name]["paramType"] == "ENUM"
+        assert [o["value"] for o in by_name[param.name]["enumOptions"]] == list(param.choices)
+    model_options = {o["value"]: o.get("description") for o in by_name["model"]["enumOptions"]}
+    assert model_options == {name: spec.description for name, spec in registry.REGISTRY.items()}
+    assert declare.MODEL_NAMES == tuple(registry.REGISTRY)
+
+
+def _regex_accepts(entry: dict, value: str) -> bool:
+    # Java's String.matches / a JavaScript ^...$ test: the whole value, '.' not matching newlines.
+    return all(re.fullmatch(regex, value) for regex in entry.get("regexes", []))
+
+
+def _pipeline_accepts(param: Param, value: str) -> bool:
+    try:
+        parse._convert(param, value)
+    except ParameterError as error:
+        assert error.name == param.name
+        return False
+    return True
+
+
+def _documented_values(param: Param) -> list[str]:
+    values = [v for v in (metadata.as_text(param.default), param.example) if v is not None]
+    return values + list(param.choices)
+
+
+@pytest.mark.parametrize("param", PARAMS, ids=lambda p: p.name)
+def test_regexes_accept_documented_values_and_reject_what_the_pipeline_rejects(param, document):
+    entry = next(e for e in document["parameters"] if e["name"] == param.name)
+    for value in _documented_values(param):
+        assert _regex_accepts(entry, value), (param.name, value)
+        assert _pipeline_accepts(param, value), (param.name, value)
+    for value in PROBES + tuple(_documented_values(param)):
+        assert _regex_accepts(entry, value) == _pipeline_accepts(param, value), (param.name, repr(value))
+    if entry.get("regexes"):
+        assert any(not _regex_accepts(entry, value) for value in PROBES), f"{param.name}: regex rejects nothing"
+
+
+@pytest.mark.parametrize("name,value", [
+    ("window_size", "1"), ("window_period", "0"), ("test_periods", "-1"), ("seed", "1.5"),
+    ("model", "GBR"), ("features", "attr1,"), ("key_column", "shop id"), ("model_params", "[1]"),
+    ("output_format", "json"), ("run_id", "-x"), ("input", "gs://bucket/data.txt"), ("query", "  "),
+])
+def test_representative_bad_values_fail_at_launch_naming_the_parameter(name, value, document):
+    entry = next(e for e in document["parameters"] if e["name"] == name)
+    assert not _regex_accepts(entry, value)
+    with pytest.raises(ParameterError) as failure:
+        parse.parse_args([f"--{name}={value}"])
+    assert failure.value.name == name and f"--{name}=" in str(failure.value)
+
+
+@pytest.mark.parametrize("param", [p for p in PARAMS if p.regex], ids=lambda p: p.name)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_every_value_the_regex_allows_converts(param, data):
+    value = data.draw(st.from_regex(param.regex, fullmatch=True).filter(lambda v: re.fullmatch(param.regex, v)))
+    assert _pipeline_accepts(param, value), repr(value)
+
+
+def test_generator_covers_every_parameter_type_generically():
+    """New Params (other features add some) appear with the right shape without touching the generator."""
+    extra = (
+        Param("output_table", "Output table", "BigQuery table for predictions.", declare.GROUP_OUTPUTS,
+              param_type="BIGQUERY_TABLE", regex=r"^([a-z0-9-]+[:.])?[A-Za-z0-9_]+\.[A-Za-z0-9_$-]+$",
+              example="my-project:dataset.predictions"),
+        Param("dry_check", "Check only", "Validate and stop.", declare.GROUP_SOURCE, type=declare.parse_bool,
+              default=False, param_type="BOOLEAN", regex=declare.BOOL_RE),
+        Param("shard", "Shard", "Which shard.", declare.GROUP_SOURCE, default="a", choices=("a", "b"),
+              param_type="ENUM", choice_help=(("a", "first"),)),
+    )
+    generated = metadata.template_metadata(PARAMS + extra)
+    assert validate(generated, "TemplateMetadata") == []
+    table, flag, shard = generated["parameters"][-3:]
+    assert table["paramType"] == "BIGQUERY_TABLE" and "Example: my-project:dataset.predictions" in table["helpText"]
+    assert flag["paramType"] == "BOOLEAN" and flag["defaultValue"] == "false"
+    assert shard["enumOptions"] == [{"value": "a", "label": "a", "description": "first"}, {"value": "b", "label": "b"}]
+    assert shard["regexes"] == ["^(a|b)$"]
+    for value in PROBES + ("True", "FALSE", "yes", "No"):
+        assert _regex_accepts(flag, value) == _pipeline_accepts(extra[1], value), repr(value)
+
+
+@pytest.mark.parametrize("regex", [r"^(?P<n>[0-9]+)$", r"[0-9]+", r"^(?i)true$", r"\A[0-9]+\Z"])
+def test_generator_refuses_regexes_dataflow_reads_differently(regex):
+    with pytest.raises(ValueError, match="regex of --n"):
+        metadata.regexes_for(Param("n", "N", "n.", declare.GROUP_WINDOWS, regex=regex))
+
+
+def test_readme_parameter_table_is_generated_from_the_code():
+    from pipeline.params import docs
+
+    with open(os.path.join(ROOT, "README.md")) as handle:
+        readme = handle.read()
+    assert docs.block() in readme, "README's parameter table drifted from pipeline/params/catalog.py: run `make docs`"
+    assert docs.rewrite(readme) == readme
+    assert all(f"| `{param.name}` |" in docs.table() for param in PARAMS)

@@ -1,0 +1,44 @@
+"""The naive baseline on hand-made windows: same date one period earlier, else the training mean."""
+
+import datetime
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipeline.stages import evaluate
+
+
+def _dates(*texts):
+    return np.array(texts, dtype="datetime64[ns]")
+
+
+def test_calendar_years_use_the_same_day_a_year_before():
+    dates = _dates("2015-02-28", "2015-03-01", "2016-02-29", "2016-03-01", "2016-03-02")
+    periods = np.array([2015, 2015, 2016, 2016, 2016])
+    values = np.array([10.0, 20.0, 1.0, 2.0, 3.0])
+    is_test = periods == 2016
+    # 29 Feb 2016 -> 28 Feb 2015; 1 Mar -> 1 Mar; 2 Mar 2015 is missing -> training mean 15.
+    np.testing.assert_array_equal(evaluate.naive_baseline(dates, periods, values, is_test), [10.0, 20.0, 15.0])
+
+
+def test_other_periods_use_the_same_offset_from_the_previous_period_start():
+    # Periods of 10 days; period 1 starts on 1 Jan, period 2 on 11 Jan, period 4 has no period 3 before it.
+    dates = _dates("2020-01-01", "2020-01-03", "2020-01-11", "2020-01-13", "2020-01-14", "2020-02-01")
+    periods = np.array([1, 1, 2, 2, 2, 4])
+    values = np.array([5.0, 7.0, 50.0, 70.0, 80.0, 99.0])
+    is_test = periods >= 2
+    baseline = evaluate.naive_baseline(dates, periods, values, is_test)
+    # 11 Jan (offset 0) -> 1 Jan = 5; 13 Jan (offset 2) -> 3 Jan = 7; 14 Jan -> 4 Jan missing -> mean 6;
+    # 1 Feb in period 4: period 3 absent -> mean 6.
+    np.testing.assert_array_equal(baseline, [5.0, 7.0, 6.0, 6.0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.datetimes(min_value=datetime.datetime(1901, 1, 1), max_value=datetime.datetime(2199, 12, 31)),
+                min_size=1, max_size=20))
+def test_one_year_earlier_is_pandas_date_offset(values):
+    dates = np.array(values, dtype="datetime64[ns]")
+    expected = (pd.DatetimeIndex(dates) - pd.DateOffset(years=1)).to_numpy()
+    np.testing.assert_array_equal(evaluate.one_year_earlier(dates), expected)

@@ -1,0 +1,201 @@
+"""Property-based tests: hostile rows never crash the run, are never lost, and never change valid keys' results.
+
+Each generated case is a CSV (read through the real file source) holding a fixed
+clean part (keys C1, C2) plus generated hostile rows on other keys: nulls,
+strings in numeric columns, NaN/inf/huge targets, empty, blank and unicode keys,
+keys with one period or one row, duplicated dates and constant targets. The
+invariants checked on every case:
+
+- the run finishes and writes every output;
+- rows read = rows used + rows rejected, and rows read = rows in the file;
+- key x windows planned = trained + skipped + failed = ledger rows;
+- every rejected row is in rejected_rows with a stage, reason and field, and
+  every skipped or failed group is in the ledger with a reason;
+- the clean keys' predictions equal those of a run on the clean rows alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.helpers.pipeline_runs import LINEAGE_COLUMNS, make_rows, read_output, run_pipeline
+
+COLUMNS = ["year", "date", "shop_id", "sales", "attr1", "attr2", "attr3"]
+CLEAN_KEYS = ("C1", "C2")
+YEARS = (2001, 2002, 2003, 2004)
+ROW_REASONS = {"missing_key", "bad_period", "period_out_of_range", "bad_date", "bad_target",
+               "duplicate_key_date", "unexpected_error"}
+GROUP_REASONS = {"too_few_periods", "too_few_rows", "constant_target", "fit_error", "timeout",
+                 "fit_crashed", "unexpected_error"}
+COMMON_ARGS = ("--model=ridge", "--max_failure_rate=1", "--min_period=1990", "--max_period=2100")
+MAX_EXAMPLES = 12
+
+
+
+def new_stats() -> dict:
+    """Totals over the generated cases, printed at the end (pytest -s) for the record."""
+    return {"cases": 0, "rows_read": 0, "rows_rejected": 0, "groups_planned": 0, "groups_skipped": 0,
+            "groups_failed": 0, "groups_trained": 0, "rejected_by_reason": {}, "ledger_by_reason": {}}
+
+
+def clean_rows() -> list[dict]:
+    frame = make_rows({key: list(YEARS) for key in CLEAN_KEYS}, days=6, seed=3)
+    frame["date"] = frame["date"].astype(str)
+    return [{c: repr(v) if isinstance(v, float) else str(v) for c, v in row.items()}
+            for row in frame[COLUMNS].to_dict(orient="records")]
+
+
+def write_csv(path, rows: list[dict]) -> str:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({c: "" if row.get(c) is None else row[c] for c in COLUMNS})
+    return str(path)
+
+
+# -- strategies ------------------------------------------------------------------------------------
+
+hostile_keys = st.one_of(
+    st.sampled_from(["H1", "H2", "ключ", "店舗 7", "émoji 🛒", "a,b", 'quo"te', "multi\nline", "0", "-1"]),
+    st.text(min_size=1, max_size=6).filter(lambda k: k.strip() not in CLEAN_KEYS),
+)
+junk_text = st.sampled_from(["", " ", "n/a", "NaN", "nan", "inf", "-inf", "1e308", "-1e308", "1e999",
+                             "abc", "١٢٣", "0x1F", "None", "null", "TRUE"])
+numbers = st.floats(allow_nan=True, allow_infinity=True).map(repr)
+cell = st.one_of(st.none(), junk_text, numbers, st.integers(-10**18, 10**18).map(str))
+years = st.one_of(st.sampled_from([str(y) for y in range(1999, 2007)]), st.none(), junk_text,
+                  st.sampled_from(["2003.5", "2003.0", "99999999999", "-2003", "1e20"]))
+dates = st.one_of(st.dates(pd.Timestamp("1999-01-01").date(), pd.Timestamp("2006-12-31").date()).map(str),
+                  st.none(), junk_text, st.sampled_from(["2003-02-30", "31/12/2003", "2003-13-01"]))
+
+
+@st.composite
+def hostile_group(draw) -> list[dict]:
+    """A structured group on one hostile key: few periods, few days, maybe constant or duplicated."""
+    key = draw(hostile_keys)
+    periods = draw(st.lists(st.sampled_from(YEARS), min_size=1, max_size=4, unique=True))
+    days = draw(st.integers(1, 3))
+    target = draw(st.sampled_from(["random", "constant", "huge"]))
+    duplicate = draw(st.booleans())
+    rows = []
+    for period in sorted(periods):
+        for day in range(days):
+            sales = {"random": draw(st.floats(-1e6, 1e6)), "constant": 5.0,
+                     "huge": draw(st.sampled_from([1e300, -1e300, 1.7e308]))}[target]
+            rows.append({"year": str(period), "date": f"{period}-03-{day + 1:02d}", "shop_id": key,
+                         "sales": repr(sales), "attr1": draw(cell), "attr2": repr(float(day)),
+                         "attr3": draw(st.one_of(cell, st.just("1.5")))})
+    if duplicate:
+        rows.append(dict(rows[-1], sales="123.0"))
+    return rows
+
+
+junk_row = st.fixed_dictionaries({
+    "year": years, "date": dates, "shop_id": st.one_of(st.none(), hostile_keys, st.just("   ")),
+    "sales": cell, "attr1": cell, "attr2": cell, "attr3": cell,
+})
+
+
+@st.composite
+def hostile_rows(draw) -> list[dict]:
+    groups = draw(st.lists(hostile_group(), max_size=3))
+    junk = draw(st.lists(junk_row, max_size=12))
+    # An exact copy of a clean row: a duplicate (key, date) whose rejection must not change C1's data.
+    copies = draw(st.lists(st.integers(0, len(YEARS) * 6 * len(CLEAN_KEYS) - 1), max_size=2))
+    return [row for group in groups for row in group] + junk + [("copy", i) for i in copies]
+
+
+# -- the property -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def clean_reference(tmp_path_factory):
+    """The clean rows alone: the predictions every hostile case must reproduce for C1 and C2."""
+    folder = tmp_path_factory.mktemp("clean")
+    path = write_csv(folder / "clean.csv", clean_rows())
+    run_pipeline(folder / "out", f"--input={path}", *COMMON_ARGS)
+    return read_output(str(folder / "out"), "predictions")
+
+
+def check_invariants(output: str, summary: dict, rows_in_file: int, stats: dict) -> None:
+    assert summary["counts_reconcile"] == {"rows": True, "groups": True}
+    assert summary["rows_read"] == rows_in_file
+    assert summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"]
+    assert summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
+                                         + summary["groups_failed"])
+
+    rejected = read_output(output, "rejected_rows")
+    assert len(rejected) == summary["rows_rejected"]
+    assert set(rejected["reason"]) <= ROW_REASONS
+    assert rejected["field"].str.len().gt(0).all() and rejected["stage"].str.len().gt(0).all()
+    for row_json in rejected["row_json"]:
+        assert "shop_id" in json.loads(row_json)  # the original row, parseable
+
+    ledger = read_output(output, "ledger")
+    assert len(ledger) == summary["groups_planned"]
+    assert (ledger["status"].value_counts().reindex(["trained", "skipped", "failed"], fill_value=0).tolist()
+            == [summary["groups_trained"], summary["groups_skipped"], summary["groups_failed"]])
+    not_trained = ledger[ledger["status"] != "trained"]
+    assert set(not_trained["reason"]) <= GROUP_REASONS
+    assert (ledger.loc[ledger["status"] == "failed", "error_class"].str.len() > 0).all()
+    assert not ledger.duplicated(["shop_id", "window_start"]).any()
+
+    predictions = read_output(output, "predictions")
+    assert summary["predictions"] == len(predictions)
+    assert predictions["predicted"].map(math.isfinite).all()
+
+    stats["cases"] += 1
+    for name in ("rows_read", "rows_rejected", "groups_planned", "groups_skipped", "groups_failed",
+                 "groups_trained"):
+        stats[name] += summary[name]
+    for reason, n in rejected["reason"].value_counts().items():
+        stats["rejected_by_reason"][reason] = stats["rejected_by_reason"].get(reason, 0) + int(n)
+    for reason, n in not_trained["reason"].value_counts().items():
+        stats["ledger_by_reason"][reason] = stats["ledger_by_reason"].get(reason, 0) + int(n)
+
+
+def test_hostile_rows_are_contained_and_accounted_for(tmp_path_factory, clean_reference):
+    base, stats = clean_rows(), new_stats()
+    clean_keys = clean_reference.sort_values(["shop_id", "window_start", "date"], ignore_index=True)
+
+    @settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    @given(hostile_rows())
+    def one_case(extra):
+        folder = tmp_path_factory.mktemp("hostile")
+        rows = base + [dict(base[item[1]]) if isinstance(item, tuple) else item for item in extra]
+        path = write_csv(folder / "input.csv", rows)
+        summary = run_pipeline(folder / "out", f"--input={path}", *COMMON_ARGS)
+        check_invariants(str(folder / "out"), summary, len(rows), stats)
+
+        predictions = read_output(str(folder / "out"), "predictions")
+        mine = (predictions[predictions["shop_id"].isin(CLEAN_KEYS)]
+                .sort_values(["shop_id", "window_start", "date"], ignore_index=True))
+        lineage = [c for c in LINEAGE_COLUMNS if c in mine]
+        pd.testing.assert_frame_equal(mine.drop(columns=lineage), clean_keys.drop(columns=lineage))
+
+    one_case()
+    print("hostile-input statistics:", json.dumps(stats, ensure_ascii=False))
+    assert stats["cases"] == MAX_EXAMPLES
+    # The generator really was hostile: rows were rejected and groups skipped across the cases.
+    assert stats["rows_rejected"] > 0 and stats["groups_skipped"] > 0
+
+
+@pytest.mark.parametrize("rows, reasons", [
+    ([{"year": "2001", "date": "2001-01-01", "shop_id": "A", "sales": "1.0"}], set()),
+    ([{"year": "x", "date": "2001-01-01", "shop_id": "A", "sales": "1.0"}], {"bad_period"}),
+    ([{"year": None, "date": None, "shop_id": None, "sales": None}] * 3, {"missing_key"}),
+], ids=["single-valid-row", "single-junk-row", "only-null-rows"])
+def test_degenerate_inputs_finish_with_nothing_lost(tmp_path, rows, reasons):
+    path = write_csv(tmp_path / "input.csv", rows)
+    summary = run_pipeline(tmp_path / "out", f"--input={path}", *COMMON_ARGS)
+    check_invariants(str(tmp_path / "out"), summary, len(rows), new_stats())
+    assert summary["groups_planned"] == 0
+    assert set(summary["rows_rejected_by_reason"]) == reasons
