@@ -42,7 +42,7 @@ PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_pa
 
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
-    params, beam_args = parse.parse_args(argv)
+    params, beam_args = parse.parse_args(argv, runner.beam_flags())
     for check in PARAMETER_CHECKS:
         check(params)
     return params, beam_args

@@ -71,6 +71,15 @@ class ParameterError(ValueError):
         super().__init__(f"--{name}={value!r} is not valid: {allowed}")
 
 
+class UnknownArgument(ParameterError):
+    """An argument that is no parameter of ours nor a Beam option, close to one of ours."""
+
+    def __init__(self, name: str, closest: str):
+        self.closest = closest
+        ValueError.__init__(self, f"--{name} is not a parameter of this pipeline; did you mean --{closest}?")
+        self.name, self.value, self.allowed = name, None, f"did you mean --{closest}?"
+
+
 @dataclasses.dataclass(frozen=True)
 class Param:
     """One user-facing parameter: its parsing, its default and its template form."""
