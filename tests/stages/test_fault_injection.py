@@ -83,14 +83,14 @@ def test_too_many_failures_fail_the_job_after_writing_everything(tmp_path, fault
 def test_hanging_fit_is_stopped_at_the_group_timeout(tmp_path, faulty_model, clean_input):
     hanging = chosen_groups(0.07)
     assert 1 <= len(hanging) <= 3  # each one costs a helper restart
-    run_pipeline(tmp_path / "out", f"--input={clean_input}", "--model=faulty", "--group_timeout_s=3",
+    run_pipeline(tmp_path / "out", f"--input={clean_input}", "--model=faulty", "--group_timeout_s=10",
                  '--model_params={"hang_fraction": 0.07, "hang_seconds": 3600}', "--max_failure_rate=1")
     ledger = ledger_status(tmp_path / "out")
     timed_out = {group for group, row in ledger.items() if row.reason == "timeout"}
     assert timed_out == hanging
     for group in hanging:
         assert (ledger[group].status, ledger[group].error_class) == ("failed", "CallTimeout")
-        assert "did not finish within 3 s" in ledger[group].error_message
+        assert "did not finish within 10 s" in ledger[group].error_message
     assert all(row.status == "trained" for group, row in ledger.items() if group not in hanging)
 
 
