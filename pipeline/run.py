@@ -29,18 +29,22 @@ from pipeline.params import parse
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import features, fingerprint, plan, rows, search, summary, train, windows
+from pipeline.stages import compare, features, fingerprint, plan, rows, search, summary, train, windows
 
 # Each module's own parameter checks, in the order a user would fix them; all run before any work.
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
                     bigquery.check_params, custom_model.check_params, features.check_params, search.check_params)
+# With several models (--model=a,b), these run once per model on that model's own parameters.
+PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
     params, beam_args = parse.parse_args(argv)
+    compare.check_params(params)
     for check in PARAMETER_CHECKS:
-        check(params)
+        for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):
+            check(each)
     return params, beam_args
 
 
@@ -66,6 +70,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
         return {**planned, "manifest": manifest}
     fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
+    if compare.is_enabled(params):
+        fit = compare.FitModels(params)
     results = key_windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())

@@ -63,7 +63,9 @@ PARAMS: tuple[Param, ...] = (
     # -- model ----------------------------------------------------------------
     Param("model", "Model",
           f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
-          "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list.",
+          "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list. "
+          "A comma-separated list fits each model side by side (--model_params and --param_grid then keyed by "
+          "model name).",
           GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=MODEL_DESCRIPTIONS,
           open_choices=True, regex=MODEL_RE,
           allowed=_model_allowed),
