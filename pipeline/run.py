@@ -29,11 +29,12 @@ from pipeline.params import parse
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import compare, features, fingerprint, plan, rows, search, summary, train, windows
+from pipeline.stages import compare, features, fingerprint, plan, rows, search, select, summary, train, windows
 
 # Each module's own parameter checks, in the order a user would fix them; all run before any work.
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
-                    bigquery.check_params, custom_model.check_params, features.check_params, search.check_params)
+                    bigquery.check_params, custom_model.check_params, features.check_params, search.check_params,
+                    select.check_params)
 # With several models (--model=a,b), these run once per model on that model's own parameters.
 PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
@@ -76,12 +77,17 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {name: results[name] for name in fitted}
+    comparison = {}
+    if compare.is_enabled(params):
+        selected = outputs | "SelectModels" >> select.SelectModels(params)
+        outputs[select.SELECTION] = selected[select.SELECTION]
+        comparison = {select.COMPARISON: selected[select.COMPARISON]}
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
     if bigquery.output_tables(params):
         outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
-    summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
+    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
                    | "PublishOutputs" >> publish.PublishOutputs(params, written))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
@@ -126,7 +132,8 @@ def run(argv: list[str] | None = None) -> dict | None:
         return document
     result = read_summary(params.output)
     print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
-    written = [name for name in sinks.OUTPUT_NAMES if name != search.SEARCH or search.is_enabled(params)]
+    written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
+               and (name != select.SELECTION or compare.is_enabled(params))]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
     try:
         print(f"Report: {report.write_report(params.output)}")

@@ -192,6 +192,15 @@ PARAMS: tuple[Param, ...] = (
     Param("search_batch_size", "Configurations per work item",
           "Configurations scored together in one work element: amortises per-element overhead for small fits.",
           GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+    # -- several models: the best one per key (issue 15) ---------------------------
+    Param("select_metric", "Selection metric",
+          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
+          "windows where every model trained (ties: the first in --model); written to selection/.",
+          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+    Param("selection_table", "Selection table",
+          "BigQuery table for selection/ (several models: the score of each model per key and the choice).",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.selection"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}
