@@ -110,3 +110,13 @@ def test_plan_only_counts_fits_per_model(tmp_path, data_path):
     plan = read_output(str(out), "plan")
     assert plan.groupby("model").size().to_dict() == {"gbr": 6, "ridge": 6}  # C's first window is skipped
     assert json.dumps(document)  # plain JSON
+
+
+def test_saved_models_one_artifact_per_model(tmp_path, data_path):
+    from pipeline.io.artifacts import load_model
+
+    out, models = tmp_path / "out", tmp_path / "models"
+    run_pipeline(out, f"--input={data_path}", "--model=ridge,gbr", f"--model_dir={models}", "--run_id=saved")
+    for model, estimator_class in (("ridge", "Ridge"), ("gbr", "GradientBoostingRegressor")):
+        estimator, meta = load_model(str(models / model), "saved", "A", 2001)
+        assert type(estimator).__name__ == estimator_class and meta["model"] == model
