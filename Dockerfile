@@ -6,9 +6,11 @@
 # workers. Versions must match requirements.txt (a test checks it). Build: see README.
 ARG PYTHON_VERSION=3.11.14
 ARG BEAM_VERSION=2.77.0
-# The launcher is a standalone Go binary; this dated tag is the one Google's own
-# one-image sample (python-docs-samples pipeline_with_dependencies) copies it from.
-ARG LAUNCHER_TAG=20230622_RC00
+# The launcher is a standalone Go binary, copied from Google's launcher base image at a dated tag.
+# The tags and their release notes are listed on Dataflow's "Flex Templates base images" page
+# (https://cloud.google.com/dataflow/docs/reference/flex-templates-base-images); move this to the
+# newest one marked (latest) there (README, "Build").
+ARG LAUNCHER_TAG=20260122_RC00
 
 FROM apache/beam_python3.11_sdk:${BEAM_VERSION} AS beam_sdk
 

@@ -48,7 +48,7 @@ bench: dev-venv
 ## The same on 50 shops only.
 bench-quick: dev-venv
 	$(PY) -m bench.run_bench --quick $(BENCH_ARGS)
-## Regenerate metadata.json and the README's parameter table from pipeline/options.py.
+## Regenerate metadata.json and the README's parameter table from pipeline/params/catalog.py: make metadata docs
 metadata: dev-venv
 	$(PY) -m pipeline.params.metadata > metadata.json.tmp && mv metadata.json.tmp metadata.json
 

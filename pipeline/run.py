@@ -14,6 +14,7 @@ import datetime
 import gc
 import json
 import logging
+import re
 import secrets
 import sys
 from typing import Sequence
@@ -26,10 +27,13 @@ from pipeline.io import bigquery, bigquery_beam, columns, publish, sinks, source
 from pipeline.io.results import read_summary
 from pipeline.models import custom_model
 from pipeline.params import parse
+from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
 from pipeline.stages import compare, features, fingerprint, plan, rows, search, select, summary, train, windows
+
+SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
 # Each module's own parameter checks, in the order a user would fix them; all run before any work.
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
@@ -41,7 +45,7 @@ PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
-    params, beam_args = parse.parse_args(argv)
+    params, beam_args = parse.parse_args(argv, runner.beam_flags())
     compare.check_params(params)
     for check in PARAMETER_CHECKS:
         for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):
@@ -96,6 +100,20 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     return {**outputs, "summary": checked, "manifest": manifest}
 
 
+def check_dataflow_params(params: PipelineParams, kind: str) -> None:
+    """What only Dataflow refuses: local paths where workers must write (each Param's
+    `dataflow_regex`, the template's regex too), and the embedded sample's query sent to BigQuery."""
+    for param in PARAMS:
+        value = getattr(params, param.name)
+        if param.dataflow_regex and value is not None and not re.fullmatch(param.dataflow_regex, str(value)):
+            raise ParameterError(param.name, value, param.dataflow_allowed or f"must match {param.dataflow_regex}")
+    if kind == "bigquery" and not params.input_table and params.query.strip() == SAMPLE_QUERY.strip():
+        raise ParameterError("query", params.query,
+                             "your own BigQuery SQL query, or an input table (input_table=project:dataset.table): "
+                             "the default query reads the embedded sample's dataset.table, which only exists "
+                             "in local runs")
+
+
 def new_run_id() -> str:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return f"run-{stamp}-{secrets.token_hex(3)}"
@@ -107,9 +125,9 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if not params.run_id:
         params = dataclasses.replace(params, run_id=new_run_id())
     options = runner.pipeline_options(beam_args)
-    if runner.is_dataflow(options) and not params.output.startswith("gs://"):
-        raise ParameterError("output", params.output, "a gs:// prefix: Dataflow workers cannot write locally")
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)
+    if runner.is_dataflow(options):
+        check_dataflow_params(params, kind)
     source.check_columns(params, kind)
     bigquery.prepare(params, options, kind)  # before prepare_output: a refusal must not delete files
     if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs

@@ -38,6 +38,19 @@ def pipeline_options(beam_args: list[str]) -> PipelineOptions:
     return options
 
 
+def beam_flags() -> frozenset[str]:
+    """The names (without --) of every option Beam's PipelineOptions classes define, aliases included,
+    as Beam's own parser reads them."""
+    import argparse
+
+    import apache_beam.runners.dataflow.dataflow_runner  # noqa: F401  (defines Dataflow's options)
+
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False, conflict_handler="resolve")
+    for cls in {str(cls): cls for cls in PipelineOptions.__subclasses__()}.values():  # as get_all_options
+        cls._add_argparse_args(parser)  # noqa: SLF001
+    return frozenset(option.lstrip("-") for action in parser._actions for option in action.option_strings)
+
+
 def limit_malloc_arenas(arenas: int = 2) -> None:
     """Two glibc malloc arenas for this process and the local workers it starts (unless
     MALLOC_ARENA_MAX is already set). glibc gives each allocating thread an arena of its own

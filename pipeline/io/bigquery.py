@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
@@ -103,8 +105,38 @@ def _normal_type(field_type: str) -> str:
     return _SAME_TYPE.get(field_type.upper(), field_type.upper())
 
 
-def source_fields(params: PipelineParams, client) -> list:
-    """SchemaFields of the source: the table's, or the query's from a dry run (free, reads nothing)."""
+def principal(client, service_account: str | None = None) -> str:
+    """Who the checks run as, for messages: the job's service account, else the client's credentials."""
+    if service_account:
+        return service_account
+    email = getattr(getattr(client, "_credentials", None), "service_account_email", None)
+    return email if email and email != "default" else "the credentials this launch runs with"
+
+
+def explain_bigquery_error(exc: Exception, client, what: str, service_account: str | None = None) -> str:
+    """What a failed BigQuery call says, in three kinds: not found, permission denied, invalid SQL."""
+    from google.api_core import exceptions
+
+    message = getattr(exc, "message", None) or str(exc)
+    if isinstance(exc, exceptions.NotFound):
+        missing = re.search(r"(Dataset|Table) ([\w.:-]+)", message)
+        missing_text = f"{missing.group(1).lower()} {missing.group(2)}" if missing else "a dataset or table it names"
+        return (f"{what} over tables that exist: BigQuery found no {missing_text} (project {client.project}; "
+                f"check the names and the location). BigQuery said: {message}")
+    if isinstance(exc, exceptions.Forbidden):
+        permission = re.search(r"bigquery\.[A-Za-z]+\.[A-Za-z]+", message)
+        needed = permission.group(0) if permission else "bigquery.jobs.create and read access to the tables"
+        return (f"{what} that {principal(client, service_account)} may run: permission denied ({needed}); "
+                "grant it BigQuery Job User on the project and BigQuery Data Viewer on the datasets read. "
+                f"BigQuery said: {message}")
+    if isinstance(exc, exceptions.BadRequest):
+        return f"{what} in valid BigQuery standard SQL: BigQuery said: {message}"
+    return f"{what} that BigQuery accepts: {type(exc).__name__}: {message}"
+
+
+def source_fields(params: PipelineParams, client, service_account: str | None = None) -> list:
+    """SchemaFields of the source: the table's, or the query's from a dry run (free, reads nothing).
+    A refusal says whether a dataset or table was not found, a permission is missing, or the SQL is invalid."""
     from google.api_core import exceptions
     from google.cloud import bigquery
 
@@ -112,19 +144,21 @@ def source_fields(params: PipelineParams, client) -> list:
         try:
             return list(client.get_table(_table_id(params.input_table, client.project),
                                          retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS).schema)
-        except exceptions.NotFound:
-            raise ParameterError("input_table", params.input_table, "an existing table") from None
+        except exceptions.GoogleAPICallError as exc:
+            raise ParameterError("input_table", params.input_table,
+                                 explain_bigquery_error(exc, client, "a table", service_account)) from None
     config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False)
     try:
         return list(client.query(params.query, job_config=config, retry=_retry(),
                                  timeout=CLIENT_TIMEOUT_SECONDS).schema)
     except exceptions.GoogleAPICallError as exc:
-        raise ParameterError("query", params.query, f"a standard-SQL query BigQuery accepts: {exc}") from None
+        raise ParameterError("query", params.query,
+                             explain_bigquery_error(exc, client, "a query", service_account)) from None
 
 
-def check_source_schema(params: PipelineParams, client) -> None:
+def check_source_schema(params: PipelineParams, client, service_account: str | None = None) -> None:
     """Every column the parameters name exists, with a BigQuery type the pipeline can use."""
-    fields = {field.name: field for field in source_fields(params, client)}
+    fields = {field.name: field for field in source_fields(params, client, service_account)}
     require_columns(params, list(fields))
     roles = [(name, getattr(params, name)) for name in ("key_column", "time_column", "date_column", "target")]
     roles += [("features", feature) for feature in params.features]
@@ -225,8 +259,9 @@ def prepare(params: PipelineParams, options: PipelineOptions, kind: str) -> None
     targets = {} if params.plan_only else output_tables(params)  # a plan writes no results
     if kind != "bigquery" and not targets:
         return
-    client = make_client(options.view_as(GoogleCloudOptions).project)
+    cloud = options.view_as(GoogleCloudOptions)
+    client = make_client(cloud.project)
     if kind == "bigquery":
-        check_source_schema(params, client)
+        check_source_schema(params, client, cloud.service_account_email)
     for name, spec in targets.items():
         prepare_target(params, client, name, spec)

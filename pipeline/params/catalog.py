@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from pipeline.params.declare import (BOOL_RE, BQ_READ_METHODS, BQ_TABLE_ALLOWED, BQ_TABLE_RE, BQ_WRITE_METHODS,
-                                      COLUMN_LIST_RE, COLUMN_RE, GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL,
+                                      COLUMN_LIST_RE, COLUMN_RE, GCS_ALLOWED, GCS_PATH_OR_EMPTY_RE, GCS_PATH_RE, GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL,
                                       GROUP_OUTPUTS, GROUP_SEARCH, GROUP_SOURCE, GROUP_WINDOWS, IF_OUTPUT_EXISTS,
                                       IF_RUN_EXISTS, INT_RE, JSON_GRID_RE, JSON_OBJECT_RE, MODEL_DESCRIPTIONS,
                                       MODEL_NAMES, MODEL_RE, NON_BLANK_RE, NON_NEGATIVE_INT_RE,
@@ -24,20 +24,27 @@ def _model_allowed() -> str:
 PARAMS: tuple[Param, ...] = (
     # -- source ---------------------------------------------------------------
     Param("query", "SQL query",
-          "SQL returning one row per key and date. Locally it runs in DuckDB over the embedded sample, "
-          "registered as dataset.table, so the article's query runs unchanged.",
-          GROUP_SOURCE, regex=NON_BLANK_RE,
+          "BigQuery standard SQL returning one row per key and date, with the key, period, date, target and "
+          "feature columns named below. Leave it empty when you give a BigQuery input table or input files. "
+          "(A local run without a query uses the embedded sample, registered as dataset.table.)",
+          GROUP_SOURCE, regex=NON_BLANK_RE, prefill=False,
           default="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table",
-          example="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM dataset.table"),
-    Param("input", "Input files",
-          "Parquet, CSV or JSONL file path or glob (local or gs://). Replaces --query when given.",
-          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^[^\r\n]+\.(parquet|csv|jsonl|json)$",
-          example="gs://my-bucket/sales/*.parquet"),
+          example="SELECT year, date, shop_id, sales, attr1, attr2, attr3 FROM `my-project.sales.daily`"),
     Param("source", "Source",
-          "Where --query runs: auto (BigQuery on Dataflow, DuckDB locally), duckdb, file (with --input) or bigquery.",
-          GROUP_SOURCE, default="auto", choices=SOURCES, param_type="ENUM"),
+          "Where the rows come from: auto (BigQuery on Dataflow, the embedded sample in DuckDB locally), "
+          "bigquery (the SQL query or the input table), file (the input files) or duckdb (local runs).",
+          GROUP_SOURCE, default="auto", choices=SOURCES, param_type="ENUM",
+          choice_help=(("auto", "BigQuery on Dataflow"), ("bigquery", "the SQL query or the BigQuery input table"),
+                       ("file", "Parquet, CSV or JSONL files in Cloud Storage"),
+                       ("duckdb", "DuckDB on the embedded sample (for trying the template)"))),
+    Param("input", "Input files",
+          "Parquet, CSV or JSONL files to read instead of a query: one path or a glob in Cloud Storage "
+          "(a local run also takes a local path).",
+          GROUP_SOURCE, param_type="GCS_READ_FILE", regex=r"^[^\r\n]+\.(parquet|csv|jsonl|json)$",
+          example="gs://my-bucket/sales/*.parquet", parent="source", parent_values=("file",)),
     Param("time_column", "Period column",
-          "Integer period index of each row (the article's year); it becomes the row's event time.",
+          "Column holding each row's integer period (a year, a month number, a week index); windows slide "
+          "over its values.",
           GROUP_SOURCE, default="year", regex=COLUMN_RE),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
           GROUP_SOURCE, default="date", regex=COLUMN_RE),
@@ -46,8 +53,8 @@ PARAMS: tuple[Param, ...] = (
     Param("target", "Target column", "Numeric column to predict.", GROUP_SOURCE, default="sales",
           regex=COLUMN_RE),
     Param("features", "Feature columns",
-          "Comma-separated feature columns. Non-numeric values become missing, and missing values become 0.0 "
-          "(the article's rule); both are counted.",
+          "Comma-separated feature columns, no spaces. Non-numeric values become missing, and missing values "
+          "become 0.0; both are counted in the run summary.",
           GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
     # -- windows --------------------------------------------------------------
     Param("window_size", "Window size", "Periods per sliding window (train + test), at least 2.",
@@ -62,10 +69,10 @@ PARAMS: tuple[Param, ...] = (
           GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- model ----------------------------------------------------------------
     Param("model", "Model",
-          f"Estimator trained per key x window: {', '.join(MODEL_NAMES)}, or package.module:callable (your "
-          "own function or estimator class) from a module listed in the PIPELINE_MODEL_MODULES allow-list. "
-          "A comma-separated list fits each model side by side (--model_params and --param_grid then keyed by "
-          "model name).",
+          "Estimator trained per key x window. Your own model, package.module:callable, is not in this list: "
+          "build it into the image (README, \"Bring your own model\") and give its name in the "
+          "command line's parameters. A comma-separated list (ridge,gbr) fits each model side by side, "
+          "with the model hyperparameters and the hyperparameter grid keyed by model name.",
           GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=MODEL_DESCRIPTIONS,
           open_choices=True, regex=MODEL_RE,
           allowed=_model_allowed),
@@ -78,38 +85,45 @@ PARAMS: tuple[Param, ...] = (
           regex=NON_NEGATIVE_INT_RE),
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
-          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+          GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, hidden=True),
     # -- outputs --------------------------------------------------------------
     Param("output", "Output location",
-          "Local directory or gs:// prefix; predictions/, metrics/, ledger/, rejected_rows/ and summary.json "
-          "are written under it.", GROUP_OUTPUTS, default="output", param_type="GCS_WRITE_FOLDER",
-          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1", required_on_dataflow=True),
+          "Cloud Storage folder for this run's results: predictions/, metrics/, ledger/, rejected_rows/ and "
+          "summary.json are written under it (a local run also takes a local folder).",
+          GROUP_OUTPUTS, default="output", param_type="GCS_WRITE_FOLDER",
+          regex=r"^[^\s]+$", example="gs://my-bucket/many-models/run1", required_on_dataflow=True,
+          dataflow_regex=GCS_PATH_RE, dataflow_allowed=GCS_ALLOWED),
     Param("output_format", "Output format", "File format of the outputs.", GROUP_OUTPUTS,
           default="parquet", choices=OUTPUT_FORMATS, param_type="ENUM"),
     Param("if_output_exists", "If outputs exist",
-          "replace: delete a previous run's outputs at --output first; fail: refuse to run.",
-          GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM"),
-    Param("run_id", "Run id", "Identifier written on every output row; generated when empty.",
+          "What to do when the output folder holds an earlier run's results. replace: they stay until this "
+          "run has written all of its own, then this run's replace them (a failed run deletes nothing). "
+          "fail: refuse to start.",
+          GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM",
+          choice_help=(("replace", "replace them once this run has succeeded"), ("fail", "refuse to start"))),
+    Param("run_id", "Run id", "Identifier written on every output row; generated when empty. Example: sales-2026-06",
           GROUP_OUTPUTS, default="", regex=RUN_ID_RE),
     # -- reproducibility and evaluation: fold plan dry run, saved models --------
     Param("plan_only", "Plan only",
-          "Dry run: write and print the fold plan (key x window x train/test periods x row counts, would "
-          "train or would skip and why), the number of fits and a cost estimate timed on a few sample fits; "
-          "write no predictions and save no models.", GROUP_OUTPUTS, type=parse_bool, default=False,
+          "Dry run: write the fold plan (key x window x train/test periods x row counts, would train or would "
+          "skip and why), the number of fits and a cost estimate timed on a few sample fits, to the output "
+          "folder; train no model.", GROUP_OUTPUTS, type=parse_bool, default=False,
           param_type="BOOLEAN", regex=BOOL_RE),
     Param("model_dir", "Model directory",
-          "Local directory or gs:// prefix; when set, each trained model is saved as "
-          "<model_dir>/<run_id>/<key>/<window_start>/model.joblib (XGBoost: model.json) with meta.json.",
+          "Cloud Storage folder where each trained model is saved, as "
+          "<folder>/<run id>/<key>/<window start>/model.joblib (XGBoost: model.json) with meta.json; no model "
+          "is saved when empty (a local run also takes a local folder).",
           GROUP_OUTPUTS, default="", param_type="GCS_WRITE_FOLDER", regex=r"^[^\s]*$",
-          example="gs://my-bucket/many-models/models"),
+          example="gs://my-bucket/many-models/models", dataflow_regex=GCS_PATH_OR_EMPTY_RE,
+          dataflow_allowed=GCS_ALLOWED),
     # -- robustness: plausible periods, per-group time limit, failure budget (issue 5) -------------
     Param("min_period", "First plausible period",
           "Rows whose period is below this are rejected (reason period_out_of_range).",
-          GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE),
+          GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE, hidden=True),
     Param("max_period", "Last plausible period",
           "Rows whose period is above this are rejected (reason period_out_of_range). The default admits "
           "period indices, years, yyyymm and yyyymmdd.",
-          GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE),
+          GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE, hidden=True),
     Param("group_timeout_s", "Time limit per key x window",
           "Seconds one key x window may spend fitting and predicting; beyond it the fit is stopped and the "
           "group is recorded as failed (reason timeout). 0 = no limit. With a limit, fits run in a helper "
@@ -121,48 +135,56 @@ PARAMS: tuple[Param, ...] = (
           GROUP_MODEL, type=float, default=0.05, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
     # -- BigQuery source and sinks (pipeline/bigquery.py) -----------------------
     Param("input_table", "BigQuery input table",
-          "Reads this whole table from BigQuery instead of running --query (only the needed columns).",
+          "BigQuery table to read instead of running a query (only the columns named here are read).",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
           example="my-project:dataset.table"),
     Param("bq_read_method", "BigQuery read method",
-          "DIRECT_READ: the Storage Read API, no export files. EXPORT: an export job to Avro files under "
-          "--temp_location (or --bq_temp_location).",
-          GROUP_BIGQUERY, default="DIRECT_READ", choices=BQ_READ_METHODS, param_type="ENUM"),
+          "How BigQuery rows are read. DIRECT_READ: the BigQuery Storage Read API, no export files. EXPORT: an "
+          "export job to Avro files in the BigQuery temporary files folder (or the job's temporary location).",
+          GROUP_BIGQUERY, default="DIRECT_READ", choices=BQ_READ_METHODS, param_type="ENUM",
+          parent="source", parent_values=("auto", "bigquery")),
     Param("output_table", "Predictions table",
-          "BigQuery table for the predictions, partitioned by the date column (DAY) and clustered by the key.",
+          "BigQuery table for the predictions, partitioned by the date column (DAY) and clustered by the key; "
+          "created if needed. When set, the metrics, ledger and rejected rows can go to BigQuery too.",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
           example="my-project:dataset.predictions"),
     Param("metrics_table", "Metrics table", "BigQuery table for the metrics per key x window.",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
-          example="my-project:dataset.metrics"),
+          example="my-project:dataset.metrics", parent="output_table"),
     Param("ledger_table", "Ledger table", "BigQuery table for the ledger (trained/skipped/failed per key x window).",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
-          example="my-project:dataset.ledger"),
+          example="my-project:dataset.ledger", parent="output_table"),
     Param("rejected_table", "Rejected rows table", "BigQuery table for the rejected input rows.",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
-          example="my-project:dataset.rejected_rows"),
+          example="my-project:dataset.rejected_rows", parent="output_table"),
     Param("write_disposition", "BigQuery write disposition",
-          "WRITE_APPEND adds this run's rows (the article's choice); WRITE_TRUNCATE replaces the tables' "
-          "contents; WRITE_EMPTY refuses non-empty tables. Tables are created if needed.",
-          GROUP_BIGQUERY, default="WRITE_APPEND", choices=WRITE_DISPOSITIONS, param_type="ENUM"),
+          "WRITE_APPEND adds this run's rows; WRITE_TRUNCATE replaces the tables' contents; WRITE_EMPTY "
+          "refuses non-empty tables. Tables are created if needed.",
+          GROUP_BIGQUERY, default="WRITE_APPEND", choices=WRITE_DISPOSITIONS, param_type="ENUM",
+          parent="output_table"),
     Param("bq_write_method", "BigQuery write method",
           "FILE_LOADS: batch load jobs (free, atomic per table). STREAMING_INSERTS: insertAll, appends only.",
-          GROUP_BIGQUERY, default="FILE_LOADS", choices=BQ_WRITE_METHODS, param_type="ENUM"),
+          GROUP_BIGQUERY, default="FILE_LOADS", choices=BQ_WRITE_METHODS, param_type="ENUM",
+          parent="output_table"),
     Param("if_run_exists", "If the run id has rows",
-          "With WRITE_APPEND, when a target table already holds rows of this --run_id: fail (refuse to run) "
+          "With WRITE_APPEND, when a target table already holds rows with this run id: fail (refuse to start) "
           "or replace (delete that run's rows first).",
-          GROUP_BIGQUERY, default="fail", choices=IF_RUN_EXISTS, param_type="ENUM"),
+          GROUP_BIGQUERY, default="fail", choices=IF_RUN_EXISTS, param_type="ENUM", parent="output_table"),
     Param("bq_temp_location", "BigQuery temporary files",
-          "gs:// prefix for FILE_LOADS and EXPORT files; --temp_location when empty.",
+          "Cloud Storage folder for the files of BigQuery load and export jobs; the job's temporary location "
+          "when empty.",
           GROUP_BIGQUERY, default="", regex=r"^[^\s]+$", allowed="a gs:// prefix without spaces",
-          example="gs://my-bucket/tmp/bq"),
+          example="gs://my-bucket/tmp/bq", param_type="GCS_WRITE_FOLDER", dataflow_regex=GCS_PATH_RE,
+          dataflow_allowed=GCS_ALLOWED, hidden=True),
     # -- feature generation (in the same pass; leakage-safe) ---------------------
     Param("calendar_features", "Calendar features",
           "Comma-separated features generated from the date: day_of_week, day_of_year, month, holiday.",
           GROUP_FEATURES, type=name_tuple, default="", regex=r"^([a-z_]+(,[a-z_]+)*)?$", example="day_of_week,holiday",
           allowed="comma-separated names among day_of_week, day_of_year, month, holiday"),
-    Param("holiday_calendar", "Holiday calendar", "Bundled calendar of the holiday feature: fr or us.",
-          GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM"),
+    Param("holiday_calendar", "Holiday calendar",
+          "Public holidays of the holiday calendar feature (bundled): fr (France) or us (United States).",
+          GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM", parent="calendar_features",
+          choice_help=(("fr", "France"), ("us", "United States"))),
     Param("lag_days", "Target lags (days)",
           "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
           "Test rows never see target values from the test period on (unknown values become 0.0).",
@@ -182,25 +204,29 @@ PARAMS: tuple[Param, ...] = (
           'JSON grid {"alpha": [0.1, 1, 10]} or list of configurations [{"alpha": 1}, ...]. When given, each '
           "key x window chooses its configuration on a validation split of its training periods.",
           GROUP_SEARCH, default="", regex=JSON_GRID_RE, example='{"max_depth": [2, 3], "n_estimators": [50, 100]}'),
-    Param("search", "Search strategy", "grid: every configuration; random: --n_configs of them, drawn with --seed.",
-          GROUP_SEARCH, default="grid", choices=("grid", "random"), param_type="ENUM"),
-    Param("n_configs", "Random configurations", "How many configurations --search=random tries.",
-          GROUP_SEARCH, type=int, default=10, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+    Param("search", "Search strategy",
+          "grid: try every configuration of the grid; random: try a number of them, drawn with the random seed.",
+          GROUP_SEARCH, default="grid", choices=("grid", "random"), param_type="ENUM", parent="param_grid"),
+    Param("n_configs", "Random configurations", "How many configurations the random search tries per key x window.",
+          GROUP_SEARCH, type=int, default=10, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer",
+          parent="search", parent_values=("random",)),
     Param("validation_periods", "Validation periods",
           "The last N training periods of each window score the configurations (the test period never does).",
-          GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_SEARCH, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer",
+          parent="param_grid"),
     Param("search_batch_size", "Configurations per work item",
           "Configurations scored together in one work element: amortises per-element overhead for small fits.",
-          GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer"),
+          GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer",
+          hidden=True),
     # -- several models: the best one per key (issue 15) ---------------------------
-    Param("select_metric", "Selection metric",
-          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
-          "windows where every model trained (ties: the first in --model); written to selection/.",
-          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
     Param("selection_table", "Selection table",
           "BigQuery table for selection/ (several models: the score of each model per key and the choice).",
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
-          example="my-project:dataset.selection"),
+          example="my-project:dataset.selection", parent="output_table"),
+    Param("select_metric", "Selection metric",
+          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
+          "windows where every model trained (ties: the first model listed); written to selection/.",
+          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}

@@ -36,6 +36,10 @@ BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOL
 # Console: keep them portable (no Python-only syntax) and write "any character" as [\s\S].
 INT_RE = r"^-?[0-9]+$"
 NON_NEGATIVE_NUMBER_RE = r"^[0-9]+(\.[0-9]+)?$"
+# A Cloud Storage location: what Dataflow workers can write to (a local path is on one machine only).
+GCS_PATH_RE = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s]*)?$"
+GCS_PATH_OR_EMPTY_RE = r"^(gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/[^\s]*)?)?$"
+GCS_ALLOWED = "a gs:// location (gs://bucket/path): Dataflow workers cannot write to a local path"
 # What each regex allows, in words, for error messages.
 REGEX_MEANING = {
     COLUMN_RE: "a column name (letters, digits and _, not starting with a digit)",
@@ -68,6 +72,15 @@ class ParameterError(ValueError):
         super().__init__(f"--{name}={value!r} is not valid: {allowed}")
 
 
+class UnknownArgument(ParameterError):
+    """An argument that is no parameter of ours nor a Beam option, close to one of ours."""
+
+    def __init__(self, name: str, closest: str):
+        self.closest = closest
+        ValueError.__init__(self, f"--{name} is not a parameter of this pipeline; did you mean --{closest}?")
+        self.name, self.value, self.allowed = name, None, f"did you mean --{closest}?"
+
+
 @dataclasses.dataclass(frozen=True)
 class Param:
     """One user-facing parameter: its parsing, its default and its template form."""
@@ -93,6 +106,19 @@ class Param:
     # The choices are the template form's options, not the only values the pipeline accepts
     # (e.g. --model also takes an allow-listed module:callable, checked in validate_static).
     open_choices: bool = False
+    # A rule that holds on Dataflow only (e.g. gs:// where a local run also takes a local path):
+    # the template's regex (metadata.json) and the check `pipeline.run.prepare` makes on Dataflow.
+    # It must imply `regex`. Locally only `regex` applies.
+    dataflow_regex: str | None = None
+    dataflow_allowed: str | None = None
+    # The default serves local runs only (e.g. the embedded sample's query): the template does not
+    # pre-fill it, so the Console never sends it.
+    prefill: bool = True
+    # Console form: shown only when the parameter `parent` has one of `parent_values` (any non-empty
+    # value when empty); `hidden` parameters are tuning knobs the form keeps folded away.
+    parent: str | None = None
+    parent_values: tuple[str, ...] = ()
+    hidden: bool = False
 
     @property
     def is_optional(self) -> bool:

@@ -26,8 +26,21 @@ def _cell(text: str) -> str:
 def allowed(param: Param) -> str:
     if param.choices:
         return ", ".join(f"`{choice}`" for choice in param.choices)
+    if param.dataflow_regex:
+        local = f"`{_cell(param.regex)}`" if param.regex else "any text"
+        return f"on Dataflow `{_cell(param.dataflow_regex)}`; locally {local}"
     regexes = regexes_for(param)
     return f"`{_cell(regexes[0])}`" if regexes else "any text"
+
+
+def form_note(param: Param) -> str:
+    """Where the Console form shows the parameter, when not always."""
+    if param.parent:
+        values = " or ".join(f"`{value}`" for value in param.parent_values) or "set"
+        return f" *Form: shown when `{param.parent}` is {values}.*"
+    if param.hidden:
+        return " *Form: folded away (a tuning knob).*"
+    return ""
 
 
 def table(params: Iterable[Param] = PARAMS) -> str:
@@ -37,8 +50,10 @@ def table(params: Iterable[Param] = PARAMS) -> str:
         default = f"`{_cell(default)}`" if default else "—"
         if param.required_on_dataflow:
             default += " (locally; required on Dataflow)"
+        elif not param.prefill and default != "—":
+            default += " (locally; not pre-filled on Dataflow)"
         lines.append(f"| `{param.name}` | {param.group} | {default} | "
-                     f"{allowed(param)} | {_cell(param.help)} |")
+                     f"{allowed(param)} | {_cell(param.help)}{form_note(param)} |")
     return "\n".join(lines)
 
 

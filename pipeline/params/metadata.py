@@ -34,9 +34,10 @@ def choices_regex(choices: Iterable[str]) -> str:
 
 
 def regexes_for(param: Param) -> list[str]:
-    """The regexes a value must match: the declared one, or the set of choices."""
-    if param.regex:
-        regex = param.regex
+    """The regexes a value must match on Dataflow: the Dataflow-only rule, the declared one, or the
+    set of choices."""
+    if param.dataflow_regex or param.regex:
+        regex = param.dataflow_regex or param.regex
     elif param.choices:
         regex = choices_regex(param.choices)
     else:
@@ -61,7 +62,7 @@ def as_text(value) -> str | None:
 
 def default_text(param: Param) -> str | None:
     """The default the template pre-fills; None when there is nothing to pre-fill."""
-    return None if param.required_on_dataflow else as_text(param.default)
+    return None if param.required_on_dataflow or not param.prefill else as_text(param.default)
 
 
 def help_text(param: Param) -> str:
@@ -105,11 +106,48 @@ def parameter_metadata(param: Param) -> dict:
     default = default_text(param)
     if default is not None:
         entry["defaultValue"] = default
+    if param.parent:
+        entry["parentName"] = param.parent
+        if param.parent_values:
+            entry["parentTriggerValues"] = list(param.parent_values)
+    if param.hidden:
+        entry["hiddenUi"] = True
     return entry
+
+
+def parent_values(param: Param) -> tuple[str, ...]:
+    """The values a parent can take in the form: its choices, true/false, or () for free text."""
+    if param.param_type == "BOOLEAN":
+        return ("true", "false")
+    return param.choices
+
+
+def check_conditions(params: Iterable[Param]) -> None:
+    """The form's conditional structure is sound: each parent is an earlier parameter, each trigger
+    value is one of the parent's values (a free-text parent triggers on any value), no cycle."""
+    seen: dict[str, Param] = {}
+    for param in params:
+        if param.parent:
+            parent = seen.get(param.parent)
+            if parent is None:
+                raise ValueError(f"--{param.name}: parent {param.parent!r} is not a parameter declared before it")
+            allowed = parent_values(parent)
+            if param.parent_values and not allowed:
+                raise ValueError(f"--{param.name}: trigger values {list(param.parent_values)} for {parent.name!r}, "
+                                 "a free-text parameter (leave them empty: any value shows it)")
+            unknown = [value for value in param.parent_values if value not in allowed]
+            if unknown:
+                raise ValueError(f"--{param.name}: trigger values {unknown} are not values of {parent.name!r} "
+                                 f"({', '.join(allowed)})")
+        elif param.parent_values:
+            raise ValueError(f"--{param.name}: trigger values without a parent")
+        seen[param.name] = param
 
 
 def template_metadata(params: Iterable[Param] = PARAMS) -> dict:
     """The whole metadata.json document (a Dataflow TemplateMetadata)."""
+    params = tuple(params)
+    check_conditions(params)
     return {
         "name": TEMPLATE_NAME,
         "description": TEMPLATE_DESCRIPTION,

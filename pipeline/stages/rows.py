@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import typing
 
 import apache_beam as beam
 import numpy as np
@@ -181,7 +182,11 @@ class ValidateAndGroupByKey(beam.PTransform):
         self._params = params
 
     def expand(self, chunks):
-        validated = chunks | "Validate" >> beam.ParDo(_ValidateChunk(self._params)).with_exception_handling(
+        # The side outputs are declared, so that with_exception_handling's wrapper knows them (else
+        # Beam warns that the tags are "requested in with_outputs() but not declared in type hints").
+        validate = beam.ParDo(_ValidateChunk(self._params)).with_output_types(
+            typing.Any, **{tag: typing.Any for tag in (REJECTED, COUNTS, _PERIOD_SPANS)})
+        validated = chunks | "Validate" >> validate.with_exception_handling(
             dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
             REJECTED, COUNTS)

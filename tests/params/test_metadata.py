@@ -93,7 +93,8 @@ def _regex_accepts(entry: dict, value: str) -> bool:
     return all(re.fullmatch(regex, value) for regex in entry.get("regexes", []))
 
 
-def _pipeline_accepts(param: Param, value: str) -> bool:
+def _parser_accepts(param: Param, value: str) -> bool:
+    """What the parser accepts (a local run)."""
     try:
         parse._convert(param, value)
     except ParameterError as error:
@@ -102,8 +103,14 @@ def _pipeline_accepts(param: Param, value: str) -> bool:
     return True
 
 
+def _pipeline_accepts(param: Param, value: str) -> bool:
+    """What a Dataflow launch accepts: the parser, then the Dataflow-only rule (pipeline.run.prepare)."""
+    return _parser_accepts(param, value) and (
+        param.dataflow_regex is None or re.fullmatch(param.dataflow_regex, value) is not None)
+
+
 def _documented_values(param: Param) -> list[str]:
-    values = [v for v in (metadata.as_text(param.default), param.example) if v is not None]
+    values = [v for v in (metadata.default_text(param), param.example) if v is not None]
     return values + list(param.choices)
 
 
@@ -137,7 +144,7 @@ def test_representative_bad_values_fail_at_launch_naming_the_parameter(name, val
 @given(data=st.data())
 def test_every_value_the_regex_allows_converts(param, data):
     value = data.draw(st.from_regex(param.regex, fullmatch=True).filter(lambda v: re.fullmatch(param.regex, v)))
-    assert _pipeline_accepts(param, value), repr(value)
+    assert _parser_accepts(param, value), repr(value)
 
 
 def test_generator_covers_every_parameter_type_generically():
@@ -176,3 +183,80 @@ def test_readme_parameter_table_is_generated_from_the_code():
     assert docs.block() in readme, "README's parameter table drifted from pipeline/params/catalog.py: run `make docs`"
     assert docs.rewrite(readme) == readme
     assert all(f"| `{param.name}` |" in docs.table() for param in PARAMS)
+
+
+def test_console_form_uses_typed_pickers(document):
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    types = {name: entry["paramType"] for name, entry in by_name.items()}
+    assert {types[n] for n in ("output", "model_dir", "bq_temp_location")} == {"GCS_WRITE_FOLDER"}
+    assert types["input"] == "GCS_READ_FILE"
+    assert {types[n] for n in ("input_table", "output_table", "metrics_table", "ledger_table",
+                               "rejected_table")} == {"BIGQUERY_TABLE"}
+    assert {p.name for p in PARAMS if p.param_type == "ENUM"} == {p.name for p in PARAMS if p.choices}
+    assert {p.name for p in PARAMS if p.type is declare.parse_bool} == {
+        p.name for p in PARAMS if p.param_type == "BOOLEAN"} == {"plan_only", "check_leakage"}
+    for param in PARAMS:  # a text field for a number or a yes/no would be a missed picker
+        if param.type in (int, float):
+            assert types[param.name] == "NUMBER", param.name
+
+
+@pytest.mark.parametrize("name,local", [("output", "output/run1"), ("model_dir", "/tmp/models"),
+                                        ("bq_temp_location", "tmp/bq")])
+def test_template_refuses_local_paths_where_dataflow_needs_cloud_storage(name, local, document):
+    entry = next(e for e in document["parameters"] if e["name"] == name)
+    assert not _regex_accepts(entry, local) and not _regex_accepts(entry, "gs://B/x")
+    assert _regex_accepts(entry, "gs://my-bucket/a/b")
+    parse.parse_args([f"--{name}={local}"])  # locally, a local path is fine
+
+
+def test_conditional_parameters_are_sound(document):
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    order = list(by_name)
+    for name, entry in by_name.items():
+        if "parentName" not in entry:
+            assert "parentTriggerValues" not in entry, name
+            continue
+        parent = by_name[entry["parentName"]]  # exists
+        assert order.index(parent["name"]) < order.index(name), name
+        values = [o["value"] for o in parent.get("enumOptions", [])]
+        if parent["paramType"] == "BOOLEAN":
+            values = ["true", "false"]
+        for trigger in entry.get("parentTriggerValues", []):
+            assert trigger in values, (name, trigger)
+    expected = {"input": ("source", ["file"]), "n_configs": ("search", ["random"]),
+                "search": ("param_grid", None), "holiday_calendar": ("calendar_features", None),
+                "write_disposition": ("output_table", None), "bq_write_method": ("output_table", None),
+                "if_run_exists": ("output_table", None), "metrics_table": ("output_table", None)}
+    for name, (parent, triggers) in expected.items():
+        assert by_name[name]["parentName"] == parent
+        assert by_name[name].get("parentTriggerValues") == triggers, name
+    hidden = {name for name, entry in by_name.items() if entry.get("hiddenUi")}
+    assert {"search_batch_size", "model_threads", "min_period", "max_period"} <= hidden
+    first_screen = {"query", "input_table", "key_column", "target", "features", "window_size", "model", "output"}
+    for name in first_screen:
+        assert "parentName" not in by_name[name] and not by_name[name].get("hiddenUi"), name
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"parent": "nope"}, "not a parameter declared before it"),
+    ({"parent": "source", "parent_values": ("files",)}, "not values of 'source'"),
+    ({"parent": "query", "parent_values": ("x",)}, "free-text parameter"),
+    ({"parent_values": ("x",)}, "without a parent"),
+])
+def test_generator_refuses_an_unsound_condition(change, message):
+    import dataclasses
+
+    extra = dataclasses.replace(PARAMS[-1], name="extra", **change)
+    with pytest.raises(ValueError, match=message):
+        metadata.template_metadata(PARAMS + (extra,))
+
+
+def test_help_texts_are_written_for_the_console(document):
+    for entry in document["parameters"]:
+        text = entry["helpText"]
+        assert not re.search(r"--[a-z]", text), (entry["name"], "command-line flag syntax in the form")
+        assert "article" not in text.lower(), entry["name"]
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    assert "delete" not in by_name["if_output_exists"]["helpText"].split("fail:")[0].replace(
+        "a failed run deletes nothing", "")
+    assert "defaultValue" not in by_name["query"], "the form must not send the embedded sample's query"

@@ -98,6 +98,8 @@ def test_image_versions_match_the_lock():
     for base in bases:
         name, _, tag = base.rpartition(":")
         assert name and tag and tag != "latest", base
+    # A dated launcher tag from Google's base-images page, not older than the one checked there.
+    assert re.fullmatch(r"20\d{6}_RC\d\d", args["LAUNCHER_TAG"]) and args["LAUNCHER_TAG"] >= "20260122_RC00"
 
 
 def test_image_is_launcher_and_worker_with_everything_preinstalled():
@@ -129,6 +131,11 @@ def _run(command: list[str], **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run(command, capture_output=True, text=True, **kwargs)
     assert done.returncode == 0, f"{command}: {done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     return done
+
+
+def _without_pythonpath() -> dict:
+    """The image has no checkout on its path: a developer's PYTHONPATH must not reach its Python."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
 
 @pytest.fixture(scope="module")
@@ -175,12 +182,13 @@ def test_image_environment_from_the_lock_runs_main_py_on_the_sample(image_venv, 
     ran = _run([image_venv, str(entry / "main.py"), "--runner=DirectRunner", "--direct_running_mode=in_memory",
                 "--direct_num_workers=1", "--source=duckdb", f"--query={query}", "--model=xgboost",
                 f"--output={out}"],
-               cwd=str(entry), timeout=900, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+               cwd=str(entry), timeout=900, env=_without_pythonpath())
     with open(out / "summary.json") as handle:
         summary = json.load(handle)
     assert summary["groups_trained"] > 0 and summary["groups_failed"] == 0, ran.stdout[-2000:]
     assert summary["skipped_by_reason"].get("too_few_periods", 0) > 0
     assert summary["counts_reconcile"] == {"rows": True, "groups": True}
     assert summary["parameters"]["model"] == "xgboost"
-    located = _run([image_venv, "-c", "import pipeline; print(pipeline.__file__)"], cwd=str(entry)).stdout
+    located = _run([image_venv, "-c", "import pipeline; print(pipeline.__file__)"], cwd=str(entry),
+                   env=_without_pythonpath()).stdout
     assert "site-packages" in located

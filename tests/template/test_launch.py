@@ -152,6 +152,28 @@ def test_dataflow_run_with_a_local_output_fails_before_work(monkeypatch, tmp_pat
     assert os.listdir(tmp_path) == ["summary.json"]
 
 
+@pytest.mark.parametrize("name,value", [("model_dir", "models"), ("model_dir", "/tmp/models"),
+                                        ("bq_temp_location", "tmp/bq"), ("output", "gs://B/upper")])
+def test_dataflow_run_with_a_local_path_fails_before_work(monkeypatch, name, value):
+    monkeypatch.setenv(runner.IMAGE_ENV, TEMPLATE_IMAGE)
+    argv = ["--source=duckdb", "--output=gs://my-bucket/runs/r3", f"--{name}={value}"]
+    with pytest.raises(ParameterError) as failure:
+        pipeline_run.prepare(argv + LAUNCHER_FLAGS)
+    assert failure.value.name == name and "gs://" in str(failure.value)
+    parse_args(argv)  # a local run takes a local path
+
+
+@pytest.mark.parametrize("extra", [[], ["--source=bigquery"], ["--query=SELECT year, date, shop_id, sales, attr1, "
+                                                                 "attr2, attr3 FROM dataset.table "]])
+def test_dataflow_refuses_the_embedded_samples_query(monkeypatch, extra):
+    """The form does not pre-fill the query; a launch without one must not send the sample's to BigQuery."""
+    monkeypatch.setenv(runner.IMAGE_ENV, TEMPLATE_IMAGE)
+    with pytest.raises(ParameterError) as failure:
+        pipeline_run.prepare(["--output=gs://my-bucket/runs/r4", *extra, *LAUNCHER_FLAGS])
+    assert failure.value.name == "query"
+    assert "input_table" in str(failure.value) and "your own BigQuery SQL query" in str(failure.value)
+
+
 def test_bad_template_parameter_fails_at_launch_naming_it(tmp_path):
     launched = subprocess.run(
         [sys.executable, MAIN_PY, "--window_size=1", "--model=xgboost", f"--output={tmp_path}", *LAUNCHER_FLAGS],

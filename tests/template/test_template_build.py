@@ -3,7 +3,8 @@
 `gcloud dataflow flex-template build --print-only` writes the spec it would upload to stdout;
 the SDK's own Cloud Build config loader parses cloudbuild.yaml exactly as `gcloud builds submit`
 does (unknown keys and bad substitution keys are errors). gcloud is a stated fact of these
-machines and of CI, so its absence fails these tests.
+machines and of CI, so its absence fails these tests; its version is read, not required (the
+builds use the one cloudbuild.yaml's _GCLOUD_VERSION names).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from tests.helpers import ROOT
 
 CLOUDBUILD = os.path.join(ROOT, "cloudbuild.yaml")
 TEMPLATE_PATH = "gs://my-bucket/templates/many-models.json"
+COMMIT = "0a1b2c3d4e5f60718293a4b5c6d7e8f901234567"
 IMAGE = "europe-west1-docker.pkg.dev/my-project/dataflow/many-models:0a1b2c3"
 
 ALL_BUILDS = {"PROJECT_ID": "my-project", "BUILD_ID": "6f1c2d3e-0000-4000-8000-1234567890ab",
@@ -31,23 +33,6 @@ ALL_BUILDS = {"PROJECT_ID": "my-project", "BUILD_ID": "6f1c2d3e-0000-4000-8000-1
 TRIGGER_ONLY = {"COMMIT_SHA", "SHORT_SHA", "REVISION_ID", "BRANCH_NAME", "TAG_NAME", "REPO_NAME",
                 "REPO_FULL_NAME", "REF_NAME", "TRIGGER_NAME", "TRIGGER_BUILD_CONFIG_PATH"}
 SUBSTITUTION = re.compile(r"\$\$|\$\{(\w+)\}|\$(\w+)")
-
-
-@pytest.fixture(scope="module")
-def gcloud() -> str:
-    path = shutil.which("gcloud")
-    if path is None:
-        pytest.fail("gcloud (Google Cloud CLI 528.0.0) is not on PATH; these machines and CI have it installed")
-    return path
-
-
-@pytest.fixture(scope="module")
-def gcloud_env(tmp_path_factory) -> dict:
-    """An empty, private gcloud configuration: no account, no project, no prompts, no GCE probe."""
-    return {**os.environ, "CLOUDSDK_CONFIG": str(tmp_path_factory.mktemp("gcloud-config")),
-            "CLOUDSDK_CORE_DISABLE_PROMPTS": "1", "CLOUDSDK_CORE_CHECK_GCE_METADATA": "false",
-            "CLOUDSDK_CORE_DISABLE_USAGE_REPORTING": "true",
-            "CLOUDSDK_COMPONENT_MANAGER_DISABLE_UPDATE_CHECK": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +77,8 @@ def used_substitutions(value) -> set[str]:
 
 def manual_build(cloudbuild: dict, **overrides) -> dict:
     """The config as Cloud Build resolves it for `gcloud builds submit --substitutions=...`."""
-    values = {**ALL_BUILDS, **{k: str(v) for k, v in cloudbuild["substitutions"].items()}, **overrides}
+    values = {**ALL_BUILDS, **{k: str(v) for k, v in cloudbuild["substitutions"].items()}, "_GIT_COMMIT": COMMIT,
+              **overrides}
     return substitute({k: v for k, v in cloudbuild.items() if k != "substitutions"}, values)
 
 
@@ -120,7 +106,7 @@ def check_spec(spec: dict, image: str) -> None:
 
 
 def test_gcloud_builds_the_template_spec_from_our_files(gcloud, gcloud_env, sdk):
-    assert sdk["version"] == "528.0.0", "the spec format below was verified with Google Cloud CLI 528.0.0"
+    assert re.fullmatch(r"\d+\.\d+\.\d+", sdk["version"]), sdk["version"]  # whichever the machine has
     built = subprocess.run(
         [gcloud, "dataflow", "flex-template", "build", TEMPLATE_PATH, f"--image={IMAGE}",
          "--sdk-language=PYTHON", "--metadata-file=metadata.json", "--print-only", "--format=json"],
@@ -196,14 +182,50 @@ def test_cloudbuild_substitutions_are_declared_used_and_manual_friendly(cloudbui
         substitute("image:$SHORT_SHA", {**ALL_BUILDS, "_TAG": "x"})
 
 
-@pytest.mark.parametrize("overrides,status", [
-    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": TEMPLATE_PATH}, 0),
-    ({"_TEMPLATE_PATH": TEMPLATE_PATH}, 2),
-    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": "my-bucket/template"}, 2),
+def run_step(build_step: dict) -> subprocess.CompletedProcess:
+    """A bash step's script, run here with the step's env."""
+    env = {**os.environ, **dict(item.split("=", 1) for item in build_step.get("env", []))}
+    return subprocess.run(["bash", *build_step["args"]], capture_output=True, text=True, timeout=30, env=env)
+
+
+@pytest.mark.parametrize("overrides,status,message", [
+    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": TEMPLATE_PATH}, 0, ""),
+    ({"_TAG": "v1_2-rc", "_TEMPLATE_PATH": TEMPLATE_PATH}, 0, ""),
+    ({"_TAG": "a" * 63, "_TEMPLATE_PATH": TEMPLATE_PATH}, 0, ""),
+    ({"_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "set _TAG"),
+    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": "my-bucket/template"}, 2, "_TEMPLATE_PATH"),
+    ({"_TAG": "V1", "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "not a valid label value"),
+    ({"_TAG": "1.2.0", "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "not a valid label value"),
+    ({"_TAG": "a" * 64, "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "at most 63 characters"),
+    ({"_TAG": "-x", "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "not a valid label value"),
+    ({"_TAG": "a b", "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "not a valid label value"),
+    ({"_TAG": "x\ny", "_TEMPLATE_PATH": TEMPLATE_PATH}, 2, "not a valid label value"),
+    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": TEMPLATE_PATH, "_GIT_COMMIT": ""}, 2, "_GIT_COMMIT"),
+    ({"_TAG": "0a1b2c3", "_TEMPLATE_PATH": TEMPLATE_PATH, "_GIT_COMMIT": "unknown"}, 2, "_GIT_COMMIT"),
 ])
-def test_cloudbuild_refuses_a_manual_build_without_tag_or_template_path(cloudbuild, overrides, status):
-    check = step(manual_build(cloudbuild, **overrides), "check-substitutions")
-    assert subprocess.run(["bash", *check["args"]], capture_output=True, timeout=30).returncode == status
+def test_cloudbuild_check_substitutions_refuses_a_bad_manual_build(cloudbuild, overrides, status, message):
+    ran = run_step(step(manual_build(cloudbuild, **overrides), "check-substitutions"))
+    assert ran.returncode == status, ran.stdout + ran.stderr
+    assert message in ran.stdout + ran.stderr
+
+
+def test_cloudbuild_passes_the_commit_and_one_gcloud_version_to_every_step(cloudbuild):
+    version = cloudbuild["substitutions"]["_GCLOUD_VERSION"]
+    assert re.fullmatch(r"\d+\.0\.\d+", version)
+    assert cloudbuild["substitutions"]["_GIT_COMMIT"] == "", "a manual build must name its commit"
+    build = manual_build(cloudbuild, _TAG="0a1b2c3", _TEMPLATE_PATH=TEMPLATE_PATH)
+    env = dict(item.split("=", 1) for item in step(build, "tests")["env"])
+    assert env == {"PIPELINE_GIT_COMMIT": COMMIT, "GCLOUD_VERSION": f"{version}-0"}
+    gcloud_steps = [s for s in build["steps"] if "cloudsdktool" in s["name"]]
+    assert {s["id"] for s in gcloud_steps} == {"template", "smoke-launch"}
+    assert {s["name"] for s in gcloud_steps} == {f"gcr.io/google.com/cloudsdktool/google-cloud-cli:{version}-stable"}
+    with open(os.path.join(ROOT, ".ci", "cloudbuild-tests")) as handle:
+        script = handle.read()
+    assert '"google-cloud-cli=${GCLOUD_VERSION}"' in script and "528.0.0" not in script
+    # Without the commit the tests step stops at once, saying why.
+    refused = subprocess.run(["sh", os.path.join(ROOT, ".ci", "cloudbuild-tests")], capture_output=True, text=True,
+                             timeout=30, env={k: v for k, v in os.environ.items() if k != "PIPELINE_GIT_COMMIT"})
+    assert refused.returncode != 0 and "_GIT_COMMIT" in refused.stderr
 
 
 def test_cloudbuild_runs_the_tests_before_building_and_smoke_launch_is_opt_in(cloudbuild):
