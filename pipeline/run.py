@@ -31,20 +31,25 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import features, fingerprint, plan, rows, search, summary, train, windows
+from pipeline.stages import compare, features, fingerprint, plan, rows, search, select, summary, train, windows
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
 # Each module's own parameter checks, in the order a user would fix them; all run before any work.
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
-                    bigquery.check_params, custom_model.check_params, features.check_params, search.check_params)
+                    bigquery.check_params, custom_model.check_params, features.check_params, search.check_params,
+                    select.check_params)
+# With several models (--model=a,b), these run once per model on that model's own parameters.
+PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
 
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
     params, beam_args = parse.parse_args(argv, runner.beam_flags())
+    compare.check_params(params)
     for check in PARAMETER_CHECKS:
-        check(params)
+        for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):
+            check(each)
     return params, beam_args
 
 
@@ -70,16 +75,23 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
         return {**planned, "manifest": manifest}
     fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
+    if compare.is_enabled(params):
+        fit = compare.FitModels(params)
     results = key_windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {name: results[name] for name in fitted}
+    comparison = {}
+    if compare.is_enabled(params):
+        selected = outputs | "SelectModels" >> select.SelectModels(params)
+        outputs[select.SELECTION] = selected[select.SELECTION]
+        comparison = {select.COMPARISON: selected[select.COMPARISON]}
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
     if bigquery.output_tables(params):
         outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
-    summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
+    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
                    | "PublishOutputs" >> publish.PublishOutputs(params, written))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
@@ -138,7 +150,8 @@ def run(argv: list[str] | None = None) -> dict | None:
         return document
     result = read_summary(params.output)
     print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
-    written = [name for name in sinks.OUTPUT_NAMES if name != search.SEARCH or search.is_enabled(params)]
+    written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
+               and (name != select.SELECTION or compare.is_enabled(params))]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
     try:
         print(f"Report: {report.write_report(params.output)}")

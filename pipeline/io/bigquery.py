@@ -21,7 +21,8 @@ from pipeline.io.columns import require_columns
 
 # Which --*_table parameter names the table of each output.
 OUTPUT_TABLE_PARAMS = {"predictions": "output_table", "metrics": "metrics_table",
-                       "ledger": "ledger_table", "rejected_rows": "rejected_table"}
+                       "ledger": "ledger_table", "rejected_rows": "rejected_table",
+                       "selection": "selection_table"}
 RUN_ID_COLUMN = "run_id"
 CLIENT_TIMEOUT_SECONDS = 60.0  # per call and per job wait: a launcher must not hang on a stuck call
 

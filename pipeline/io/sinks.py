@@ -19,7 +19,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 
-OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search")  # search: with --param_grid
+OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search",  # search: with --param_grid
+                "selection")  # selection: with several models
 SUMMARY_FILE = "summary.json"
 # Reproducibility and evaluation (lineage, plan-only mode, report)
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
@@ -56,6 +57,9 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             ("validation_rmse", pa.float64()), ("chosen", pa.bool_()), ("rows_fit", pa.int64()),
             ("rows_validation", pa.int64()), ("fit_seconds", pa.float64()), ("error_message", pa.string()),
             *tail]),
+        "selection": pa.schema([
+            key, ("model", pa.string()), ("select_metric", pa.string()), ("score", pa.float64()),
+            ("windows_compared", pa.int64()), ("chosen", pa.bool_()), *lineage]),
         PLAN_NAME: pa.schema([
             key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
             ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),

@@ -71,7 +71,8 @@ PARAMS: tuple[Param, ...] = (
     Param("model", "Model",
           "Estimator trained per key x window. Your own model, package.module:callable, is not in this list: "
           "build it into the image (README, \"Bring your own model\") and give its name in the "
-          "command line's parameters.",
+          "command line's parameters. A comma-separated list (ridge,gbr) fits each model side by side, "
+          "with the model hyperparameters and the hyperparameter grid keyed by model name.",
           GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=MODEL_DESCRIPTIONS,
           open_choices=True, regex=MODEL_RE,
           allowed=_model_allowed),
@@ -217,6 +218,15 @@ PARAMS: tuple[Param, ...] = (
           "Configurations scored together in one work element: amortises per-element overhead for small fits.",
           GROUP_SEARCH, type=int, default=16, param_type="NUMBER", regex=POSITIVE_INT_RE, allowed="a positive integer",
           hidden=True),
+    # -- several models: the best one per key (issue 15) ---------------------------
+    Param("selection_table", "Selection table",
+          "BigQuery table for selection/ (several models: the score of each model per key and the choice).",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.selection", parent="output_table"),
+    Param("select_metric", "Selection metric",
+          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
+          "windows where every model trained (ties: the first model listed); written to selection/.",
+          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}

@@ -28,7 +28,8 @@ WINDOW_SIZE_RE = r"^([2-9]|[1-9][0-9]+)$"  # at least one training and one test 
 RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
 NON_BLANK_RE = r"^\s*\S[\s\S]*$"
 JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
-MODEL_RE = "^(" + "|".join(MODEL_NAMES) + r"|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)$"
+_ONE_MODEL_RE = "(" + "|".join(MODEL_NAMES) + r"|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)"
+MODEL_RE = f"^{_ONE_MODEL_RE}(,{_ONE_MODEL_RE})*$"  # one model, or several side by side (comma-separated)
 JSON_GRID_RE = r"^(\s*[\[{][\s\S]*[\]}]\s*)?$"  # empty, a JSON object or a JSON list
 BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOLEAN params (type=parse_bool)
 # Regexes are also Dataflow template regexes (metadata.json), checked by the service and the

@@ -59,6 +59,9 @@ class PipelineParams:
     n_configs: int = 10
     validation_periods: int = 1
     search_batch_size: int = 16
+    # several models: the best one per key (issue 15)
+    select_metric: str = "rmse"
+    selection_table: str | None = None
 
     @property
     def train_periods(self) -> int:

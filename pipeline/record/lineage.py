@@ -40,7 +40,10 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
                                    # BigQuery: how the rows are read, where and how results are written
                                    "bq_read_method", "output_table", "metrics_table", "ledger_table",
                                    "rejected_table", "write_disposition", "bq_write_method", "if_run_exists",
-                                   "bq_temp_location"})
+                                   "bq_temp_location", "selection_table"})
+# Parameters added after runs were recorded: hashed only when they differ from their default, so a run
+# that does not use them keeps the params_hash it had before they existed.
+HASHED_WHEN_SET = frozenset({"select_metric"})
 LIBRARIES = ("apache-beam", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb",
              "joblib", "threadpoolctl", "matplotlib")
 GIT_COMMIT_ENV, IMAGE_ENV = "PIPELINE_GIT_COMMIT", "PIPELINE_IMAGE"
@@ -48,7 +51,9 @@ GIT_COMMIT_ENV, IMAGE_ENV = "PIPELINE_GIT_COMMIT", "PIPELINE_IMAGE"
 
 def params_hash(params: PipelineParams) -> str:
     """16 hex digits of SHA-256 over the result-relevant parameters, as canonical JSON."""
-    relevant = {k: v for k, v in params.as_dict().items() if k not in RESULT_NEUTRAL_PARAMS}
+    defaults = {f.name: f.default for f in dataclasses.fields(PipelineParams) if f.name in HASHED_WHEN_SET}
+    relevant = {k: v for k, v in params.as_dict().items()
+                if k not in RESULT_NEUTRAL_PARAMS and not (k in HASHED_WHEN_SET and v == defaults[k])}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

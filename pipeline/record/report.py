@@ -27,6 +27,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.results import read_json, read_table
 from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from pipeline.record import model_comparison
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
@@ -204,6 +205,7 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
                              for p in sorted(model, key=int)], ("test period", "RMSE", "baseline RMSE", "ratio")))
     else:
         parts.append("<p>No predictions: nothing was trained.</p>")
+    parts += model_comparison.section(summary, _table)
 
     if len(metrics):
         key_rmse = per_key_rmse(metrics, key_column)

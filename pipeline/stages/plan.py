@@ -21,7 +21,7 @@ import apache_beam as beam
 import pandas as pd
 
 from pipeline.models import registry
-from pipeline.stages import train
+from pipeline.stages import compare, train
 from pipeline.params.values import PipelineParams
 from pipeline.io.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
 from pipeline.io.results import read_json, read_table, write_json
@@ -52,7 +52,8 @@ def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: Pip
 def plan_counters(row: dict) -> dict:
     if row["status"] == WOULD_SKIP:
         return {"groups_planned": 1, "would_skip": 1, "would_skip_by_reason": {row["reason"]: 1}}
-    return {"groups_planned": 1, "fits": 1, "rows_train": row["rows_train"], "rows_test": row["rows_test"]}
+    return {"groups_planned": 1, "fits": 1, "rows_train": row["rows_train"], "rows_test": row["rows_test"],
+            "fits_by_model": {row["model"]: 1}}
 
 
 class _PlanWindowFn(beam.DoFn):
@@ -61,28 +62,34 @@ class _PlanWindowFn(beam.DoFn):
 
     def process(self, element):
         key, start, window_data = element
-        row = plan_row(key, start, window_data, self._params, self._plan)
-        yield row
-        if row["status"] == WOULD_TRAIN:
+        rows = [plan_row(key, start, window_data, each, self._plan) for each in compare.per_model(self._params)]
+        yield from rows  # one row per model (the same rules: they differ only in the model column)
+        if rows[0]["status"] == WOULD_TRAIN:
             rank = registry.group_seed(0, key, start)
             yield beam.pvalue.TaggedOutput(CANDIDATES, (rank, key, start, window_data))
 
 
 def time_sample_fits(candidates: list, params: PipelineParams) -> dict:
     """Fits and predicts the sampled groups in memory (nothing saved) and times them."""
-    params = dataclasses.replace(params, model_dir="")
     plan = WindowPlan.from_params(params)
     candidates = sorted(candidates, key=lambda c: c[0])
-    if candidates:  # warm-up: imports and first-call costs are not part of a fit's price
-        _, key, start, data = candidates[0]
-        train.train_and_predict(key, start, data, params, plan)
     seconds = rows_train = 0.0
-    for _, key, start, data in candidates:
-        started = time.perf_counter()
-        result = train.train_and_predict(key, start, data, params, plan)
-        seconds += time.perf_counter() - started
-        rows_train += result.ledger["rows_train"]
-    return {"sample_fits": len(candidates), "sample_seconds": seconds, "sample_rows_train": int(rows_train),
+    by_model = {}
+    for each in compare.per_model(dataclasses.replace(params, model_dir="")):  # several models: each in turn
+        if candidates:  # warm-up: imports and first-call costs are not part of a fit's price
+            _, key, start, data = candidates[0]
+            train.train_and_predict(key, start, data, each, plan)
+        model_seconds = 0.0
+        for _, key, start, data in candidates:
+            started = time.perf_counter()
+            result = train.train_and_predict(key, start, data, each, plan)
+            model_seconds += time.perf_counter() - started
+            rows_train += result.ledger["rows_train"]
+        seconds += model_seconds
+        by_model[each.model] = {"sample_seconds": model_seconds,
+                                "seconds_per_fit": model_seconds / len(candidates) if candidates else None}
+    return {"sample_fits": len(candidates) * len(by_model), "sample_seconds": seconds,
+            "sample_rows_train": int(rows_train), "sample_by_model": by_model,
             "sample_groups": [[key, start] for _, key, start, _ in candidates]}
 
 
@@ -95,11 +102,16 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
         estimate.update(seconds_per_fit=timing["sample_seconds"] / timing["sample_fits"],
                         estimated_cpu_seconds=cpu,
                         estimated_wall_seconds=cpu / slots if slots else None)
+    if len(timing.get("sample_by_model", {})) > 1:  # several models: each one's fits x its timed seconds per fit
+        estimate["estimated_cpu_seconds_by_model"] = {
+            model: sample["seconds_per_fit"] * totals.get("fits_by_model", {}).get(model, 0)
+            for model, sample in timing["sample_by_model"].items() if sample["seconds_per_fit"] is not None}
     return {
         "run_id": params.run_id, "plan_only": True,
         "rows_read": totals.get("rows_read", 0), "rows_used": totals.get("rows_used", 0),
         "rows_rejected": totals.get("rows_rejected_validation", 0) + totals.get("rows_rejected_duplicate", 0),
         "groups_planned": totals.get("groups_planned", 0), "fits": fits, "would_skip": totals.get("would_skip", 0),
+        "fits_by_model": totals.get("fits_by_model", {}),
         "would_skip_by_reason": totals.get("would_skip_by_reason", {}),
         "rows_train": rows_train, "rows_test": totals.get("rows_test", 0),
         "cost_estimate": estimate,
@@ -176,6 +188,8 @@ def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips:
               f"would skip: {document['would_skip']} {document['would_skip_by_reason']}",
               f"Training rows: {document['rows_train']}   test rows: {document['rows_test']}   "
               f"rows read: {document['rows_read']}"]
+    if len(document.get("fits_by_model", {})) > 1:
+        lines.append("Fits by model: " + ", ".join(f"{m}: {n}" for m, n in document["fits_by_model"].items()))
     if "estimated_cpu_seconds" in estimate:
         wall = estimate.get("estimated_wall_seconds")
         lines.append(

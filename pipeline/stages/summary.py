@@ -166,8 +166,11 @@ class WriteSummary(beam.PTransform):
         ) | "AllCounters" >> beam.Flatten()
         totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
         path = staging_path(params, SUMMARY_FILE)
-        return (totals
-                | "Assemble" >> beam.Map(lambda t: assemble(params, source, t, run_lineage))
-                | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc))
+        documents = totals | "Assemble" >> beam.Map(lambda t: assemble(params, source, t, run_lineage))
+        if "model_comparison" in inputs:  # several models (pipeline.stages.select)
+            documents = documents | "AddComparison" >> beam.Map(
+                lambda doc, comparison: {**doc, "model_comparison": comparison},
+                beam.pvalue.AsSingleton(inputs["model_comparison"]))
+        return documents | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
 
 
