@@ -4,7 +4,7 @@ Reads like the article's data flow:
 
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the article's sliding windows)
                -> TrainAndPredict (or, with --param_grid, the search per key x window)
-               -> WriteOutputs + WriteSummary -> PublishOutputs -> WriteManifest -> CheckFailureRate
+               -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -45,15 +45,18 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
     windows = key_rows | "CutWindows" >> CutWindows(WindowPlan.from_params(params), params.time_column,
                                                     validated[rows.PERIOD_RANGE])
-    manifest_path = sinks.output_path(params, sinks.MANIFEST_FILE)
+    manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
+    publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
         planned = windows | "PlanWindows" >> plan.PlanWindows(params, counters, plan.parallel_slots(pipeline.options))
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage)
-        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written)
-        manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
-        return {**planned, "manifest": manifest}
+        manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
+            run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
+        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
+                                                                                        manifest)
+        return {**planned, "plan_summary": published, "manifest": manifest}
     fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
     results = windows | "TrainAndPredict" >> fit
     run_id = params.run_id
@@ -65,11 +68,11 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     if bigquery.output_tables(params):
         outputs | "WriteBigQuery" >> bigquery.WriteBigQueryOutputs(params, run_lineage)
     summary_doc = ({**outputs, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
-                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
-                   | "PublishOutputs" >> publish.PublishOutputs(params, written))
-    manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
-    checked = manifest | "CheckFailureRate" >> beam.Map(lambda _manifest, doc: summary.check_failure_rate(doc),
-                                                        beam.pvalue.AsSingleton(summary_doc))
+                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
+    manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
+        run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
+    published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
+    checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
 
 
@@ -164,7 +167,7 @@ def run(argv: list[str] | None = None) -> dict | None:
         print(f"\nPlan under {params.output}/: {sinks.PLAN_NAME}/, {sinks.PLAN_SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
         return document
     result = summary.read_summary(params)
-    print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
     written = [name for name in sinks.OUTPUT_NAMES if name != search.SEARCH or search.is_enabled(params)]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
     from pipeline import report
