@@ -207,7 +207,8 @@ PARAMS: tuple[Param, ...] = (
     Param("output_format", "Output format", "File format of the outputs.", GROUP_OUTPUTS,
           default="parquet", choices=OUTPUT_FORMATS, param_type="ENUM"),
     Param("if_output_exists", "If outputs exist",
-          "replace: delete a previous run's outputs at --output first; fail: refuse to run.",
+          "replace: a previous run's outputs at --output stay until this run's are all in place, then are "
+          "removed; fail: refuse to run.",
           GROUP_OUTPUTS, default="replace", choices=IF_OUTPUT_EXISTS, param_type="ENUM"),
     Param("run_id", "Run id", "Identifier written on every output row; generated when empty.",
           GROUP_OUTPUTS, default="", regex=RUN_ID_RE),

@@ -10,7 +10,8 @@ manifest.json are staged there too. When all of them are written, the last stage
    pipeline is built, so the new files never share a name with the previous run's: nothing of
    the previous run is touched, overwritten or deleted yet;
 2. commit: write the commit record, the staged summary.json (plan.json) plus
-   `"published": {"publish_id": …, "files": {output: [file names]}}`, to the staging folder and
+   `"published": {"publish_id": …, "files": {output: [file names]}}` (the outputs this kind of run
+   writes, an empty list for an empty one), to the staging folder and
    rename it over `<output>/summary.json` (an atomic replace on a local disk; on GCS a copy, which
    replaces the object whole, then a delete);
 3. move manifest.json in (its `outputs` list the same final names);

@@ -25,6 +25,7 @@ from tests.gcs_emulator import restore, snapshot, write_parquet
 
 OUTPUTS = ("predictions", "metrics", "ledger", "rejected_rows")
 ARGS = ("--model=ridge", "--window_size=3", "--min_train_rows=10")
+YEARS = [2001, 2002, 2003, 2004]
 MATRIX: dict[str, list[tuple[int, str, str, str]]] = {}
 
 
@@ -125,7 +126,8 @@ def staged(request, tmp_path, monkeypatch):
     """(root, params, publish_id, state): "previous" published, "new" staged, its publish crashed at once."""
     if request.param == "gcs":
         prefix = request.getfixturevalue("gcs")
-        root, source = f"{prefix}/out", write_parquet(f"{prefix}/rows.parquet", make_rows({"A": YEARS, "B": YEARS}, 12))
+        root = f"{prefix}/out"
+        source = write_parquet(f"{prefix}/rows.parquet", make_rows({"A": YEARS, "B": YEARS}, 12))
     else:
         root, source = str(tmp_path / "out"), str(tmp_path / "rows.parquet")
         make_rows({"A": YEARS, "B": YEARS}, 12).to_parquet(source, index=False)
@@ -153,8 +155,6 @@ def staged(request, tmp_path, monkeypatch):
         params, publish_id = pickle.load(handle)
     return request.param, root, params, publish_id, state, local_folders(root)
 
-
-YEARS = [2001, 2002, 2003, 2004]
 
 
 def test_publish_after_a_crash_at_every_step_ends_as_a_clean_publish(staged, monkeypatch):
