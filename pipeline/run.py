@@ -4,7 +4,7 @@ Reads like the data flow:
 
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the sliding windows)
                -> TrainAndPredict (or, with --param_grid, the search per key x window)
-               -> WriteOutputs + WriteSummary -> PublishOutputs -> WriteManifest -> CheckFailureRate
+               -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -64,16 +64,19 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
                                                                 params.time_column, validated[rows.PERIOD_RANGE])
-    manifest_path = sinks.output_path(params, sinks.MANIFEST_FILE)
+    manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
+    publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
         slots = runner.parallel_slots(pipeline.options)
         planned = key_windows | "PlanWindows" >> plan.PlanWindows(params, counters, slots)
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
-        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written)
-        manifest = published | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
-        return {**planned, "manifest": manifest}
+        manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
+            run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
+        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
+                                                                                        manifest)
+        return {**planned, "plan_summary": published, "manifest": manifest}
     fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
     if compare.is_enabled(params):
         fit = compare.FitModels(params)
@@ -92,11 +95,11 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     if bigquery.output_tables(params):
         outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
     summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
-                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage)
-                   | "PublishOutputs" >> publish.PublishOutputs(params, written))
-    manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(run_lineage, params, manifest_path, written)
-    checked = manifest | "CheckFailureRate" >> beam.Map(lambda _manifest, doc: summary.check_failure_rate(doc),
-                                                        beam.pvalue.AsSingleton(summary_doc))
+                   | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
+    manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
+        run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
+    published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
+    checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
 
 
@@ -149,7 +152,7 @@ def run(argv: list[str] | None = None) -> dict | None:
         print(f"\nPlan under {params.output}/: {sinks.PLAN_NAME}/, {sinks.PLAN_SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
         return document
     result = read_summary(params.output)
-    print(json.dumps({k: v for k, v in result.items() if k != "parameters"}, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
     written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
                and (name != select.SELECTION or compare.is_enabled(params))]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")

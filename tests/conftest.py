@@ -26,3 +26,25 @@ def bq_emulator(tmp_path_factory):
     finally:
         emulator.stop()
 
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory):
+    """gcp-storage-emulator on a free loopback port with one bucket, for the whole session."""
+    from tests.helpers.gcs_emulator import GcsEmulator
+
+    emulator = GcsEmulator(str(tmp_path_factory.mktemp("gcs_emulator"))).start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def gcs(gcs_emulator, monkeypatch, request):
+    """This test's own gs:// prefix on the emulator; the environment (inherited by workers) points there,
+    and the test fails if this process connects anywhere but loopback."""
+    for name, value in gcs_emulator.environ().items():
+        monkeypatch.setenv(name, value)
+    with gcs_emulator.loopback_only():
+        yield f"gs://{gcs_emulator.bucket}/{request.node.name.replace('[', '-').rstrip(']')}"

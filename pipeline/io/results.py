@@ -8,7 +8,8 @@ import json
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.sinks import SUMMARY_FILE
+from pipeline.io.publish import PUBLISHED
+from pipeline.io.sinks import PLAN_SUMMARY_FILE, SUMMARY_FILE
 
 
 def write_json(path: str, document: dict) -> None:
@@ -21,10 +22,25 @@ def write_json(path: str, document: dict) -> None:
     FileSystems.rename([temporary], [path])
 
 
+def published_parts(output: str, name: str) -> list[str]:
+    """The files of one output folder that belong to the published run: those its commit record
+    (summary.json, or plan.json for the plan) lists. While a newer run is being published the folder
+    can also hold that run's files, or after it the older run's; the record says which are current.
+    Outputs written before records listed their files: every part-* file."""
+    for marker in (SUMMARY_FILE, PLAN_SUMMARY_FILE):
+        path = FileSystems.join(output, marker)
+        if not FileSystems.exists(path):
+            continue
+        files = read_json(output, marker).get(PUBLISHED, {}).get("files", {})
+        if name in files:
+            return sorted(FileSystems.join(output, name, file) for file in files[name])
+    return sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
+
+
 def read_table(output: str, name: str, where: tuple[str, list] | None = None) -> pd.DataFrame:
-    """Every part of one output folder (Parquet or CSV, local or gs://) as one DataFrame;
+    """Every published part of one output folder (Parquet or CSV, local or gs://) as one DataFrame;
     `where=(column, values)` keeps the rows whose column is among the values."""
-    paths = sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
+    paths = published_parts(output, name)
     frames = []
     for path in paths:
         with FileSystems.open(path) as handle:

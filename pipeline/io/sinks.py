@@ -2,7 +2,7 @@
 
 The output schemas are declared here once; the BigQuery sink derives its table
 schemas from them. Sinks write under <output>/_staging/<run_id>/ and
-pipeline.io.publish moves the outputs to their final names once all are written,
+pipeline.io.publish copies the outputs to their final names once all are written,
 so a crash leaves no half-written file and no mix of two runs under a final name.
 """
 

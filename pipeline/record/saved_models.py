@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     predict.add_argument("--key", required=True)
     predict.add_argument("--window", required=True, type=int, help="window_start")
     predict.add_argument("--input", help="rows (Parquet/CSV/JSONL); default: the run's own source")
-    predict.add_argument("--output", help="CSV file to write; default: print")
+    predict.add_argument("--output", help="CSV file to write (local or gs://); default: print")
     args = parser.parse_args(argv)
     if args.input:
         with FileSystems.open(args.input) as handle:
@@ -86,8 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         _, meta = load_model(args.model_dir, args.run_id, args.key, args.window)
         source_rows = source_rows_of_run(params_from_meta(meta))
     result = predict_window(args.model_dir, args.run_id, args.key, args.window, source_rows)
-    if args.output:
-        result.to_csv(args.output, index=False)
+    if args.output:  # local or gs://
+        with FileSystems.create(args.output) as handle:
+            handle.write(result.to_csv(index=False).encode())
         print(f"{len(result)} predictions written to {args.output}")
     else:
         print(result.to_string(index=False))
