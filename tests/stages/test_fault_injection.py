@@ -15,7 +15,7 @@ import pytest
 
 from pipeline.models import registry
 from pipeline import run as pipeline_run
-from pipeline.stages import summary as summary_module
+from pipeline.io.results import read_summary
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed, RemoteError
 from tests.helpers import faulty_models
 from tests.helpers.faulty_models import faulty_model  # noqa: F401 (fixture)
@@ -134,7 +134,7 @@ def test_beam_counters_reconcile_on_messy_data(tmp_path, faulty_model):
     assert counters["groups_planned"] == (counters.get("groups_trained", 0) + counters.get("groups_skipped", 0)
                                           + counters.get("groups_failed", 0))
     assert counters.get("groups_failed", 0) > 0 and counters.get("groups_skipped", 0) > 0
-    written = summary_module.read_summary(params)
+    written = read_summary(params.output)
     assert {k: written[k] for k in ("rows_read", "rows_used", "rows_rejected", "groups_planned",
                                     "groups_failed")} == {
         k: counters.get(k, 0) for k in ("rows_read", "rows_used", "rows_rejected", "groups_planned",
