@@ -5,8 +5,8 @@ used go to the rejected-rows output with the stage, a reason code, the
 offending field and the original row as JSON; nothing is dropped silently.
 Valid rows are normalised (period int, date, float target and features) and
 cut into one part per key; the parts of a key from every chunk meet once
-(GroupByKey), are merged in date order, and duplicate (key, period, date)
-rows are rejected there. That one shuffle is the only one before training:
+(GroupByKey), are merged in date order, and a second row for the same (key, date),
+whatever its period, is rejected there. That one shuffle is the only one before training:
 the sliding windows are cut from each key's rows afterwards (pipeline.stages.windows).
 """
 
@@ -134,8 +134,8 @@ class _RejectWholeChunk(beam.DoFn):
 
 
 class _MergeKeyRows(beam.DoFn):
-    """Joins the parts of one key in date order and rejects duplicate (period, date) rows
-    deterministically."""
+    """Joins the parts of one key in date order and rejects a second row for the same date (whatever
+    its period) deterministically: the first by (date, period, target, features) is kept."""
 
     def __init__(self, params: PipelineParams):
         self._params = params
@@ -155,7 +155,7 @@ class _MergeKeyRows(beam.DoFn):
         if not (dates.is_monotonic_increasing and dates.is_unique):
             rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
                                     kind="mergesort", ignore_index=True)
-            duplicated = rows.duplicated([params.time_column, params.date_column], keep="first").to_numpy()
+            duplicated = rows.duplicated([params.date_column], keep="first").to_numpy()
         if duplicated.any():
             dupes = rows.loc[duplicated].assign(**{params.key_column: key})
             self._rows_rejected.inc(int(duplicated.sum()))
