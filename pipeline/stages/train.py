@@ -185,8 +185,10 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
-    baseline = evaluate.naive_baseline(split.values(date_column), split.values(time_column),
-                                       split.values(target).astype(float, copy=False), split.is_test)
+    baseline = evaluate.naive_baseline(  # training values only: never an earlier test period's actuals
+        split.column(date_column, test=False), split.column(time_column, test=False),
+        split.column(target, test=False).astype(float, copy=False),
+        split.column(date_column, test=True), split.column(time_column, test=True))
     window_end = plan.end_of(window_start)
     predictions = pd.DataFrame({
         params.key_column: np.full(len(actual), key, dtype=object),
