@@ -52,15 +52,11 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
 
 def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:
     """The rows of the run's own source, read locally (files or DuckDB; not BigQuery)."""
-    if params.input:
-        frames = []
-        for match in sorted(FileSystems.match([params.input])[0].metadata_list, key=lambda m: m.path):
-            with FileSystems.open(match.path) as handle:
-                frames.append(source.read_file_table(match.path, handle))
-        return pd.concat(frames, ignore_index=True)
+    if params.input and params.source != "duckdb":
+        return source.read_input_files(params.input)
     if params.source == "bigquery":
         raise SystemExit("the run read BigQuery: export the rows and pass them with --input")
-    connection = source.duckdb_connection()
+    connection = source.duckdb_connection(params.input or None)
     try:
         return connection.execute(params.query).df()
     finally:
