@@ -133,6 +133,21 @@ class _RejectWholeChunk(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, {"rows_read": len(chunk), "rows_rejected_validation": len(chunk)})
 
 
+def in_date_order(rows: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFrame, np.ndarray]:
+    """(one key's valid rows in date order, mask of the rows to reject as a second row for their date).
+
+    Rows already in strictly increasing date order (the usual case) need no sort and hold no
+    duplicate. Otherwise sorting on every column makes "which duplicate is kept" independent of the
+    order the rows arrived in."""
+    duplicated = np.zeros(len(rows), dtype=bool)
+    dates = rows[params.date_column]
+    if not (dates.is_monotonic_increasing and dates.is_unique):
+        rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
+                                kind="mergesort", ignore_index=True)
+        duplicated = rows.duplicated([params.date_column], keep="first").to_numpy()
+    return rows, duplicated
+
+
 class _MergeKeyRows(beam.DoFn):
     """Joins the parts of one key in date order and rejects a second row for the same date (whatever
     its period) deterministically: the first by (date, period, target, features) is kept."""
@@ -147,15 +162,7 @@ class _MergeKeyRows(beam.DoFn):
         params = self._params
         parts = [packing.unpack(part) for part in packed]
         rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        duplicated = np.zeros(len(rows), dtype=bool)
-        # Rows already in strictly increasing date order (the usual case) need no sort and hold no
-        # duplicate. Otherwise sorting on every column makes "which duplicate is kept" independent
-        # of the order the parts arrived in.
-        dates = rows[params.date_column]
-        if not (dates.is_monotonic_increasing and dates.is_unique):
-            rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
-                                    kind="mergesort", ignore_index=True)
-            duplicated = rows.duplicated([params.date_column], keep="first").to_numpy()
+        rows, duplicated = in_date_order(rows, params)
         if duplicated.any():
             dupes = rows.loc[duplicated].assign(**{params.key_column: key})
             self._rows_rejected.inc(int(duplicated.sum()))
