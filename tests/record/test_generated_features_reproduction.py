@@ -80,10 +80,10 @@ def test_reproduction_keeps_the_rows_before_the_window(feature_run):
     out = str(feature_run["root"] / "reproduce")
     argv = reproduce.reproduce_argv(manifest, "A", 2002, out)
     query = next(a for a in argv if a.startswith("--query="))
-    pass
+    assert "<= 2004" in query and "BETWEEN" not in query
     assert {"--lag_days=1,7", "--rolling_mean_days=5"} <= set(argv)
     summary = run_pipeline(out, *(a for a in argv if not a.startswith("--output=")))
-    pass
+    assert summary["rows_read"] == 4 * 365  # key A, 2001..2004
     again = run_predictions(out, "A", 2002)
     expected = run_predictions(feature_run["out"], "A", 2002)
     assert len(again) == len(expected) == 365
