@@ -21,6 +21,13 @@ Data flow (fan-out key x window x configuration, then back):
 
 Small fits are batched (`--search_batch_size` configurations per element) so the
 per-element cost of the fan-out stays small next to the fits themselves.
+
+Isolation as in plain training: every scoring fit and the refit run under
+--group_timeout_s (a helper process per DoFn instance, pipeline.utils.deadline); a
+configuration that raises or overruns is a failed score; a key x window whose every
+configuration failed is a failed ledger row (no_valid_config), and a refit-and-predict
+that breaks is one too (fit_error, timeout, or unexpected_error), so the failure
+budget (--max_failure_rate) counts them.
 """
 
 from __future__ import annotations
