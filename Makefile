@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search metadata docs lint image template-spec
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -38,6 +38,18 @@ bench-search: dev-venv
 test: dev-venv
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest $(ARGS)
+
+## Hostile-input properties at volume: FUZZ_EXAMPLES generated inputs (default 1,000) through the real
+## pipeline, each checked for its invariants; the counts and the seed are printed at the end
+## and written to FUZZ_STATS (FUZZ_SEED=<n> replays a run). `make test` (CI) runs 12 derandomized cases of the same property.
+FUZZ_EXAMPLES ?= 1000
+FUZZ_SEED ?= $(shell date +%s)
+FUZZ_STATS ?= output/fuzz-stats.json
+fuzz: dev-venv
+	@mkdir -p $(dir $(FUZZ_STATS))
+	HOSTILE_EXAMPLES=$(FUZZ_EXAMPLES) HOSTILE_SEED=$(FUZZ_SEED) HOSTILE_STATS=$(FUZZ_STATS) $(PY) -m pytest \
+		tests/stages/test_hostile_inputs.py -k hostile_rows_are_contained -q --timeout=0 -p no:cacheprovider
+	@cat $(FUZZ_STATS); echo
 
 ## Benchmark: ours vs the article's approach vs a bare joblib loop (full matrix: long; not a test).
 ## Table on stdout and in bench/results/<timestamp>.md. BENCH_ARGS="--repeats 5" etc.

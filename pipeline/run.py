@@ -132,9 +132,13 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if runner.is_dataflow(options):
         check_dataflow_params(params, kind)
     source.check_columns(params, kind)
-    bigquery.prepare(params, options, kind)  # before prepare_output: a refusal must not delete files
+    # Every check before any change: BigQuery's over every table (changes nothing), then the files'
+    # (--if_output_exists); only then are tables created and, with --if_run_exists=replace, the run's
+    # earlier rows deleted. A refused run deletes nothing.
+    changes = bigquery.check(params, options, kind)
     if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs
         sinks.prepare_output(params)
+        changes.apply()
     return params, options, kind
 
 

@@ -4,7 +4,8 @@ Layout:
 
     <model_dir>/<run_id>/<key>/<window_start>/model.joblib   scikit-learn estimators (joblib)
     <model_dir>/<run_id>/<key>/<window_start>/model.json     XGBoost, in XGBoost's own JSON format
-    <model_dir>/<run_id>/<key>/<window_start>/meta.json      parameters, seed, metrics, features, periods
+    <model_dir>/<run_id>/<key>/<window_start>/meta.json      parameters, seed, metrics, features, periods,
+                                                             model_columns (generated features included)
 
 `<key>` is the key percent-encoded (RFC 3986, with `.` also encoded), so any key value is one
 safe path segment: `S/01` -> `S%2F01`, `..` -> `%2E%2E`; `urllib.parse.unquote` gives it back.
@@ -90,8 +91,9 @@ def deserialize(data: bytes, model: str):
 
 
 def save_model(estimator, params: PipelineParams, plan, key: str, window_start: int, seed: int,
-               metrics: dict) -> str:
-    """Writes model + meta.json for one trained key x window; returns the artifact directory."""
+               metrics: dict, model_columns: list[str]) -> str:
+    """Writes model + meta.json for one trained key x window; returns the artifact directory.
+    `model_columns`: the columns the model was fitted on, in order (--features, then generated ones)."""
     directory = artifact_dir(params.model_dir, params.run_id, key, window_start)
     filename = model_file(params.model)
     _write_bytes(FileSystems.join(directory, filename), serialize(estimator, params.model))
@@ -103,7 +105,7 @@ def save_model(estimator, params: PipelineParams, plan, key: str, window_start: 
         "model": params.model, "model_file": filename,
         "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
         "estimator_params": _json_safe(estimator.get_params()), "seed": seed,
-        "features": list(params.features), "target": params.target,
+        "features": list(params.features), "model_columns": list(model_columns), "target": params.target,
         "metrics": _json_safe({k: v for k, v in metrics.items() if k not in (params.key_column, "run_id")}),
         "parameters": params.as_dict(),
     }

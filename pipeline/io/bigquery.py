@@ -2,13 +2,16 @@
 
 - Table schemas are derived from `sinks.output_schemas` (the one place output schemas are
   declared); the predictions table is partitioned by date and clustered by key.
-- Before any work (`prepare`): the source's column names and BigQuery types, the
+- Before any work (`check`): the source's column names and BigQuery types, the
   existing target tables' schemas, and the run-id rule: with WRITE_APPEND a run
-  id that already has rows in a target table is refused or its rows deleted.
+  id that already has rows in a target table is refused or its rows are to be deleted.
+  `check` changes nothing; it returns the `TargetChanges` (tables to create, run rows to
+  delete) that the launcher applies only once every check, files included, has passed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pyarrow as pa
@@ -213,15 +216,33 @@ def create_table(client, table_id: str, schema: pa.Schema, layout: dict) -> None
     client.create_table(table, exists_ok=True, retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
 
 
-def prepare_target(params: PipelineParams, client, name: str, spec: str) -> None:
-    """An existing target table must fit the output; then the write disposition and run-id rules."""
+@dataclasses.dataclass
+class TargetChanges:
+    """What the launch will change in BigQuery once every check has passed: the target tables to
+    create and the tables whose rows of this run id --if_run_exists=replace deletes."""
+
+    client: object = None
+    run_id: str = ""
+    create: list = dataclasses.field(default_factory=list)  # (table id, Arrow schema, layout)
+    delete_run_rows: list = dataclasses.field(default_factory=list)  # table ids
+
+    def apply(self) -> None:
+        for table_id, schema, layout in self.create:
+            create_table(self.client, table_id, schema, layout)
+        for table_id in self.delete_run_rows:
+            _run_rows(self.client, table_id, self.run_id, "DELETE FROM")
+
+
+def prepare_target(params: PipelineParams, client, name: str, spec: str, changes: TargetChanges) -> None:
+    """An existing target table must fit the output; then the write disposition and run-id rules.
+    Changes nothing: what the launch is to change is added to `changes`."""
     from google.api_core import exceptions
 
     param, table_id = OUTPUT_TABLE_PARAMS[name], _table_id(spec, client.project)
     try:
         table = client.get_table(table_id, retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
     except exceptions.NotFound:
-        create_table(client, table_id, sinks.output_schemas(params)[name], table_layout(params, name))
+        changes.create.append((table_id, sinks.output_schemas(params)[name], table_layout(params, name)))
         return
     _check_target_schema(param, spec, table.schema, sinks.output_schemas(params)[name])
     if params.write_disposition == "WRITE_EMPTY" and table.num_rows:
@@ -236,7 +257,7 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str) -> None
         raise ParameterError("run_id", params.run_id,
                              f"a run id with no rows in {spec} ({existing} rows of this run are there; "
                              "--if_run_exists=replace deletes them and writes this run again)")
-    _run_rows(client, table_id, params.run_id, "DELETE FROM")
+    changes.delete_run_rows.append(table_id)
 
 
 def check_params(params: PipelineParams) -> None:
@@ -254,14 +275,22 @@ def check_params(params: PipelineParams) -> None:
         raise ParameterError("output_table", params.output_table, "a different table for each output")
 
 
-def prepare(params: PipelineParams, options: PipelineOptions, kind: str) -> None:
-    """The BigQuery checks that must pass before any work; nothing to do without BigQuery."""
+def check(params: PipelineParams, options: PipelineOptions, kind: str) -> TargetChanges:
+    """The BigQuery checks that must pass before any work, over every table; changes nothing.
+    Returns what to change once every other check has passed too (see TargetChanges)."""
+    changes = TargetChanges(run_id=params.run_id)
     targets = {} if params.plan_only else output_tables(params)  # a plan writes no results
     if kind != "bigquery" and not targets:
-        return
+        return changes
     cloud = options.view_as(GoogleCloudOptions)
-    client = make_client(cloud.project)
+    client = changes.client = make_client(cloud.project)
     if kind == "bigquery":
         check_source_schema(params, client, cloud.service_account_email)
     for name, spec in targets.items():
-        prepare_target(params, client, name, spec)
+        prepare_target(params, client, name, spec, changes)
+    return changes
+
+
+def prepare(params: PipelineParams, options: PipelineOptions, kind: str) -> None:
+    """`check`, then its changes (for callers with no other check to wait for)."""
+    check(params, options, kind).apply()

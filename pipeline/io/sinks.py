@@ -103,21 +103,19 @@ def prepare_output(params: PipelineParams) -> None:
     attempt with the same --run_id are cleared so they cannot be published.
     """
     check_output_location(params.output)
-    stale = FileSystems.match([FileSystems.join(staging_root(params), "**")])[0].metadata_list
-    if stale:
-        FileSystems.delete([m.path for m in stale])
     existing = []
     run_files = (SUMMARY_FILE, MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE)
     for name in (*OUTPUT_NAMES, PLAN_NAME, *run_files):
         path = output_path(params, name)
         pattern = path if name in run_files else FileSystems.join(path, "*")
         existing += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if not existing:
-        return
-    if params.if_output_exists == "fail":
+    if existing and params.if_output_exists == "fail":
         raise ParameterError("output", params.output,
                              f"an empty location (it holds {len(existing)} files of an earlier run; "
                              "use --if_output_exists=replace to overwrite)")
+    stale = FileSystems.match([FileSystems.join(staging_root(params), "**")])[0].metadata_list
+    if stale:  # only after the check: a refused run deletes nothing
+        FileSystems.delete([m.path for m in stale])
 
 
 def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:

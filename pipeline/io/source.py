@@ -4,8 +4,12 @@ Rows travel as DataFrame chunks, never one Python dict per row: the shuffle
 later moves one element per key x period instead of one per row.
 
 - DuckDB (local default): `--query` runs in DuckDB with the embedded sample
-  registered as `dataset.table`, so the article's SQL runs unchanged. DuckDB can
-  also read files in the query itself (`FROM 'data/*.parquet'`).
+  registered as `dataset.table`, so the article's SQL runs unchanged; with
+  `--source=duckdb --input=FILES`, the input files are registered as `input_files`
+  too (read by the pipeline's own file reader). Then the connection is sandboxed:
+  DuckDB's external access is disabled and its configuration locked, so a query
+  reaches only those tables (no `read_csv('/etc/passwd')`, ATTACH, COPY or
+  extension loads), at launch and on the workers alike.
 - Files: `--input` Parquet/CSV/JSONL path or glob, local or gs://.
 - BigQuery: `--source=bigquery` (see `pipeline.io.bigquery`).
 """
@@ -27,6 +31,7 @@ from pipeline.io.columns import CHUNK_ROWS, require_columns
 from pipeline.utils.packing import ReshuffleFrames
 
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
+INPUT_TABLE = "input_files"  # the --input files, with --source=duckdb
 
 
 def resolve_source(params: PipelineParams, runner: str | None) -> str:
@@ -42,8 +47,11 @@ def resolve_source(params: PipelineParams, runner: str | None) -> str:
     return "duckdb"
 
 
-def duckdb_connection():
-    """A DuckDB connection with the embedded sample registered as dataset.table."""
+def duckdb_connection(input_pattern: str | None = None):
+    """A sandboxed DuckDB connection: the embedded sample registered as dataset.table and, with
+    `input_pattern`, the input files as input_files; then no file, network or extension access
+    (`enable_external_access=false`, which also stops scans of Python variables) and the
+    configuration locked, so a query cannot turn access back on."""
     import duckdb
 
     connection = duckdb.connect()
@@ -51,14 +59,37 @@ def duckdb_connection():
     connection.register("embedded_sample", sample_data.generate())
     connection.execute(f"CREATE SCHEMA {SAMPLE_SCHEMA}")
     connection.execute(f'CREATE VIEW {SAMPLE_SCHEMA}."{SAMPLE_TABLE}" AS SELECT * FROM embedded_sample')
+    if input_pattern:
+        connection.register(INPUT_TABLE, read_input_files(input_pattern))
+    connection.execute("SET enable_external_access = false")
+    connection.execute("SET lock_configuration = true")
     return connection
 
 
-def duckdb_columns(query: str) -> list[str]:
+def read_input_files(pattern: str) -> pd.DataFrame:
+    """Every file matching --input (local or gs://), in path order, as one DataFrame."""
+    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    if not matches:
+        raise ParameterError("input", pattern, "a path or glob that matches at least one file")
+    frames = []
+    for path in matches:
+        with FileSystems.open(path) as handle:
+            frames.append(read_file_table(path, handle))
+    return pd.concat(frames, ignore_index=True)
+
+
+def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
     """Column names of the query's result, without running it in full."""
-    connection = duckdb_connection()
+    import duckdb
+
+    connection = duckdb_connection(input_pattern)
     try:
         return [row[0] for row in connection.execute(f"DESCRIBE ({query})").fetchall()]
+    except duckdb.PermissionException as exc:
+        raise ParameterError("query", query, f"a query over the tables the pipeline registers ({SAMPLE_SCHEMA}."
+                             f"{SAMPLE_TABLE}: the embedded sample; {INPUT_TABLE}: the --input files with "
+                             "--source=duckdb); a local query may not read files, attach databases or load "
+                             f"extensions: {exc}") from None
     except Exception as exc:
         raise ParameterError("query", query, f"a query DuckDB can run locally: {exc}") from None
     finally:
@@ -106,11 +137,11 @@ def _chunks(frame: pd.DataFrame, size: int = CHUNK_ROWS):
 
 
 class _RunDuckDBQuery(beam.DoFn):
-    def __init__(self, query: str, columns: tuple[str, ...]):
-        self._query, self._columns = query, columns
+    def __init__(self, query: str, columns: tuple[str, ...], input_pattern: str | None = None):
+        self._query, self._columns, self._input = query, columns, input_pattern
 
     def process(self, _):
-        connection = duckdb_connection()
+        connection = duckdb_connection(self._input)  # the launch's sandbox, on the worker too
         try:
             reader = connection.execute(self._query).to_arrow_reader(CHUNK_ROWS)
             for batch in reader:
@@ -145,7 +176,8 @@ class ReadSource(beam.PTransform):
         if self._kind == "duckdb":
             return (pbegin
                     | "Query" >> beam.Create([self._params.query])
-                    | "RunInDuckDB" >> beam.ParDo(_RunDuckDBQuery(self._params.query, columns))
+                    | "RunInDuckDB" >> beam.ParDo(_RunDuckDBQuery(self._params.query, columns,
+                                                                self._params.input or None))
                     | "Spread" >> ReshuffleFrames())
         if self._kind == "file":
             return (pbegin
@@ -163,7 +195,7 @@ class ReadSource(beam.PTransform):
 def check_columns(params: PipelineParams, kind: str) -> None:
     """Fails before any work when the source lacks a column the parameters name."""
     if kind == "duckdb":
-        available = duckdb_columns(params.query)
+        available = duckdb_columns(params.query, params.input or None)
     elif kind == "file":
         available = file_columns(params.input)
     else:

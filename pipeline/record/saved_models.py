@@ -3,7 +3,10 @@
     python -m pipeline.record.saved_models predict --model_dir DIR --run_id RUN --key S001 --window 2013 \
         [--input rows.parquet] [--output predictions.csv]
 
-Rows come from --input, else from the run's own source; they go through the pipeline's own validation.
+Rows come from --input, else from the run's own source; they go through the pipeline's own validation,
+duplicate rejection and feature generation: generated features (calendar, lags, rolling means) are
+rebuilt from the key's rows, those before the window included, and taken as of the test start, as the
+run did. So the rows must reach back as far as the longest lag / rolling mean.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io import source
 from pipeline.io.artifacts import load_model
 from pipeline.params.values import PipelineParams
-from pipeline.stages import rows
+from pipeline.stages import features, rows
+from pipeline.stages.windows import WindowPlan
 
 
 def params_from_meta(meta: dict) -> PipelineParams:
@@ -33,34 +37,51 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
                    source_rows: pd.DataFrame) -> pd.DataFrame:
     """Re-predicts the test periods of one key x window from its saved model.
 
-    `source_rows` are rows as the source returns them (any keys and periods); they go through the
-    pipeline's own validation, so features are prepared exactly as in the run. Returns key, date,
-    period, predicted, actual, sorted by date.
+    `source_rows` are rows as the source returns them (any keys and periods); see `window_rows`.
+    Returns key, date, period, predicted, actual, sorted by date.
     """
     estimator, meta = load_model(model_dir, run_id, key, window_start)
     params = params_from_meta(meta)
-    valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
-    test = valid[(valid["__key"] == str(key)) & valid[params.time_column].isin(meta["test_periods"])]
-    test = test.sort_values(params.date_column, kind="mergesort", ignore_index=True)
-    features = test[list(meta["features"])].to_numpy(dtype=float)
-    predicted = np.asarray(estimator.predict(features), dtype=float) if len(test) else np.array([])
+    window = window_rows(source_rows, params, key, window_start)
+    test = window[window[params.time_column].isin(meta["test_periods"])].reset_index(drop=True)
+    columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
+    matrix = np.empty((len(test), len(columns)), order="F")  # as the run's: column-major
+    for position, name in enumerate(columns):
+        matrix[:, position] = test[name].to_numpy(dtype=float)
+    predicted = np.asarray(estimator.predict(matrix), dtype=float) if len(test) else np.array([])
     return pd.DataFrame({
         params.key_column: str(key), params.date_column: test[params.date_column].to_numpy(),
         params.time_column: test[params.time_column].to_numpy(), "predicted": predicted,
         "actual": test[params.target].to_numpy(dtype=float)})
 
 
+def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, window_start: int) -> pd.DataFrame:
+    """One key x window's rows as the run gave them to the model: validated, a second row for a date
+    rejected, generated features computed over the key's whole history (rows before the window
+    included), then the window's rows as of its test start (pipeline.stages.features.as_of)."""
+    valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
+    key_rows = valid[valid["__key"] == str(key)].drop(columns="__key").reset_index(drop=True)
+    key_rows, duplicated = rows.in_date_order(key_rows, params)
+    key_rows = key_rows.loc[~duplicated].reset_index(drop=True)
+    spec = features.FeatureSpec.from_params(params)
+    if spec.calendar:
+        key_rows = features.add_calendar_features(key_rows, spec, params.date_column)
+    if spec.target_names:
+        key_rows = features.add_target_features(key_rows, spec, params)
+    plan = WindowPlan.from_params(params)
+    periods = key_rows[params.time_column]
+    window = key_rows[(periods >= window_start) & (periods <= plan.end_of(window_start))]
+    window = window.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    return features.as_of(window, plan.test_start(window_start), params)
+
+
 def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:
     """The rows of the run's own source, read locally (files or DuckDB; not BigQuery)."""
-    if params.input:
-        frames = []
-        for match in sorted(FileSystems.match([params.input])[0].metadata_list, key=lambda m: m.path):
-            with FileSystems.open(match.path) as handle:
-                frames.append(source.read_file_table(match.path, handle))
-        return pd.concat(frames, ignore_index=True)
+    if params.input and params.source != "duckdb":
+        return source.read_input_files(params.input)
     if params.source == "bigquery":
         raise SystemExit("the run read BigQuery: export the rows and pass them with --input")
-    connection = source.duckdb_connection()
+    connection = source.duckdb_connection(params.input or None)
     try:
         return connection.execute(params.query).df()
     finally:

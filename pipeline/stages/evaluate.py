@@ -24,47 +24,61 @@ def rmse(actual: np.ndarray, predicted: np.ndarray) -> float | None:
     return regression_metrics(actual, predicted)["rmse"]
 
 
-def previous_period_dates(dates: np.ndarray, periods: np.ndarray, test_dates: np.ndarray,
-                          test_periods: np.ndarray) -> np.ndarray:
-    """The date one period earlier for each test (date, period); NaT where there is none.
+def seasonal_dates(dates: np.ndarray, periods: np.ndarray, test_dates: np.ndarray, test_periods: np.ndarray,
+                   source_period: int) -> np.ndarray:
+    """For each test (date, period), the date at the same place in `source_period`; NaT where there is none.
 
-    When periods are calendar years (the article's case) that is the same
-    calendar day a year before. Otherwise the same offset from the start of
-    the previous period, where a period starts at its first date in the data.
-    `dates` (of the whole window) must be sorted.
+    When periods are calendar years (the article's case) that is the same calendar day
+    `period - source_period` years before. Otherwise the same offset from the start of the
+    source period, where a period starts at its first date in the data. `dates` and `periods`
+    cover the whole window (each period's dates sorted).
     """
-    years = dates.astype("datetime64[Y]").astype(np.int64) + 1970
-    if (years == periods).all():
-        return one_year_earlier(test_dates)
-    known, first_index = np.unique(periods, return_index=True)  # sorted dates: first = earliest
-    first_date = dates[first_index]
+    all_dates, all_periods = np.concatenate([dates, test_dates]), np.concatenate([periods, test_periods])
+    years = all_dates.astype("datetime64[Y]").astype(np.int64) + 1970
+    if (years == all_periods).all():
+        return years_earlier(test_dates, test_periods - source_period)
+    known, first_index = np.unique(all_periods, return_index=True)  # each period sorted: first = earliest
+    first_date = all_dates[first_index]
     offset = test_dates - first_date[np.searchsorted(known, test_periods)]
-    previous = np.searchsorted(known, test_periods - 1).clip(max=len(known) - 1)
-    has_previous = known[previous] == test_periods - 1
-    return np.where(has_previous, first_date[previous] + offset, np.datetime64("NaT"))
+    source = min(int(np.searchsorted(known, source_period)), len(known) - 1)
+    if known[source] != source_period:
+        return np.full(len(test_dates), np.datetime64("NaT"), dtype="datetime64[ns]")
+    return first_date[source] + offset
 
 
 def one_year_earlier(dates: np.ndarray) -> np.ndarray:
-    """`dates - pandas.DateOffset(years=1)` in numpy: the same month, day and time a year earlier,
-    the day clipped to the month's last (29 February -> 28 February)."""
+    """`dates - pandas.DateOffset(years=1)` in numpy (see years_earlier)."""
+    return years_earlier(dates, 1)
+
+
+def years_earlier(dates: np.ndarray, years) -> np.ndarray:
+    """`dates - pandas.DateOffset(years=n)` in numpy, `years` a number or one per date: the same month,
+    day and time n years earlier, the day clipped to the month's last (29 February -> 28 February)."""
     dates = np.asarray(dates, dtype="datetime64[ns]")
     month = dates.astype("datetime64[M]")
     day = dates.astype("datetime64[D]")
     time_of_day = dates - day
     day_index = day - month.astype("datetime64[D]")
-    earlier = month - np.timedelta64(12, "M")
+    earlier = month - (12 * np.asarray(years, dtype=np.int64)).astype("timedelta64[M]")
     month_length = (earlier + np.timedelta64(1, "M")).astype("datetime64[D]") - earlier.astype("datetime64[D]")
     shifted = earlier.astype("datetime64[D]") + np.minimum(day_index, month_length - np.timedelta64(1, "D"))
     return (shifted + time_of_day).astype("datetime64[ns]")
 
 
-def naive_baseline(dates: np.ndarray, periods: np.ndarray, values: np.ndarray, is_test: np.ndarray) -> np.ndarray:
-    """The same date one period earlier, or the training mean where that date has no value.
+def naive_baseline(train_dates: np.ndarray, train_periods: np.ndarray, train_values: np.ndarray,
+                   test_dates: np.ndarray, test_periods: np.ndarray) -> np.ndarray:
+    """Seasonal naive from the last training period: for each test row, the training value on the same
+    date of the last training period (calendar years: the same day as many years before), or the
+    training mean where that date has no value. One value per test row.
 
-    Arrays of one window sorted by date; returns one value per test row.
+    Only training rows are passed, so with several test periods a later one never reads the actuals
+    of an earlier one (which the model never saw). Arrays sorted by date.
     """
-    earlier = previous_period_dates(dates, periods, dates[is_test], periods[is_test]).astype(dates.dtype)
-    position = np.searchsorted(dates, earlier).clip(max=len(dates) - 1)
-    found = dates[position] == earlier  # NaT never equals
-    baseline = np.where(found, values[position], np.nan)
-    return np.where(np.isnan(baseline), float(values[~is_test].mean()), baseline)
+    if not len(train_values):
+        return np.full(len(test_dates), np.nan)
+    source = seasonal_dates(train_dates, train_periods, test_dates, test_periods, int(train_periods.max()))
+    source = source.astype(train_dates.dtype)
+    position = np.searchsorted(train_dates, source).clip(max=len(train_dates) - 1)
+    found = train_dates[position] == source  # NaT never equals
+    baseline = np.where(found, train_values[position], np.nan)
+    return np.where(np.isnan(baseline), float(np.mean(train_values)), baseline)

@@ -5,8 +5,8 @@ used go to the rejected-rows output with the stage, a reason code, the
 offending field and the original row as JSON; nothing is dropped silently.
 Valid rows are normalised (period int, date, float target and features) and
 cut into one part per key; the parts of a key from every chunk meet once
-(GroupByKey), are merged in date order, and duplicate (key, period, date)
-rows are rejected there. That one shuffle is the only one before training:
+(GroupByKey), are merged in date order, and a second row for the same (key, date),
+whatever its period, is rejected there. That one shuffle is the only one before training:
 the sliding windows are cut from each key's rows afterwards (pipeline.stages.windows).
 """
 
@@ -134,9 +134,24 @@ class _RejectWholeChunk(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, {"rows_read": len(chunk), "rows_rejected_validation": len(chunk)})
 
 
+def in_date_order(rows: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFrame, np.ndarray]:
+    """(one key's valid rows in date order, mask of the rows to reject as a second row for their date).
+
+    Rows already in strictly increasing date order (the usual case) need no sort and hold no
+    duplicate. Otherwise sorting on every column makes "which duplicate is kept" independent of the
+    order the rows arrived in."""
+    duplicated = np.zeros(len(rows), dtype=bool)
+    dates = rows[params.date_column]
+    if not (dates.is_monotonic_increasing and dates.is_unique):
+        rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
+                                kind="mergesort", ignore_index=True)
+        duplicated = rows.duplicated([params.date_column], keep="first").to_numpy()
+    return rows, duplicated
+
+
 class _MergeKeyRows(beam.DoFn):
-    """Joins the parts of one key in date order and rejects duplicate (period, date) rows
-    deterministically."""
+    """Joins the parts of one key in date order and rejects a second row for the same date (whatever
+    its period) deterministically: the first by (date, period, target, features) is kept."""
 
     def __init__(self, params: PipelineParams):
         self._params = params
@@ -148,15 +163,7 @@ class _MergeKeyRows(beam.DoFn):
         params = self._params
         parts = [packing.unpack(part) for part in packed]
         rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
-        duplicated = np.zeros(len(rows), dtype=bool)
-        # Rows already in strictly increasing date order (the usual case) need no sort and hold no
-        # duplicate. Otherwise sorting on every column makes "which duplicate is kept" independent
-        # of the order the parts arrived in.
-        dates = rows[params.date_column]
-        if not (dates.is_monotonic_increasing and dates.is_unique):
-            rows = rows.sort_values([params.date_column, params.time_column, params.target, *params.features],
-                                    kind="mergesort", ignore_index=True)
-            duplicated = rows.duplicated([params.time_column, params.date_column], keep="first").to_numpy()
+        rows, duplicated = in_date_order(rows, params)
         if duplicated.any():
             dupes = rows.loc[duplicated].assign(**{params.key_column: key})
             self._rows_rejected.inc(int(duplicated.sum()))

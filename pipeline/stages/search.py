@@ -21,6 +21,13 @@ Data flow (fan-out key x window x configuration, then back):
 
 Small fits are batched (`--search_batch_size` configurations per element) so the
 per-element cost of the fan-out stays small next to the fits themselves.
+
+Isolation as in plain training: every scoring fit and the refit run under
+--group_timeout_s (a helper process per DoFn instance, pipeline.utils.deadline); a
+configuration that raises or overruns is a failed score; a key x window whose every
+configuration failed is a failed ledger row (no_valid_config), and a refit-and-predict
+that breaks is one too (fit_error, timeout, or unexpected_error), so the failure
+budget (--max_failure_rate) counts them.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ from pipeline.stages import train
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.windows import WindowPlan
+from pipeline.utils.deadline import DeadlineCaller
 
 SEARCH = "search"
 GRID, RANDOM = "grid", "random"
@@ -93,15 +101,17 @@ def validation_start(plan: WindowPlan, window_start: int, validation_periods: in
 
 
 def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs: list[tuple[int, dict]],
-                  params: PipelineParams, plan: WindowPlan) -> list[dict]:
-    """Validation RMSE of each (config_id, config) on one key x window's training periods."""
+                  params: PipelineParams, plan: WindowPlan, deadline=None) -> list[dict]:
+    """Validation RMSE of each (config_id, config) on one key x window's training periods.
+
+    With a `deadline` (pipeline.utils.deadline.DeadlineCaller), every fit runs under --group_timeout_s;
+    a configuration that overruns is a failed score (CallTimeout), like one that raises."""
     cutoff = validation_start(plan, window_start, params.validation_periods)
     if (train_data[params.time_column] >= plan.test_start(window_start)).any():
         raise ValueError("the scoring step received test-period rows")  # the guarantee, enforced
     data = features.as_of(train_data, cutoff, params)
     split = train.WindowSplit(data, params.time_column, cutoff)  # "test" here: the validation periods
     fit, validation = split.train, split.test
-    columns, model = features.model_columns(params), custom_model.resolve(params.model)
     seed = registry.group_seed(params.seed, key, window_start)
     base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
             "validation_start": cutoff, "rows_fit": len(fit), "rows_validation": len(validation),
@@ -113,14 +123,13 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
         try:
             if len(fit) < params.min_train_rows or not len(validation):
                 raise ValueError(f"validation split has {len(fit)} fit rows and {len(validation)} validation rows")
-            fitted = custom_model.fit_predict(params, model, {**params.model_params, **config}, columns, split,
-                                              key, seed)
+            fitted = train.fit_in_time(params, {**params.model_params, **config}, split, key, seed, deadline)
             score = evaluate.rmse(validation[params.target].to_numpy(dtype=float), fitted.predicted)
             if score is None or not math.isfinite(score):
                 raise FloatingPointError("the model predicted NaN or infinite values")
             row.update(validation_rmse=score, fit_seconds=fitted.fit_seconds + fitted.predict_seconds)
         except Exception as exc:  # one configuration's failure is a recorded score, not a crash
-            row["error_message"] = f"{type(exc).__name__}: {exc}"[:1000]
+            row["error_message"] = f"{getattr(exc, 'class_name', type(exc).__name__)}: {exc}"[:1000]
         rows.append(row)
     return rows
 
@@ -156,6 +165,7 @@ class _ScoreConfigsFn(beam.DoFn):
     def __init__(self, params: PipelineParams):
         self._params, self._plan = params, WindowPlan.from_params(params)
         self._scored = Metrics.counter("search", "configs_scored")
+        self._deadline = None
 
     def setup(self):
         from threadpoolctl import threadpool_limits
@@ -165,7 +175,19 @@ class _ScoreConfigsFn(beam.DoFn):
     def process(self, element):
         (key, start), batch, train_data = element
         self._scored.inc(len(batch))
-        yield (key, start), score_configs(key, start, train_data, batch, self._params, self._plan)
+        yield (key, start), score_configs(key, start, train_data, batch, self._params, self._plan,
+                                          deadline=self._time_limit())
+
+    def _time_limit(self) -> DeadlineCaller | None:
+        """The --group_timeout_s helper process, started on first use (as TrainAndPredictFn's)."""
+        if self._deadline is None and self._params.group_timeout_s > 0:
+            self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
+            self._deadline.start()
+        return self._deadline
+
+    def teardown(self):
+        if self._deadline is not None:
+            self._deadline.stop()
 
 
 class _ChooseRefitPredictFn(train.TrainAndPredictFn):
@@ -178,15 +200,20 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
             row["chosen"] = winner is not None and row["config_id"] == winner["config_id"]
         if scores:
             yield beam.pvalue.TaggedOutput(SEARCH, pd.DataFrame(scores))
-        if scores and winner is None:
-            _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
-            result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
-                                        "error_class": "SearchError",
-                                        "error_message": f"every configuration failed: {scores[0]['error_message']}"})
-        else:
-            config = json.loads(winner["model_params"]) if winner else {}
-            result = train.train_and_predict(key, start, window_data, self._params, self._plan,
-                                             model_params={**self._params.model_params, **config})
+        config = json.loads(winner["model_params"]) if winner else {}
+        model_params = {**self._params.model_params, **config}
+        try:
+            if scores and winner is None:
+                _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
+                result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
+                                            "error_class": "SearchError", "error_message":
+                                            f"every configuration failed: {scores[0]['error_message']}"})
+            else:
+                result = train.train_and_predict(key, start, window_data, self._params, self._plan,
+                                                 model_params=model_params, deadline=self._deadline)
+        except Exception as exc:  # as TrainAndPredict's dead letters: one group's error is a ledger row
+            result = train.GroupResult(train.unexpected_error_ledger(
+                self._params, self._plan, key, start, len(window_data), type(exc), repr(exc), model_params))
         if winner is not None:
             chosen = {"config_id": winner["config_id"], "validation_rmse": winner["validation_rmse"]}
             result.ledger.update(chosen)

@@ -35,8 +35,8 @@ TRAINED, SKIPPED, FAILED = "trained", "skipped", "failed"
 UNEXPECTED = "unexpected"
 
 
-def _fit(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
-         deadline: DeadlineCaller | None) -> custom_model.Fitted:
+def fit_in_time(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
+                deadline: DeadlineCaller | None) -> custom_model.Fitted:
     """Fits and predicts, in this process or in the deadline's helper process (which receives the
     model itself, registry entry or user spec, so it needs no state of this process)."""
     call = deadline.call if deadline is not None else _call_here
@@ -174,7 +174,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     seed = registry.group_seed(params.seed, key, window_start)
     try:
-        fitted = _fit(params, model_params, split, key, seed, deadline)
+        fitted = fit_in_time(params, model_params, split, key, seed, deadline)
         predicted = fitted.predicted
         if not np.isfinite(predicted).all():
             raise FloatingPointError("the model predicted NaN or infinite values")
@@ -185,8 +185,10 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
-    baseline = evaluate.naive_baseline(split.values(date_column), split.values(time_column),
-                                       split.values(target).astype(float, copy=False), split.is_test)
+    baseline = evaluate.naive_baseline(  # training values only: never an earlier test period's actuals
+        split.column(date_column, test=False), split.column(time_column, test=False),
+        split.column(target, test=False).astype(float, copy=False),
+        split.column(date_column, test=True), split.column(time_column, test=True))
     window_end = plan.end_of(window_start)
     predictions = pd.DataFrame({
         params.key_column: np.full(len(actual), key, dtype=object),
@@ -208,7 +210,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
     if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
-        artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics)
+        artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
+                             features.model_columns(params))
     return GroupResult(ledger, predictions, metrics)
 
 
@@ -269,16 +272,22 @@ class _UnexpectedErrorToLedger(beam.DoFn):
 
     def process(self, dead_letter):
         (key, start, window_data), (exc_class, exc_repr, _traceback) = dead_letter
-        rows = len(window_data)
         count_group(FAILED)
-        yield {
-            self._params.key_column: key, "window_start": start, "window_end": self._plan.end_of(start),
-            "status": FAILED, "reason": "unexpected_error", "rows_train": None, "rows_test": None,
-            "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": exc_class.__name__,
-            "error_message": f"{exc_repr[:900]} ({rows} rows in the window)",
-            "model": self._params.model, "model_params": json.dumps(self._params.model_params, sort_keys=True),
-            "run_id": self._params.run_id,
-        }
+        yield unexpected_error_ledger(self._params, self._plan, key, start, len(window_data), exc_class, exc_repr)
+
+
+def unexpected_error_ledger(params: PipelineParams, plan: WindowPlan, key: str, start: int, rows: int,
+                            exc_class: type, exc_repr: str, model_params: dict | None = None) -> dict:
+    """The failed ledger row of a key x window whose step broke outside the fit itself."""
+    return {
+        params.key_column: key, "window_start": start, "window_end": plan.end_of(start),
+        "status": FAILED, "reason": "unexpected_error", "rows_train": None, "rows_test": None,
+        "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": exc_class.__name__,
+        "error_message": f"{exc_repr[:900]} ({rows} rows in the window)",
+        "model": params.model,
+        "model_params": json.dumps(params.model_params if model_params is None else model_params, sort_keys=True),
+        "run_id": params.run_id,
+    }
 
 
 class TrainAndPredict(beam.PTransform):

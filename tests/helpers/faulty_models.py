@@ -34,28 +34,34 @@ class FaultyRegressor:
     """Mean predictor that raises, hangs, crashes the job or predicts too many values for chosen groups."""
 
     def __init__(self, random_state=0, fail_fraction=0.0, hang_fraction=0.0, hang_seconds=600.0,
-                 crash_fraction=0.0, wrong_length_fraction=0.0):
+                 crash_fraction=0.0, wrong_length_fraction=0.0, from_rows=0):
         self.random_state, self.fail_fraction = random_state, fail_fraction
+        self.from_rows = from_rows  # faults only in fits on at least this many rows (0: every fit)
         self.hang_fraction, self.hang_seconds, self.crash_fraction = hang_fraction, hang_seconds, crash_fraction
         self.wrong_length_fraction = wrong_length_fraction
 
     def get_params(self, deep=True):
         return {"random_state": self.random_state, "fail_fraction": self.fail_fraction,
                 "hang_fraction": self.hang_fraction, "hang_seconds": self.hang_seconds,
-                "crash_fraction": self.crash_fraction, "wrong_length_fraction": self.wrong_length_fraction}
+                "crash_fraction": self.crash_fraction, "wrong_length_fraction": self.wrong_length_fraction,
+                "from_rows": self.from_rows}
+
+    def _faulty(self, fraction: float) -> bool:
+        return self.fit_rows_ >= self.from_rows and is_chosen(self.random_state, fraction)
 
     def fit(self, features, target):
+        self.fit_rows_ = len(target)
         if is_chosen(self.random_state, self.crash_fraction):
             raise SimulatedCrash(f"simulated crash for seed {self.random_state}")
-        if is_chosen(self.random_state, self.fail_fraction):
+        if self._faulty(self.fail_fraction):
             raise InjectedFault(f"injected fault for seed {self.random_state} on {len(target)} rows")
-        if is_chosen(self.random_state, self.hang_fraction):
+        if self._faulty(self.hang_fraction):
             time.sleep(self.hang_seconds)
         self.mean_ = float(np.mean(target))
         return self
 
     def predict(self, features):
-        extra = int(is_chosen(self.random_state, self.wrong_length_fraction))
+        extra = int(self._faulty(self.wrong_length_fraction))
         return np.full(len(features) + extra, self.mean_)
 
 

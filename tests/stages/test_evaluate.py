@@ -14,25 +14,31 @@ def _dates(*texts):
     return np.array(texts, dtype="datetime64[ns]")
 
 
+def naive_baseline(dates, periods, values, is_test):
+    """The window's arrays cut as the training step cuts them: only training values are passed."""
+    return evaluate.naive_baseline(dates[~is_test], periods[~is_test], values[~is_test], dates[is_test],
+                                   periods[is_test])
+
+
 def test_calendar_years_use_the_same_day_a_year_before():
     dates = _dates("2015-02-28", "2015-03-01", "2016-02-29", "2016-03-01", "2016-03-02")
     periods = np.array([2015, 2015, 2016, 2016, 2016])
     values = np.array([10.0, 20.0, 1.0, 2.0, 3.0])
     is_test = periods == 2016
     # 29 Feb 2016 -> 28 Feb 2015; 1 Mar -> 1 Mar; 2 Mar 2015 is missing -> training mean 15.
-    np.testing.assert_array_equal(evaluate.naive_baseline(dates, periods, values, is_test), [10.0, 20.0, 15.0])
+    np.testing.assert_array_equal(naive_baseline(dates, periods, values, is_test), [10.0, 20.0, 15.0])
 
 
-def test_other_periods_use_the_same_offset_from_the_previous_period_start():
-    # Periods of 10 days; period 1 starts on 1 Jan, period 2 on 11 Jan, period 4 has no period 3 before it.
+def test_other_periods_use_the_same_offset_from_the_last_training_period_start():
+    # Periods of 10 days; period 1 (training) starts on 1 Jan, period 2 on 11 Jan, period 4 on 1 Feb.
     dates = _dates("2020-01-01", "2020-01-03", "2020-01-11", "2020-01-13", "2020-01-14", "2020-02-01")
     periods = np.array([1, 1, 2, 2, 2, 4])
     values = np.array([5.0, 7.0, 50.0, 70.0, 80.0, 99.0])
     is_test = periods >= 2
-    baseline = evaluate.naive_baseline(dates, periods, values, is_test)
+    baseline = naive_baseline(dates, periods, values, is_test)
     # 11 Jan (offset 0) -> 1 Jan = 5; 13 Jan (offset 2) -> 3 Jan = 7; 14 Jan -> 4 Jan missing -> mean 6;
-    # 1 Feb in period 4: period 3 absent -> mean 6.
-    np.testing.assert_array_equal(baseline, [5.0, 7.0, 6.0, 6.0])
+    # 1 Feb (offset 0 in period 4) -> 1 Jan of period 1, the last training period = 5.
+    np.testing.assert_array_equal(baseline, [5.0, 7.0, 6.0, 5.0])
 
 
 @settings(max_examples=300, deadline=None)
