@@ -37,6 +37,7 @@ import pandas as pd
 from pipeline.models import registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.utils.deadline import DeadlineCaller
 
 ALLOW_LIST_ENV = "PIPELINE_MODEL_MODULES"
 SPEC_RE = re.compile(r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*):(?P<name>[A-Za-z][A-Za-z0-9_]*)$")
@@ -132,6 +133,25 @@ class Fitted:
 def resolve(model: str) -> registry.ModelSpec | str:
     """What `fit_predict` takes: the registry's entry for a registry name, else the user spec itself."""
     return registry.REGISTRY.get(model) or model
+
+
+def import_model(model: registry.ModelSpec | str) -> None:
+    """Imports what fitting `model` needs (its estimator's library, or the user's module)."""
+    if isinstance(model, registry.ModelSpec):
+        model.estimator_class()
+    else:
+        load(model, check_allowed=False)
+
+
+def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
+    """The --group_timeout_s helper process for this run's model (None without a limit), started, with
+    the model's imports done before the clock of any fit starts."""
+    if params.group_timeout_s <= 0:
+        return None
+    caller = DeadlineCaller(params.group_timeout_s, params.model_threads,
+                            warmup=(import_model, (resolve(params.model),)))
+    caller.start()
+    return caller
 
 
 def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_params: dict,

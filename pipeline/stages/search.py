@@ -180,9 +180,8 @@ class _ScoreConfigsFn(beam.DoFn):
 
     def _time_limit(self) -> DeadlineCaller | None:
         """The --group_timeout_s helper process, started on first use (as TrainAndPredictFn's)."""
-        if self._deadline is None and self._params.group_timeout_s > 0:
-            self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
-            self._deadline.start()
+        if self._deadline is None:
+            self._deadline = custom_model.time_limited_caller(self._params)
         return self._deadline
 
     def teardown(self):

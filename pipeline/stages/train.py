@@ -235,9 +235,7 @@ class TrainAndPredictFn(beam.DoFn):
 
         # One BLAS/OpenMP thread per fit unless asked: every core already runs its own fits.
         self._thread_limit = threadpool_limits(limits=self._params.model_threads)
-        if self._params.group_timeout_s > 0:
-            self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
-            self._deadline.start()
+        self._deadline = custom_model.time_limited_caller(self._params)
         # Imported modules live as long as the process: keep them out of every later collection.
         gc.freeze()
 

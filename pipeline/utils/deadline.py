@@ -34,11 +34,19 @@ class RemoteError(RuntimeError):
         self.class_name = class_name
 
 
-def _serve(connection, threads: int) -> None:
-    """The helper's loop: receive (function, args), reply ("ok", result) or ("error", class, message)."""
+def _serve(connection, threads: int, warmup) -> None:
+    """The helper's loop: receive (function, args), reply ("ok", result) or ("error", class, message).
+
+    `warmup`, (function, args) or None, runs before the helper says it is ready: imports that would
+    otherwise count against the first call's time limit (scikit-learn takes seconds to import)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=threads)
+    if warmup is not None:
+        try:
+            warmup[0](*warmup[1])
+        except Exception:  # the call that needs it reports what is wrong, with its own message
+            pass
     connection.send(("ready",))
     while True:
         try:
@@ -55,8 +63,8 @@ def _serve(connection, threads: int) -> None:
 class DeadlineCaller:
     """Runs `function(*args)` in a helper process and gives up after `seconds`."""
 
-    def __init__(self, seconds: float, threads: int = 1):
-        self.seconds, self._threads = seconds, threads
+    def __init__(self, seconds: float, threads: int = 1, warmup=None):
+        self.seconds, self._threads, self._warmup = seconds, threads, warmup
         self._process = self._connection = None
 
     def start(self) -> None:
@@ -64,7 +72,7 @@ class DeadlineCaller:
             return
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
-        self._process = context.Process(target=_serve, args=(child, self._threads), daemon=True,
+        self._process = context.Process(target=_serve, args=(child, self._threads, self._warmup), daemon=True,
                                         name="deadline-helper")
         self._process.start()
         child.close()

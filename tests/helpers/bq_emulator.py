@@ -20,12 +20,13 @@ import glob
 import importlib.util
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
+
+from tests.helpers.emulator_process import EmulatorProcess
 
 PROJECT = "test-project"
 BEAM_TEMP_DATASET_PREFIX = "beam_temp_dataset_"
@@ -61,7 +62,7 @@ def _private_home(workdir: str) -> str:
     return home
 
 
-class BigQueryEmulator:
+class BigQueryEmulator(EmulatorProcess):
     """One bqemulator process; `stop()` ends it by its PID."""
 
     def __init__(self, workdir: str):
@@ -93,20 +94,6 @@ class BigQueryEmulator:
                 time.sleep(0.2)
         self.stop()
         raise RuntimeError(f"bqemulator not healthy after {timeout}s: {self.log_tail()}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-
-    def log_tail(self, size: int = 3000) -> str:
-        with open(self.log_path, "rb") as handle:
-            return handle.read()[-size:].decode(errors="replace")
 
     def client(self):
         """The official client, pointed at the emulator."""

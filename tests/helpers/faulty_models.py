@@ -16,10 +16,30 @@ import pytest
 from pipeline.models import registry
 from pipeline.params import parse
 from pipeline.params.catalog import PARAMS
+from tests.helpers.pipeline_runs import make_rows
+
+
+# The clean input the fault-injection tests share: 8 keys x 5 years, so 3 windows of 3 periods per key.
+KEYS = "ABCDEFGH"
+YEARS = [2001, 2002, 2003, 2004, 2005]
+WINDOWS = (2001, 2002, 2003)  # window_size 3 over 2001..2005
 
 
 def is_chosen(seed: int, fraction: float) -> bool:
     return bool(seed) and (seed % 1000) < fraction * 1000
+
+
+def chosen_groups(fraction: float) -> set[tuple[str, int]]:
+    """The key x windows of the clean input that misbehave at `fraction` (seed 0, as the tests run)."""
+    return {(key, start) for key in KEYS for start in WINDOWS
+            if is_chosen(registry.group_seed(0, key, start), fraction)}
+
+
+@pytest.fixture
+def clean_input(tmp_path):
+    path = tmp_path / "input.parquet"
+    make_rows({key: YEARS for key in KEYS}, days=5).to_parquet(path, index=False)
+    return str(path)
 
 
 class InjectedFault(RuntimeError):

@@ -13,7 +13,7 @@ rest of a loopback-only Google environment:
 - `NO_GCE_CHECK=true` keeps google-auth from probing the metadata server at all.
 
 The variables are inherited by subprocesses (the multi-process local runner's workers,
-`python -m pipeline.record.report`, ...). Run as a script, this file is the emulator process:
+`python -m pipeline.record.report`, ...). Run as a module (`python -m tests.helpers.gcs_emulator BUCKET`), this file is the emulator process:
 it prints its port as one JSON line and serves until stdin closes or SIGTERM.
 """
 
@@ -27,6 +27,9 @@ import signal
 import subprocess
 import sys
 import threading
+
+from tests.helpers import ROOT
+from tests.helpers.emulator_process import EmulatorProcess
 
 PROJECT = "test-project"
 HOST = "127.0.0.1"
@@ -62,19 +65,18 @@ def _audit(event: str, args: tuple) -> None:
 sys.addaudithook(_audit)  # once per process; it records only inside loopback_only()
 
 
-class GcsEmulator:
+class GcsEmulator(EmulatorProcess):
     """One emulator process with one bucket; `stop()` ends it by its PID."""
 
     def __init__(self, workdir: str, bucket: str = "test-bucket"):
         self.workdir, self.bucket = workdir, bucket
-        self.process: subprocess.Popen | None = None
         self.endpoint = ""
         self.credentials_file = os.path.join(workdir, "application_default_credentials.json")
         self.log_path = os.path.join(workdir, "gcs_emulator.log")
 
     def start(self, timeout: float = 30.0) -> "GcsEmulator":
         with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), self.bucket],
+            self.process = subprocess.Popen([sys.executable, "-m", "tests.helpers.gcs_emulator", self.bucket], cwd=ROOT,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log)
         started = _read_line(self.process, timeout)
         if not started:
@@ -101,20 +103,6 @@ class GcsEmulator:
         finally:
             _WATCHING.clear()
         assert not _OUTSIDE, f"connections off this machine: {sorted(set(_OUTSIDE))}"
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.kill(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=15)
-
-    def log_tail(self, size: int = 3000) -> str:
-        with open(self.log_path, "rb") as handle:
-            return handle.read()[-size:].decode(errors="replace")
 
 
 def snapshot(root: str) -> dict[str, bytes]:

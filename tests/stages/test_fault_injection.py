@@ -1,6 +1,6 @@
 """Fault injection: models that raise, hang or return garbage for chosen key x windows.
 
-The test-only FaultyRegressor (tests/faulty_models.py) is registered as --model=faulty.
+The test-only FaultyRegressor (tests/helpers/faulty_models.py) is registered as --model=faulty.
 Which groups misbehave follows from registry.group_seed, so the expected ledger is computed here.
 """
 
@@ -13,29 +13,14 @@ import apache_beam as beam
 import pandas as pd
 import pytest
 
-from pipeline.models import registry
 from pipeline import run as pipeline_run
 from pipeline.io.results import read_summary
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed, RemoteError
 from tests.helpers import faulty_models
-from tests.helpers.faulty_models import faulty_model  # noqa: F401 (fixture)
+from tests.helpers.faulty_models import KEYS, WINDOWS, YEARS, chosen_groups
+from tests.helpers.faulty_models import clean_input, faulty_model  # noqa: F401 (fixtures)
 from tests.helpers.pipeline_runs import IN_PROCESS, make_rows, read_output, run_pipeline
 
-KEYS = "ABCDEFGH"
-YEARS = [2001, 2002, 2003, 2004, 2005]
-WINDOWS = (2001, 2002, 2003)  # window_size 3 over 2001..2005
-
-
-@pytest.fixture
-def clean_input(tmp_path):
-    path = tmp_path / "input.parquet"
-    make_rows({key: YEARS for key in KEYS}, days=5).to_parquet(path, index=False)
-    return str(path)
-
-
-def chosen_groups(fraction: float) -> set[tuple[str, int]]:
-    return {(key, start) for key in KEYS for start in WINDOWS
-            if faulty_models.is_chosen(registry.group_seed(0, key, start), fraction)}
 
 
 def ledger_status(output) -> dict:

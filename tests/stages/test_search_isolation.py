@@ -12,30 +12,13 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from pipeline import run as pipeline_run
-from pipeline.models import registry
 from tests.helpers import faulty_models
-from tests.helpers.faulty_models import faulty_model  # noqa: F401 (fixture)
-from tests.helpers.pipeline_runs import IN_PROCESS, make_rows, read_output, run_pipeline
+from tests.helpers.faulty_models import KEYS, WINDOWS, chosen_groups
+from tests.helpers.faulty_models import clean_input, faulty_model  # noqa: F401 (fixtures)
+from tests.helpers.pipeline_runs import IN_PROCESS, read_output, run_pipeline
 
-KEYS = "ABCDEFGH"
-YEARS = [2001, 2002, 2003, 2004, 2005]
-WINDOWS = (2001, 2002, 2003)  # window_size 3 over 2001..2005
 GRID = "--param_grid=" + json.dumps({"hang_seconds": [8, 9]})  # two configurations, both faulty alike
-
-
-@pytest.fixture
-def clean_input(tmp_path):
-    path = tmp_path / "input.parquet"
-    make_rows({key: YEARS for key in KEYS}, days=5).to_parquet(path, index=False)
-    return str(path)
-
-
-def chosen_groups(fraction: float) -> set[tuple[str, int]]:
-    return {(key, start) for key in KEYS for start in WINDOWS
-            if faulty_models.is_chosen(registry.group_seed(0, key, start), fraction)}
 
 
 def ledger_rows(output) -> dict:

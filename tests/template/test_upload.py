@@ -19,15 +19,21 @@ BUILT_HERE = (".venv/bin/python", ".venv-image/abc/.complete", "output/sample/su
               ".hypothesis/examples/x", "bench/results/20260101.md", "many_models_pipeline.egg-info/PKG-INFO")
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True, timeout=60).stdout
+def _git(*args: str, cwd: str = ROOT) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=True, timeout=60).stdout
 
 
 @pytest.fixture(scope="module")
-def tracked() -> set[str]:
-    if not os.path.exists(os.path.join(ROOT, ".git")):
-        pytest.skip("no git checkout here (a Cloud Build upload): what is tracked cannot be read")
-    return set(_git("ls-files", "-z").split("\0")) - {""}
+def tracked(tmp_path_factory) -> set[str]:
+    """The committed sources: `git ls-files` in a checkout; in an export (what CI tests, no .git), every
+    file git would track there, read through a throwaway git directory (git honours .gitignore)."""
+    if os.path.exists(os.path.join(ROOT, ".git")):
+        return set(_git("ls-files", "-z").split("\0")) - {""}
+    scratch = tmp_path_factory.mktemp("export-git")
+    _git("init", "--quiet", str(scratch))
+    git_dir = str(scratch / ".git")
+    listed = _git(f"--git-dir={git_dir}", f"--work-tree={ROOT}", "ls-files", "--others", "--exclude-standard", "-z")
+    return set(listed.split("\0")) - {""}
 
 
 def _copy(files: set[str], target) -> None:
@@ -54,27 +60,34 @@ def test_gcloud_uploads_the_tracked_sources_and_nothing_built_here(tracked, tmp_
 
 
 def test_ci_runs_make_test_from_a_git_less_export_with_the_commit_passed(tmp_path):
-    """.ci/run with a stand-in `make` that records where and how it was called."""
-    if not os.path.exists(os.path.join(ROOT, ".git")):
-        pytest.skip("no git checkout here")
+    """.ci/run in a repository of its own (so this runs from an export too), with a stand-in `make`
+    that records where and how it was called."""
+    repo = tmp_path / "repo"
+    (repo / ".ci").mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, ".ci", "run"), repo / ".ci" / "run")
+    for name in ("Makefile", "requirements.txt"):
+        shutil.copy(os.path.join(ROOT, name), repo / name)
+    identity = ["-c", "user.name=ci", "-c", "user.email=ci@localhost"]
+    _git("init", "--quiet", cwd=str(repo))
+    _git("add", "-A", cwd=str(repo))
+    _git(*identity, "commit", "--quiet", "-m", "ci", cwd=str(repo))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     record = tmp_path / "record"
     make = bin_dir / "make"
     make.write_text(f'#!/bin/sh\n{{ echo "args=$*"; echo "cwd=$(pwd)"; echo "commit=$PIPELINE_GIT_COMMIT";\n'
-                    f'  test -e .git && echo git=yes || echo git=no; ls; }} > "{record}"\n')
+                    f'  test -e .git && echo git=yes || echo git=no; ls -A; }} > "{record}"\n')
     make.chmod(make.stat().st_mode | stat.S_IEXEC)
     env = {k: v for k, v in os.environ.items() if k != "PIPELINE_GIT_COMMIT"}
     env.update(PATH=f"{bin_dir}{os.pathsep}{env['PATH']}", TMPDIR=str(tmp_path))
-    ran = subprocess.run(["sh", os.path.join(ROOT, ".ci", "run")], capture_output=True, text=True, timeout=120,
-                         env=env)
+    ran = subprocess.run(["sh", str(repo / ".ci" / "run")], capture_output=True, text=True, timeout=120, env=env)
     assert ran.returncode == 0, ran.stderr
     lines = record.read_text().splitlines()
     assert lines[0] == "args=test"  # the README's test command
     assert lines[1].startswith(f"cwd={tmp_path}/ci-export.")
-    assert lines[2] == "commit=" + _git("rev-parse", "HEAD").strip()
+    assert lines[2] == "commit=" + _git("rev-parse", "HEAD", cwd=str(repo)).strip()
     assert lines[3] == "git=no"
-    assert {"Makefile", "pipeline", "tests", "requirements.txt"} <= set(lines[4:])
+    assert set(lines[4:]) == {".ci", "Makefile", "requirements.txt"}  # the committed tree, nothing else
     with open(os.path.join(ROOT, "README.md")) as handle:
         assert "make test" in handle.read()
 
