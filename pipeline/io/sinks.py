@@ -39,15 +39,17 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     chosen = [("model_params", pa.string()), ("config_id", pa.int64()), ("validation_rmse", pa.float64())]
     # --interval_levels: the band of each level (pipeline.stages.intervals), on forecasts and predictions
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
+    bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
+    coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
-            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *tail]),
+            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *tail]),
         "metrics": pa.schema([
             key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
-            ("predict_seconds", pa.float64()), *chosen, *tail]),
+            ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),

@@ -190,6 +190,9 @@ class WriteSummary(beam.PTransform):
             documents = documents | "AddComparison" >> beam.Map(
                 lambda doc, comparison: {**doc, "model_comparison": comparison},
                 beam.pvalue.AsSingleton(inputs["model_comparison"]))
+        if "intervals" in inputs:  # --interval_levels (pipeline.stages.intervals)
+            documents = documents | "AddIntervals" >> beam.Map(
+                lambda doc, coverage: {**doc, "intervals": coverage}, beam.pvalue.AsSingleton(inputs["intervals"]))
         return documents | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
 
 

@@ -114,7 +114,8 @@ def test_several_models_forecast_with_each_keys_chosen_model(tmp_path):
     rows, _ = forecast_data()
     path = tmp_path / "rows.parquet"
     rows.to_parquet(path, index=False)
-    run_pipeline(tmp_path / "out", f"--input={path}", "--model=ridge,gbr", "--forecast=true", "--run_id=fc2")
+    run_pipeline(tmp_path / "out", f"--input={path}", "--model=ridge,gbr", "--forecast=true", "--run_id=fc2",
+                 "--interval_levels=50")
     chosen = read_output(str(tmp_path / "out"), "selection")
     chosen = chosen[chosen["chosen"]].set_index("shop_id")["model"]
     forecasts = read_output(str(tmp_path / "out"), "forecasts").sort_values(["shop_id", "date"])
@@ -122,6 +123,12 @@ def test_several_models_forecast_with_each_keys_chosen_model(tmp_path):
         mine = forecasts[forecasts["shop_id"] == key]
         assert set(mine["model"]) == {chosen[key]}
         assert np.array_equal(mine["predicted"].to_numpy(), _hand_refit(rows, key, chosen[key], 0, periods))
+        # The band: the chosen model's backtest residuals of this key only.
+        backtest = read_output(str(tmp_path / "out"), "predictions")
+        backtest = backtest[(backtest["shop_id"] == key) & (backtest["model"] == chosen[key])]
+        scores = np.sort(np.abs(backtest["actual"] - backtest["predicted"]).to_numpy())
+        q = scores[-(-(len(scores) + 1) * 50 // 100) - 1]
+        assert np.allclose(mine["upper_50"] - mine["predicted"], q) and set(mine["calibration_residuals"]) == {len(scores)}
 
 
 def test_future_rows_get_features_as_test_rows_do():
