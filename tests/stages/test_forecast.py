@@ -147,3 +147,56 @@ def test_a_forecast_table_needs_forecast():
     with pytest.raises(ParameterError) as error:
         parse_args(["--forecast_table=ds.forecasts"])
     assert error.value.name == "forecast_table"
+
+
+@pytest.fixture(scope="module")
+def sample_runs(tmp_path_factory):
+    """The embedded sample: without --forecast, with it (and bands), and without its future rows."""
+    from pipeline.io import sample_data
+
+    base = tmp_path_factory.mktemp("sample")
+    old = base / "without_future.parquet"
+    sample_data.generate(future_days=0).to_parquet(old, index=False)
+    return base, {
+        "plain": run_pipeline(base / "plain", "--run_id=plain"),
+        "forecast": run_pipeline(base / "forecast", "--run_id=fc", "--forecast=true", "--interval_levels=80,95"),
+        "old": run_pipeline(base / "old", f"--input={old}", "--run_id=old"),
+    }
+
+
+def test_the_samples_future_rows_are_rejected_without_forecast_and_forecast_with_it(sample_runs):
+    from pipeline.io import sample_data
+
+    base, summaries = sample_runs
+    future = 29 * sample_data.FUTURE_DAYS
+    plain, with_forecast, old = summaries["plain"], summaries["forecast"], summaries["old"]
+    assert plain["rows_read"] == old["rows_read"] + future == with_forecast["rows_read"]
+    assert plain["rows_rejected_by_reason"] == {"bad_target": 2 + future, "duplicate_key_date": 1}
+    assert with_forecast["rows_rejected_by_reason"] == {"bad_target": 2, "duplicate_key_date": 1}
+    assert with_forecast["rows_to_forecast"] == future == with_forecast["forecast"]["rows_forecast"]
+    assert plain["counts_reconcile"]["rows"] and with_forecast["counts_reconcile"]["rows"]
+    rejected = read_output(str(base / "forecast"), "rejected_rows")
+    assert not any(json.loads(row)["year"] == 2019 for row in rejected["row_json"])
+    # The backtest's predictions are those of the sample without future rows, with or without --forecast.
+    order = ["shop_id", "window_start", "date"]
+    frames = {}
+    for name in ("plain", "forecast", "old"):
+        frame = read_output(str(base / name), "predictions")
+        frames[name] = frame[["shop_id", "date", "year", "window_start", "window_end", "predicted", "actual",
+                              "baseline", "model"]].sort_values(order, ignore_index=True)
+    pd.testing.assert_frame_equal(frames["plain"], frames["old"])
+    pd.testing.assert_frame_equal(frames["forecast"], frames["old"])
+    forecasts = read_output(str(base / "forecast"), "forecasts")
+    assert forecasts["year"].eq(2019).all() and forecasts["lower_95"].notna().all()
+    assert "Forecast: best, median and worst keys" in (base / "forecast" / "report.html").read_text()
+    assert "Forecast" not in (base / "plain" / "report.html").read_text()
+
+
+def test_new_parameters_leave_the_params_hash_of_runs_that_do_not_set_them():
+    from pipeline.record import lineage
+
+    # What the code before --forecast / --interval_levels / --forecast_table computed for these runs.
+    assert lineage.params_hash(parse_args([])[0]) == "83bf4a6479a81946"
+    assert lineage.params_hash(parse_args(["--model=ridge,gbr"])[0]) == "74a6dde4aa0226a9"
+    assert lineage.params_hash(parse_args(["--forecast=true"])[0]) != "83bf4a6479a81946"
+    assert lineage.params_hash(parse_args(["--interval_levels=80"])[0]) != "83bf4a6479a81946"
