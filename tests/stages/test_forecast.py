@@ -200,3 +200,30 @@ def test_new_parameters_leave_the_params_hash_of_runs_that_do_not_set_them():
     assert lineage.params_hash(parse_args(["--model=ridge,gbr"])[0]) == "74a6dde4aa0226a9"
     assert lineage.params_hash(parse_args(["--forecast=true"])[0]) != "83bf4a6479a81946"
     assert lineage.params_hash(parse_args(["--interval_levels=80"])[0]) != "83bf4a6479a81946"
+
+
+def test_forecasts_go_to_their_bigquery_table_partitioned_by_date():
+    from pipeline.io import bigquery, sinks
+    from tests.io.test_bigquery_graph import ARTICLE_QUERY, dry_run_display_data, values_of
+
+    display = dry_run_display_data([
+        f"--query={ARTICLE_QUERY}", "--run_id=r1", "--forecast=true", "--interval_levels=80",
+        "--output_table=my-project:results.predictions", "--forecast_table=my-project:results.forecasts"])
+    write = "WriteBigQuery/ToBigQuery_forecasts/Write"
+    assert values_of(display, "table", write) == {"my-project:results.forecasts"}
+    layout = values_of(display, "additional_bq_params", write)
+    assert layout and all("'field': 'date'" in v for v in layout)
+    params = parse_args(["--forecast=true", "--interval_levels=80,95"])[0]
+    names = [f["name"] for f in bigquery.table_schema(sinks.output_schemas(params)["forecasts"])["fields"]]
+    assert names[:4] == ["shop_id", "date", "year", "predicted"]
+    assert {"lower_80", "upper_80", "lower_95", "upper_95", "calibration_residuals", "train_start",
+            "train_end", "model", "run_id", "params_hash", "code_version"} <= set(names)
+
+
+def test_with_a_grid_the_forecast_uses_the_configuration_of_the_keys_last_window():
+    params = parse_args(["--param_grid={\"alpha\": [0.1, 10]}", "--model=ridge"])[0]
+    rows = [{"model": "ridge", "window_start": 2002, "model_params": "{\"alpha\": 10}"},
+            {"model": "ridge", "window_start": 2001, "model_params": "{\"alpha\": 0.1}"}]
+    assert forecast.configuration(params, rows) == {"alpha": 10}
+    assert forecast.configuration(params, []) is None  # never trained: ledger row forecast_no_configuration
+    assert forecast.configuration(parse_args(["--model_params={\"alpha\": 3}", "--model=ridge"])[0], []) == {"alpha": 3}
