@@ -31,14 +31,15 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import compare, features, fingerprint, plan, rows, search, select, summary, train, windows
+from pipeline.stages import (compare, features, fingerprint, forecast, intervals, plan, rows, search, select,
+                             summary, train, windows)
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
 # Each module's own parameter checks, in the order a user would fix them; all run before any work.
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
                     bigquery.check_params, custom_model.check_params, features.check_params, search.check_params,
-                    select.check_params)
+                    select.check_params, forecast.check_params, intervals.check_params)
 # With several models (--model=a,b), these run once per model on that model's own parameters.
 PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
@@ -85,10 +86,15 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
     outputs = {name: results[name] for name in fitted}
     comparison = {}
+    if intervals.is_enabled(params):  # bands from earlier windows, coverage out of sample
+        outputs.update(intervals.add_bands(params, outputs))
+        comparison["intervals"] = outputs[train.PREDICTIONS] | "IntervalCoverage" >> intervals.Coverage(params)
     if compare.is_enabled(params):
         selected = outputs | "SelectModels" >> select.SelectModels(params)
         outputs[select.SELECTION] = selected[select.SELECTION]
-        comparison = {select.COMPARISON: selected[select.COMPARISON]}
+        comparison[select.COMPARISON] = selected[select.COMPARISON]
+    if forecast.is_enabled(params):
+        outputs.update(forecast.add_forecasts(params, outputs, key_rows, validated[rows.FORECAST_ROWS]))
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
@@ -158,7 +164,8 @@ def run(argv: list[str] | None = None) -> dict | None:
     result = read_summary(params.output)
     print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
     written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
-               and (name != select.SELECTION or compare.is_enabled(params))]
+               and (name != select.SELECTION or compare.is_enabled(params))
+               and (name != forecast.FORECASTS or forecast.is_enabled(params))]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
     try:
         print(f"Report: {report.write_report(params.output)}")

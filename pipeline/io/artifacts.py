@@ -113,6 +113,26 @@ def save_model(estimator, params: PipelineParams, plan, key: str, window_start: 
     return directory
 
 
+FORECAST_DIR = "forecast"
+
+
+def save_forecast_model(estimator, params: PipelineParams, key: str, seed: int, meta: dict) -> str:
+    """Writes the model + meta.json of one key's forecast (--forecast) to
+    <model_dir>/<run_id>/<key>/forecast/; returns the directory."""
+    directory = FileSystems.join(params.model_dir, params.run_id, encode_key(key), FORECAST_DIR)
+    filename = model_file(params.model)
+    _write_bytes(FileSystems.join(directory, filename), serialize(estimator, params.model))
+    document = {
+        "run_id": params.run_id, "key": str(key), "model": params.model, "model_file": filename,
+        "estimator": f"{type(estimator).__module__}.{type(estimator).__name__}",
+        "estimator_params": _json_safe(estimator.get_params()), "seed": seed,
+        "features": list(params.features), "target": params.target, **_json_safe(meta),
+        "parameters": params.as_dict(),
+    }
+    _write_bytes(FileSystems.join(directory, META_FILE), json.dumps(document, indent=2).encode())
+    return directory
+
+
 def load_model(model_dir: str, run_id: str, key: str, window_start: int):
     """(estimator, meta) of one saved key x window."""
     directory = artifact_dir(model_dir, run_id, key, window_start)

@@ -25,7 +25,7 @@ from pipeline.io.columns import require_columns
 # Which --*_table parameter names the table of each output.
 OUTPUT_TABLE_PARAMS = {"predictions": "output_table", "metrics": "metrics_table",
                        "ledger": "ledger_table", "rejected_rows": "rejected_table",
-                       "selection": "selection_table"}
+                       "selection": "selection_table", "forecasts": "forecast_table"}
 RUN_ID_COLUMN = "run_id"
 CLIENT_TIMEOUT_SECONDS = 60.0  # per call and per job wait: a launcher must not hang on a stuck call
 
@@ -83,7 +83,7 @@ def output_tables(params: PipelineParams) -> dict[str, str]:
 
 def table_layout(params: PipelineParams, name: str) -> dict:
     """Partitioning and clustering: RMSE per key and year scans only what it needs."""
-    if name != "predictions":
+    if name not in ("predictions", "forecasts"):
         return {}
     return {"timePartitioning": {"type": "DAY", "field": params.date_column},
             "clustering": {"fields": [params.key_column, RUN_ID_COLUMN]}}

@@ -10,7 +10,11 @@ The mess, on purpose:
 - shop `S003` opens on 1 July of the third year (its first window is partial);
 - a few attribute values are missing;
 - a few attr3 values are not numbers ("n/a");
-- two rows have no sales value and one row is delivered twice: those three are rejected rows.
+- two rows have no sales value and one row is delivered twice: those three are rejected rows;
+- future rows: every shop still open (all but `S002`) has rows for the first FUTURE_DAYS days of the
+  period after the last one (dates and attributes known, sales empty). With --forecast they are the
+  rows to forecast; without it they are rejected (bad_target), like any empty target. They are drawn
+  from a generator of their own and appended last, so the other rows are the same as without them.
 """
 
 from __future__ import annotations
@@ -23,10 +27,13 @@ import pandas as pd
 FIRST_YEAR = 2013
 YEARS = 6
 SHOPS = 30
+FUTURE_DAYS = 31
 
 
 def generate(n_shops: int = SHOPS, first_year: int = FIRST_YEAR, years: int = YEARS, seed: int = 7,
-             messy: bool = True) -> pd.DataFrame:
+             messy: bool = True, future_days: int | None = None) -> pd.DataFrame:
+    """The sample; `future_days` rows to forecast per open shop (default FUTURE_DAYS when `messy`, else
+    none)."""
     rng = np.random.default_rng(seed)
     dates = pd.date_range(f"{first_year}-01-01", f"{first_year + years - 1}-12-31", freq="D")
     n_days = len(dates)
@@ -56,7 +63,27 @@ def generate(n_shops: int = SHOPS, first_year: int = FIRST_YEAR, years: int = YE
     data = pd.concat(frames, ignore_index=True)
     if messy and n_shops > 3:
         data = _add_mess(data, rng, first_year)
+    future_days = (FUTURE_DAYS if messy else 0) if future_days is None else future_days
+    if future_days:
+        data = pd.concat([data, future_rows(data, first_year + years, future_days, seed)], ignore_index=True)
     return data.reset_index(drop=True)
+
+
+def future_rows(data: pd.DataFrame, year: int, days: int, seed: int) -> pd.DataFrame:
+    """The first `days` days of `year` for every shop observed in the year before: attributes drawn as
+    the history's are (from a generator of their own), sales empty."""
+    rng = np.random.default_rng([seed, year])
+    dates = pd.date_range(f"{year}-01-01", periods=days, freq="D")
+    shops = sorted(data.loc[data["year"] == year - 1, "shop_id"].unique())
+    return pd.DataFrame({
+        "year": np.repeat(np.int64(year), days * len(shops)),
+        "date": np.tile(dates.date, len(shops)),
+        "shop_id": np.repeat(shops, days),
+        "sales": np.nan,
+        "attr1": rng.normal(10, 3, days * len(shops)).round(2),
+        "attr2": rng.uniform(0, 1, days * len(shops)).round(3),
+        "attr3": [f"{v:g}" for v in rng.integers(0, 20, days * len(shops)).astype(float)],
+    })
 
 
 def _add_mess(data: pd.DataFrame, rng: np.random.Generator, first_year: int) -> pd.DataFrame:

@@ -20,7 +20,8 @@ from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 
 OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search",  # search: with --param_grid
-                "selection")  # selection: with several models
+                "selection",  # selection: with several models
+                "forecasts")  # forecasts: with --forecast
 SUMMARY_FILE = "summary.json"
 # Reproducibility and evaluation (lineage, plan-only mode, report)
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
@@ -36,15 +37,19 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     tail = [("model", pa.string()), *lineage]
     # the hyperparameters used; with --param_grid also the chosen configuration and its validation score
     chosen = [("model_params", pa.string()), ("config_id", pa.int64()), ("validation_rmse", pa.float64())]
+    # --interval_levels: the band of each level (pipeline.stages.intervals), on forecasts and predictions
+    bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
+    bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
+    coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
-            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *tail]),
+            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *tail]),
         "metrics": pa.schema([
             key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
-            ("predict_seconds", pa.float64()), *chosen, *tail]),
+            ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
@@ -60,6 +65,10 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         "selection": pa.schema([
             key, ("model", pa.string()), ("select_metric", pa.string()), ("score", pa.float64()),
             ("windows_compared", pa.int64()), ("chosen", pa.bool_()), *lineage]),
+        "forecasts": pa.schema([
+            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), ("predicted", pa.float64()),
+            *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()), ("rows_train", pa.int64()),
+            ("model_params", pa.string()), *tail]),
         PLAN_NAME: pa.schema([
             key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
             ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),

@@ -227,6 +227,23 @@ PARAMS: tuple[Param, ...] = (
           "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
           "windows where every model trained (ties: the first model listed); written to selection/.",
           GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+    # -- forecast of the periods that have not happened, with intervals (issue 15) --
+    Param("forecast", "Forecast future periods",
+          "Also forecast each key's rows with an empty target that come after its last period with a "
+          "target (instead of rejecting them): each key's chosen model (or the only one) is trained on its "
+          "last observed periods (window size minus test periods) and predicts them; written to forecasts/.",
+          GROUP_MODEL, type=parse_bool, default=False, param_type="BOOLEAN", regex=BOOL_RE),
+    Param("forecast_table", "Forecasts table",
+          "BigQuery table for forecasts/ (one row per key and future date, with the interval bounds); created "
+          "if needed, written with the same rules as the other tables.",
+          GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
+          example="my-project:dataset.forecasts", parent="forecast", parent_values=("true",)),
+    Param("interval_levels", "Interval levels (%)",
+          "Comma-separated coverage levels in percent, e.g. 80,95: each forecast and each backtest prediction "
+          "that has earlier windows gets a band from the key's own earlier absolute errors (split conformal); "
+          "the share of actual values inside each band is reported.",
+          GROUP_MODEL, type=int_tuple, default="", regex=r"^([1-9][0-9]?(,[1-9][0-9]?)*)?$", example="80,95",
+          allowed="comma-separated integers between 1 and 99 (percent)"),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}

@@ -62,6 +62,10 @@ class PipelineParams:
     # several models: the best one per key (issue 15)
     select_metric: str = "rmse"
     selection_table: str | None = None
+    # forecast of future periods, intervals (issue 15)
+    forecast: bool = False
+    forecast_table: str | None = None
+    interval_levels: tuple[int, ...] = ()
 
     @property
     def train_periods(self) -> int:

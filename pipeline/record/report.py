@@ -7,6 +7,9 @@ the same for any finished run, local or gs://). It shows:
 2. the distribution of per-key RMSE (model and baseline);
 3. predicted vs actual over time for the best, median and worst keys (by RMSE);
 4. the ledger's trained / skipped / failed counts by reason;
+5. with several models, the models compared (pipeline.record.model_comparison); with --interval_levels,
+   the out-of-sample coverage of the bands; with --forecast, the forecast of the best, median and worst
+   keys with their bands over the last observed periods (pipeline.record.forecast_report);
 
 with the run's lineage (run id, parameter hash, code version, input fingerprint) at the top.
 No server, no JavaScript: it opens from disk or a bucket.
@@ -27,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.results import read_json, read_table
 from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
-from pipeline.record import model_comparison
+from pipeline.record import forecast_report, model_comparison
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
@@ -174,7 +177,8 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 img{max-width:100%;display:block;margin:.5em 0}code{background:#f4f4f4}"""
 
 
-def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_predictions, ledger: pd.DataFrame) -> str:
+def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_predictions, ledger: pd.DataFrame,
+           read_forecasts=None) -> str:
     """The report's HTML. `read_predictions(keys)` gives the prediction rows of those keys (only the
     best, median and worst keys are plotted, so the whole prediction table is never loaded)."""
     parameters = summary.get("parameters", {})
@@ -206,6 +210,10 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
     else:
         parts.append("<p>No predictions: nothing was trained.</p>")
     parts += model_comparison.section(summary, _table)
+    parts += forecast_report.coverage_section(summary, _table)
+    forecast_ledger = ledger["reason"].fillna("").astype(str).str.startswith("forecast") if len(ledger) else None
+    if forecast_ledger is not None:  # the forecast's own ledger rows (--forecast) are summarised with it
+        ledger = ledger[~forecast_ledger]
 
     if len(metrics):
         key_rmse = per_key_rmse(metrics, key_column)
@@ -223,6 +231,9 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
                   _table([(label, key, key_rmse.at[key, "rmse"], key_rmse.at[key, "baseline_rmse"],
                            int(key_rmse.at[key, "predictions"])) for label, key in picks],
                          ("", key_column, "RMSE", "baseline RMSE", "predictions"))]
+        forecasts = read_forecasts([key for _, key in picks]) if read_forecasts else None
+        parts += forecast_report.forecast_section(summary, picks, predictions, forecasts, _table, _img,
+                                                  _figure, _png)
 
     parts.append("<h2>Ledger</h2>")
     if len(ledger):
@@ -243,7 +254,9 @@ def write_report(output: str) -> str:
     key_column = summary.get("parameters", {}).get("key_column", "key")
     document = render(summary, manifest, read_table(output, "metrics"),
                       lambda keys: read_table(output, "predictions", where=(key_column, keys)),
-                      read_table(output, "ledger"))
+                      read_table(output, "ledger"),
+                      (lambda keys: read_table(output, "forecasts", where=(key_column, keys)))
+                      if summary.get("forecast") else None)
     path = FileSystems.join(output, REPORT_FILE)
     with FileSystems.create(path) as handle:
         handle.write(document.encode())

@@ -60,6 +60,8 @@ def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, win
     rejected, generated features computed over the key's whole history (rows before the window
     included), then the window's rows as of its test start (pipeline.stages.features.as_of)."""
     valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
+    if params.forecast:  # rows with an empty target (to forecast, or rejected) are in no window
+        valid, _ = rows.split_future(valid, params)
     key_rows = valid[valid["__key"] == str(key)].drop(columns="__key").reset_index(drop=True)
     key_rows, duplicated = rows.in_date_order(key_rows, params)
     key_rows = key_rows.loc[~duplicated].reset_index(drop=True)

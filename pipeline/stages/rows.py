@@ -27,7 +27,9 @@ from pipeline.stages.windows import PeriodRangeFn
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
+FORECAST_ROWS = "forecast_rows"  # --forecast: (key, the key's rows to forecast)
 _PERIOD_SPANS = "period_spans"
+_ROW_JSON = "__row_json"  # --forecast: a row with a null target keeps its original row until the merge
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
@@ -36,6 +38,10 @@ def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> p
         "stage": stage, "reason": reason, "field": field,
         "row_json": [json.dumps(r, default=str, allow_nan=True) for r in records],
     }, columns=list(REJECTED_COLUMNS))
+
+
+def _row_jsons(rows: pd.DataFrame) -> list[str]:
+    return [json.dumps(r, default=str, allow_nan=True) for r in rows.to_dict(orient="records")]
 
 
 def _numeric(values: pd.Series) -> pd.Series:
@@ -61,7 +67,11 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
     checks.append((params.date_column, "bad_date", dates.isna()))
 
     target = _numeric(chunk[params.target])
-    checks.append((params.target, "bad_target", target.isna() | ~np.isfinite(target)))
+    bad_target = target.isna() | ~np.isfinite(target)
+    # --forecast: a null target (not an unparsable or infinite one) may be a row to forecast; whether it
+    # comes after the key's last period with a target is known only once the key's rows meet (merge).
+    future = chunk[params.target].isna() if params.forecast else pd.Series(False, index=chunk.index)
+    checks.append((params.target, "bad_target", bad_target & ~future))
 
     rejected_parts, bad_any = [], pd.Series(False, index=chunk.index)
     for field, reason, mask in checks:
@@ -77,6 +87,9 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
         params.date_column: dates[good].astype("datetime64[ns]").to_numpy(),
         params.target: target[good].to_numpy(),
     })
+    if params.forecast and (future & good).any():
+        valid[_ROW_JSON] = [None if not is_future else row_json
+                            for is_future, row_json in zip(future[good].to_numpy(), _row_jsons(chunk.loc[good]))]
     coerced = missing = 0
     for feature in params.features:
         raw = chunk.loc[good, feature]
@@ -105,8 +118,9 @@ class _ValidateChunk(beam.DoFn):
         # Row positions per key, then one take each: cheaper than iterating the groupby.
         for key, positions in columns.groupby(keys, sort=False).indices.items():
             yield str(key), packing.pack(columns.take(positions).reset_index(drop=True))
-        if len(columns):
-            periods = columns[time_column]
+        observed = columns[columns[self._params.target].notna()] if self._params.forecast else columns
+        if len(observed):  # the windows are planned over the periods with a target only
+            periods = observed[time_column]
             yield beam.pvalue.TaggedOutput(_PERIOD_SPANS, (int(periods.min()), int(periods.max())))
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
@@ -163,6 +177,12 @@ class _MergeKeyRows(beam.DoFn):
         params = self._params
         parts = [packing.unpack(part) for part in packed]
         rows = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+        future = None
+        if params.forecast:
+            rows, future = split_future(rows, params)
+            if not len(rows):
+                yield from self._future(key, rows, future)
+                return
         rows, duplicated = in_date_order(rows, params)
         if duplicated.any():
             dupes = rows.loc[duplicated].assign(**{params.key_column: key})
@@ -174,6 +194,48 @@ class _MergeKeyRows(beam.DoFn):
         yield beam.pvalue.TaggedOutput(COUNTS, {"rows_used": len(rows),
                                                 "rows_rejected_duplicate": int(duplicated.sum())})
         yield key, rows
+        if future is not None:
+            yield from self._future(key, rows, future)
+
+    def _future(self, key, rows: pd.DataFrame, future: pd.DataFrame):
+        """--forecast: the key's rows with a null target -> rows to forecast, or rejected rows."""
+        future, in_span, duplicate = future_rows(rows, future, self._params)
+        for reason, stage, field, rejected in (("bad_target", "validate", self._params.target, in_span),
+                                               ("duplicate_key_date", "merge", self._params.date_column, duplicate)):
+            if len(rejected):
+                self._rows_rejected.inc(len(rejected))
+                yield beam.pvalue.TaggedOutput(REJECTED, pd.DataFrame({
+                    "stage": stage, "reason": reason, "field": field, "row_json": rejected[_ROW_JSON].to_numpy()},
+                    columns=list(REJECTED_COLUMNS)))
+        yield beam.pvalue.TaggedOutput(COUNTS, {"rows_to_forecast": len(future),
+                                                "rows_rejected_validation": len(in_span),
+                                                "rows_rejected_duplicate": len(duplicate)})
+        if len(future):
+            yield beam.pvalue.TaggedOutput(FORECAST_ROWS, (key, future.drop(columns=_ROW_JSON)))
+
+
+def split_future(rows: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(rows with a target, rows with a null target) of one key (--forecast)."""
+    if _ROW_JSON not in rows:
+        return rows, rows.iloc[:0].assign(**{_ROW_JSON: pd.Series(dtype=object)})
+    null = rows[params.target].isna().to_numpy()
+    return rows.loc[~null].drop(columns=_ROW_JSON).reset_index(drop=True), rows.loc[null].reset_index(drop=True)
+
+
+def future_rows(observed: pd.DataFrame, future: pd.DataFrame, params: PipelineParams):
+    """(rows to forecast, rows inside the observed span, second rows for a date) of one key's rows with a
+    null target. A row is to forecast when its period comes after the key's last period with a target
+    (every one when the key has none); one at or before it is rejected as bad_target, as without
+    --forecast. A row to forecast on a date that already has a row is rejected as duplicate_key_date
+    (the first by (date, period, features) is kept, whatever the order the rows arrived in)."""
+    last = int(observed[params.time_column].max()) if len(observed) else None
+    after = future[params.time_column].to_numpy() > last if last is not None else np.ones(len(future), bool)
+    in_span, future = future.loc[~after], future.loc[after]
+    future = future.sort_values([params.date_column, params.time_column, *params.features], kind="mergesort",
+                                ignore_index=True)
+    duplicate = (future.duplicated([params.date_column], keep="first")
+                 | future[params.date_column].isin(observed[params.date_column])).to_numpy()
+    return future.loc[~duplicate].reset_index(drop=True), in_span, future.loc[duplicate]
 
 
 class ValidateAndGroupByKey(beam.PTransform):
@@ -200,9 +262,10 @@ class ValidateAndGroupByKey(beam.PTransform):
         merged = (validated[KEY_ROWS]
                   | "GroupByKey" >> beam.GroupByKey()
                   | "MergeKeyRows" >> beam.ParDo(_MergeKeyRows(self._params)).with_outputs(
-                      REJECTED, COUNTS, main=KEY_ROWS))
+                      REJECTED, COUNTS, FORECAST_ROWS, main=KEY_ROWS))
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
         period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(PeriodRangeFn())
-        return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range}
+        return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range,
+                FORECAST_ROWS: merged[FORECAST_ROWS]}

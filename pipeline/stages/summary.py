@@ -46,8 +46,14 @@ class _SumCounters(beam.CombineFn):
         return acc
 
 
+FORECAST_REASON = "forecast"  # ledger rows of the forecast (one per key with rows to forecast): reason forecast*
+
+
 def ledger_counters(row: dict) -> dict:
     status, reason = row["status"], row["reason"]
+    if str(reason).startswith(FORECAST_REASON):  # --forecast: counted apart from the backtest's key x windows
+        return {"forecast_keys": 1, f"forecast_keys_{status}": 1,
+                **({f"forecast_{status}_by_reason": {reason: 1}} if status != "trained" else {})}
     counters = {"groups_planned": 1, f"groups_{status}": 1}
     if status != "trained":
         counters[f"{status}_by_reason"] = {reason: 1}
@@ -108,8 +114,19 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
     attempted = summary["groups_trained"] + summary["groups_failed"]
     summary["failure_rate"] = summary["groups_failed"] / attempted if attempted else 0.0
     summary["max_failure_rate"] = params.max_failure_rate
+    to_forecast = 0
+    if params.forecast:
+        to_forecast = summary["rows_to_forecast"] = totals.get("rows_to_forecast", 0)
+        summary["forecast"] = {
+            "keys": totals.get("forecast_keys", 0), "keys_forecast": totals.get("forecast_keys_trained", 0),
+            "keys_skipped": totals.get("forecast_keys_skipped", 0),
+            "keys_failed": totals.get("forecast_keys_failed", 0),
+            "skipped_by_reason": totals.get("forecast_skipped_by_reason", {}),
+            "failed_by_reason": totals.get("forecast_failed_by_reason", {}),
+            "rows_forecast": totals.get("forecast_rows_predicted", 0),
+        }
     summary["counts_reconcile"] = {
-        "rows": summary["rows_read"] == summary["rows_used"] + summary["rows_rejected"],
+        "rows": summary["rows_read"] == summary["rows_used"] + to_forecast + summary["rows_rejected"],
         "groups": summary["groups_planned"] == (summary["groups_trained"] + summary["groups_skipped"]
                                                 + summary["groups_failed"]),
     }
@@ -163,6 +180,8 @@ class WriteSummary(beam.PTransform):
             inputs["predictions"] | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
             *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
+            *([inputs["forecasts"] | "ForecastCounters" >> beam.Map(lambda f: {"forecast_rows_predicted": len(f)})]
+              if "forecasts" in inputs else []),
         ) | "AllCounters" >> beam.Flatten()
         totals = counters | "Sum" >> beam.CombineGlobally(_SumCounters())
         path = staging_path(params, SUMMARY_FILE)
@@ -171,6 +190,9 @@ class WriteSummary(beam.PTransform):
             documents = documents | "AddComparison" >> beam.Map(
                 lambda doc, comparison: {**doc, "model_comparison": comparison},
                 beam.pvalue.AsSingleton(inputs["model_comparison"]))
+        if "intervals" in inputs:  # --interval_levels (pipeline.stages.intervals)
+            documents = documents | "AddIntervals" >> beam.Map(
+                lambda doc, coverage: {**doc, "intervals": coverage}, beam.pvalue.AsSingleton(inputs["intervals"]))
         return documents | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
 
 

@@ -22,6 +22,11 @@ def test_article_query_returns_the_sample_rows():
 
 def test_sample_has_the_promised_mess():
     data = sample_data.generate()
+    future = data["year"] == sample_data.FIRST_YEAR + sample_data.YEARS
+    # The rows to forecast: the first FUTURE_DAYS days after the last period, for every shop still open.
+    assert data.loc[future, "sales"].isna().all() and future.sum() == 29 * sample_data.FUTURE_DAYS
+    assert "S002" not in set(data.loc[future, "shop_id"])
+    data = data.loc[~future]
     years = data.groupby("shop_id")["year"].nunique()
     assert data["shop_id"].nunique() >= 30 and years.max() == 6
     assert (years == 2).sum() == 1  # a shop with only two years
