@@ -15,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+from pipeline import threads as thread_pools
+
 STARTUP_SECONDS = 300.0  # generous: a cold worker imports numpy/scikit-learn once
 
 
@@ -36,9 +38,7 @@ class RemoteError(RuntimeError):
 
 def _serve(connection, threads: int) -> None:
     """The helper's loop: receive (function, args), reply ("ok", result) or ("error", class, message)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
+    thread_pools.limit(threads)  # what is loaded already; each fit sets its pools again (models.fit_estimator)
     connection.send(("ready",))
     while True:
         try:
@@ -62,6 +62,8 @@ class DeadlineCaller:
     def start(self) -> None:
         if self._process is not None and self._process.is_alive():
             return
+        # The helper inherits this environment and imports numpy/scikit-learn with --model_threads.
+        thread_pools.set_environment(self._threads)
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, self._threads), daemon=True,

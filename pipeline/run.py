@@ -20,10 +20,10 @@ import secrets
 import sys
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import (DirectOptions, PipelineOptions, StandardOptions, TestOptions,
-                                                  WorkerOptions)
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions, StandardOptions,
+                                                  TestOptions, WorkerOptions)
 
-from pipeline import bigquery, features, lineage, plan, publish, rows, search, sinks, source, summary, train
+from pipeline import bigquery, features, lineage, plan, publish, rows, search, sinks, source, summary, threads, train
 from pipeline.options import ParameterError, PipelineParams, parse_args
 from pipeline.windows import CutWindows, WindowPlan
 
@@ -140,6 +140,15 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if not params.run_id:
         params = dataclasses.replace(params, run_id=new_run_id())
     options = pipeline_options(beam_args)
+    if is_local(options):
+        # The local worker processes inherit it: numpy's BLAS, loaded at their start, gets --model_threads.
+        threads.set_environment(params.model_threads)
+    elif is_dataflow(options) and params.model_threads > 1:
+        # Dataflow runs one bundle per vCPU of a batch worker: fewer bundles when each fit takes more.
+        debug = options.view_as(DebugOptions)
+        if not debug.number_of_worker_harness_threads:
+            debug.number_of_worker_harness_threads = threads.harness_threads(
+                options.view_as(WorkerOptions).machine_type, params.model_threads)
     if is_dataflow(options) and not params.output.startswith("gs://"):
         raise ParameterError("output", params.output, "a gs:// prefix: Dataflow workers cannot write locally")
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import custom_model, evaluate, features, models, train
+from pipeline import custom_model, evaluate, features, models, threads, train
 from pipeline.options import ParameterError, PipelineParams
 from pipeline.windows import WindowPlan
 
@@ -160,9 +160,8 @@ class _ScoreConfigsFn(beam.DoFn):
         self._scored = Metrics.counter("search", "configs_scored")
 
     def setup(self):
-        from threadpoolctl import threadpool_limits
-
-        self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+        # As TrainAndPredictFn.setup: the fits (custom_model.fit_predict) set their own thread's pools.
+        threads.set_environment(self._params.model_threads)
 
     def process(self, element):
         (key, start), batch, train_data = element

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline import artifacts, custom_model, evaluate, features, models
+from pipeline import artifacts, custom_model, evaluate, features, models, threads
 from pipeline.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.options import PipelineParams
 from pipeline.windows import WindowPlan
@@ -223,10 +223,10 @@ class TrainAndPredictFn(beam.DoFn):
         self._deadline = None
 
     def setup(self):
-        from threadpoolctl import threadpool_limits
-
-        # One BLAS/OpenMP thread per fit unless asked: every core already runs its own fits.
-        self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+        # --model_threads for the OpenMP/BLAS libraries this process loads from now on (scikit-learn
+        # and XGBoost are imported at the first fit) and for the deadline's helper process; each fit
+        # then sets the pools of its own thread (models.fit_estimator, pipeline.threads).
+        threads.set_environment(self._params.model_threads)
         if self._params.group_timeout_s > 0:
             self._deadline = DeadlineCaller(self._params.group_timeout_s, self._params.model_threads)
             self._deadline.start()
