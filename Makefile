@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search metadata docs lint image template-spec
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search metadata docs lint image template-spec
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -43,6 +43,11 @@ test: dev-venv
 BENCH_ARGS ?=
 bench: dev-venv
 	$(PY) -m bench.run_bench $(BENCH_ARGS)
+	$(PY) -m bench.run_bench --models $(BENCH_ARGS)
+
+## Every registry model: ours / bare loop on the same 280 key x windows (issue 17).
+bench-models: dev-venv
+	$(PY) -m bench.run_bench --models $(BENCH_ARGS)
 
 ## The same on 50 shops only.
 bench-quick: dev-venv
