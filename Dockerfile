@@ -24,9 +24,15 @@ COPY --from=template_launcher /opt/google/dataflow/python_template_launcher /opt
 WORKDIR /template
 # MALLOC_ARENA_MAX: two glibc malloc arenas instead of one per allocating thread (gRPC runs many);
 # the same setting local runs use (pipeline/run.py, bench/NOTE.md).
+# *_NUM_THREADS: --model_threads' default, for the OpenMP/BLAS pools of every process from its start
+# (Dataflow runs one SDK process per vCPU); the pipeline sets them again from --model_threads
+# (pipeline/utils/threads.py).
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONUNBUFFERED=1 \
-    MALLOC_ARENA_MAX=2
+    MALLOC_ARENA_MAX=2 \
+    OMP_NUM_THREADS=1 \
+    OPENBLAS_NUM_THREADS=1 \
+    MKL_NUM_THREADS=1
 
 COPY requirements.txt ./
 RUN pip install --no-cache-dir -r requirements.txt

@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-search metadata docs lint image template-spec fuzz
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -56,6 +56,11 @@ fuzz: dev-venv
 BENCH_ARGS ?=
 bench: dev-venv
 	$(PY) -m bench.run_bench $(BENCH_ARGS)
+	$(PY) -m bench.run_bench --models $(BENCH_ARGS)
+
+## Every registry model: ours / bare loop on the same 280 key x windows (issue 17).
+bench-models: dev-venv
+	$(PY) -m bench.run_bench --models $(BENCH_ARGS)
 
 ## The same on 50 shops only.
 bench-quick: dev-venv

@@ -8,6 +8,9 @@ ours, bare, article, ours, ...), on the same generated data and the same cores:
 - ours:    `python -m pipeline`, default settings;
 - ours_1proc: the same with --direct_num_workers=1 (for the 2-vs-1 process speed-up; gbr only).
 
+`--models` (issue 17): every registry model, bare and ours only, on one dataset of 20 shops x 16
+years daily (20 x 14 = 280 key x windows, 81,760 predictions): one table of ours / bare per model.
+
 Measured per run: wall time; CPU time (user + sys of the process and every descendant
 it reaped, from os.wait4; Beam's and joblib's worker processes are reaped by their parents);
 peak memory as the highest sum of the RSS of the whole process tree, sampled with psutil
@@ -17,6 +20,7 @@ to agree (same rows, same values within 1e-6).
 
     python -m bench.run_bench             # full matrix (long)
     python -m bench.run_bench --quick     # 50 shops only
+    python -m bench.run_bench --models    # every registry model, 280 key x windows
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ FULL_MATRIX = ((50, "gbr"), (50, "ridge"), (400, "gbr"), (400, "ridge"), (2000, 
 QUICK_MATRIX = ((50, "gbr"), (50, "ridge"))
 VARIANTS = ("bare", "article", "ours")
 SAMPLE_EVERY = 0.05
+MODELS_SHOPS, MODELS_YEARS = 20, 16  # --models: 20 shops x (16 - 3 + 1) window starts = 280 fits per model
+MODELS_TARGET = 1.3  # issue 17: ours / bare wall per model
 TARGETS = {  # from the issue: on 2 cores, medians of several runs
     "ours/bare wall, gbr, 400 shops": 1.10,
     "ours/bare wall, ridge, 400 shops": 1.30,
@@ -64,24 +70,24 @@ class Measurement:
     returncode: int
 
 
-def data_path(shops: int) -> str:
-    """The article's schema, `shops` shops x 6 years daily, generated once per size."""
-    path = os.path.join(DATA_DIR, f"shops_{shops}.parquet")
+def data_path(shops: int, years: int = 6) -> str:
+    """The article's schema, `shops` shops x `years` years daily, generated once per size."""
+    path = os.path.join(DATA_DIR, f"shops_{shops}.parquet" if years == 6 else f"shops_{shops}_y{years}.parquet")
     if not os.path.exists(path):
         from pipeline.io import sample_data
 
         os.makedirs(DATA_DIR, exist_ok=True)
-        sample_data.write(sample_data.generate(shops, years=6, seed=7, messy=False), path + ".tmp.parquet")
+        sample_data.write(sample_data.generate(shops, years=years, seed=7, messy=False), path + ".tmp.parquet")
         os.replace(path + ".tmp.parquet", path)
     return path
 
 
-def output_dir(variant: str, shops: int, model: str) -> str:
-    return os.path.join(DATA_DIR, "out", f"{variant}_{shops}_{model}")
+def output_dir(variant: str, shops: int, model: str, years: int = 6) -> str:
+    return os.path.join(DATA_DIR, "out", f"{variant}_{shops}_{model}" + ("" if years == 6 else f"_y{years}"))
 
 
-def command(variant: str, shops: int, model: str, workers: int) -> list[str]:
-    data, out = data_path(shops), output_dir(variant, shops, model)
+def command(variant: str, shops: int, model: str, workers: int, years: int = 6) -> list[str]:
+    data, out = data_path(shops, years), output_dir(variant, shops, model, years)
     python = sys.executable
     if variant == "bare":
         return [python, "-m", "bench.bare", f"--input={data}", f"--output={out}/predictions.parquet",
@@ -231,6 +237,75 @@ def report(medians: dict, agreement: dict, workers: int, repeats: int, header: s
     return "\n".join(lines) + "\n"
 
 
+def models_report(runs: dict, agreement: dict, workers: int, repeats: int, header: str) -> str:
+    """One row per registry model: medians of bare and ours, ours / bare (wall and CPU), agreement."""
+    lines = [f"# Benchmark per model {header}", "",
+             f"Machine: {machine()}.",
+             f"Data: {MODELS_SHOPS} shops x {MODELS_YEARS} years daily, windows of 3 years: "
+             f"{MODELS_SHOPS * (MODELS_YEARS - 2)} key x windows per model. {workers} processes per variant; "
+             f"medians of {repeats} interleaved runs (bare, ours, bare, ...); seconds.", "",
+             "| model | bare wall | ours wall | **ours / bare wall** | bare CPU | ours CPU | ours / bare CPU "
+             "| runs (ours walls) | predictions agree |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for model, by_variant in runs.items():
+        bare, ours = by_variant.get("bare", []), by_variant.get("ours", [])
+        if not (bare and ours):
+            lines.append(f"| {model} | {'failed' if not bare else ''} | {'failed' if not ours else ''} "
+                         "| n/a | | | | | |")
+            continue
+        bare_wall, ours_wall = statistics.median(r.wall for r in bare), statistics.median(r.wall for r in ours)
+        bare_cpu, ours_cpu = statistics.median(r.cpu for r in bare), statistics.median(r.cpu for r in ours)
+        lines.append(f"| {model} | {bare_wall:.1f} | {ours_wall:.1f} | **{ratio(ours_wall, bare_wall)}** "
+                     f"| {bare_cpu:.1f} | {ours_cpu:.1f} | {ratio(ours_cpu, bare_cpu)} "
+                     f"| {', '.join(f'{r.wall:.1f}' for r in ours)} | {agreement.get(model, 'not checked')} |")
+    lines += ["", f"Target (issue 17): ours / bare wall <= {MODELS_TARGET} for each model."]
+    return "\n".join(lines) + "\n"
+
+
+def models_to_run(listed: str) -> list[str]:
+    """--models' value: "all" (every registry model) or a comma-separated list of registry names."""
+    from pipeline.models import registry
+
+    chosen = list(registry.REGISTRY) if listed == "all" else [m for m in listed.split(",") if m]
+    unknown = sorted(set(chosen) - set(registry.REGISTRY))
+    if unknown or not chosen:
+        raise ValueError(f"unknown model(s) {unknown or listed!r}; known: {', '.join(registry.REGISTRY)}")
+    return chosen
+
+
+def run_models(models: list[str], workers: int, repeats: int, timeout: float) -> int:
+    """--models: bare and ours, interleaved, on the same 280 key x windows, for each model."""
+    started = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    runs, agreement, failures = {}, {}, []
+    for model in models:
+        runs[model] = {"bare": [], "ours": []}
+        for repeat in range(repeats):
+            for variant in ("bare", "ours"):
+                out = output_dir(variant, MODELS_SHOPS, model, MODELS_YEARS)
+                shutil.rmtree(out, ignore_errors=True)
+                os.makedirs(out)
+                result = measure(command(variant, MODELS_SHOPS, model, workers, MODELS_YEARS),
+                                 os.path.join(out, "log.txt"), timeout)
+                print(f"[{model} {variant} #{repeat + 1}] wall {result.wall:.1f}s cpu {result.cpu:.1f}s "
+                      f"rc {result.returncode}", file=sys.stderr, flush=True)
+                if result.returncode != 0:
+                    failures.append(f"{model} {variant}: exit {result.returncode}, see {out}/log.txt")
+                    continue
+                runs[model][variant].append(result)
+            if repeat == 0 and all(runs[model].values()):
+                agreement[model] = compare_predictions({
+                    v: read_predictions(v, output_dir(v, MODELS_SHOPS, model, MODELS_YEARS)) for v in ("bare", "ours")})
+                print(f"[{model}] predictions agree: {agreement[model]}", file=sys.stderr)
+    text = models_report(runs, agreement, workers, repeats, started)
+    if failures:
+        text += "\nFailed runs:\n" + "\n".join(f"- {f}" for f in failures) + "\n"
+    print(text)
+    os.makedirs(RESULTS_DIR, exist_ok=True)
+    with open(os.path.join(RESULTS_DIR, f"{started}-models.md"), "w") as handle:
+        handle.write(text)
+    return 1 if failures or any(a.startswith("NO") for a in agreement.values()) else 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark: ours vs the article's approach vs a bare loop.")
     parser.add_argument("--quick", action="store_true", help="50 shops only")
@@ -240,7 +315,16 @@ def main(argv=None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--no-speedup", action="store_true", help="skip the 1-process runs (gbr)")
     parser.add_argument("--timeout", type=float, default=3 * 3600, help="seconds per run")
+    parser.add_argument("--models", nargs="?", const="all", default=None, metavar="gbr,hist_gbr,...",
+                        help=f"ours / bare per registry model on {MODELS_SHOPS} shops x {MODELS_YEARS} years "
+                             "(all models unless listed); nothing else runs")
     args = parser.parse_args(argv)
+    if args.models:
+        try:
+            chosen = models_to_run(args.models)
+        except ValueError as exc:
+            parser.error(str(exc))
+        return run_models(chosen, args.workers, args.repeats, args.timeout)
 
     if args.cases:
         cases = [(int(c.split(":")[0]), c.split(":")[1]) for c in args.cases.split(",")]

@@ -134,6 +134,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if not params.run_id:
         params = dataclasses.replace(params, run_id=new_run_id())
     options = runner.pipeline_options(beam_args)
+    runner.size_thread_pools(options, params.model_threads)
     kind = source.resolve_source(params, options.view_as(StandardOptions).runner)
     if runner.is_dataflow(options):
         check_dataflow_params(params, kind)

@@ -6,10 +6,12 @@ import ctypes
 import os
 import re
 
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions, WorkerOptions
+from apache_beam.options.pipeline_options import (DebugOptions, DirectOptions, PipelineOptions, StandardOptions,
+                                                  WorkerOptions)
 
 from pipeline.params.declare import ParameterError
 from pipeline.record.lineage import IMAGE_ENV
+from pipeline.utils import threads
 
 LOCAL_RUNNER = "apache_beam.runners.portability.fn_api_runner.FnApiRunner"
 LOCAL_RUNNER_ALIASES = (None, "", "DirectRunner", "FnApiRunner", LOCAL_RUNNER)
@@ -83,6 +85,21 @@ def use_template_image(options: PipelineOptions) -> None:
                              f"the pipeline's container image URI; set ${IMAGE_ENV} (the template image "
                              "does) or pass --sdk_container_image")
     worker.sdk_container_image = image
+
+
+def size_thread_pools(options: PipelineOptions, model_threads: int) -> None:
+    """Every fit gets --model_threads threads, and the fits of a worker fill its cores, not more.
+
+    Locally the worker processes inherit the environment, so numpy's BLAS, loaded at their start,
+    gets --model_threads. Dataflow runs one bundle thread per vCPU of a batch worker: with fits of
+    several threads each, fewer bundles at once (unless --number_of_worker_harness_threads says)."""
+    if is_local(options):
+        threads.set_environment(model_threads)
+    elif is_dataflow(options) and model_threads > 1:
+        debug = options.view_as(DebugOptions)
+        if not debug.number_of_worker_harness_threads:
+            debug.number_of_worker_harness_threads = threads.harness_threads(
+                options.view_as(WorkerOptions).machine_type, model_threads)
 
 
 def parallel_slots(options: PipelineOptions | None) -> int | None:

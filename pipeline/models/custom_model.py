@@ -17,7 +17,11 @@ Two protocols:
   A `seed` keyword, when the function declares it, receives the key x window seed.
 - a class following the scikit-learn estimator protocol: `Class(**model_params)`,
   `fit(X, y)`, `predict(X)` on DataFrames of the feature columns; `random_state`
-  is set to the key x window seed when the estimator has that parameter.
+  is set to the key x window seed when the estimator has that parameter, and `n_jobs`
+  to --model_threads unless --model_params gives it.
+
+Either way, the fit runs with --model_threads threads in every OpenMP and BLAS pool
+(pipeline.utils.threads).
 
 `fit_predict` below is the one place any model (registry or user's) is fitted.
 """
@@ -37,6 +41,7 @@ import pandas as pd
 from pipeline.models import registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.utils import threads
 from pipeline.utils.deadline import DeadlineCaller
 
 ALLOW_LIST_ENV = "PIPELINE_MODEL_MODULES"
@@ -172,20 +177,24 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
         estimator = target(**model_params)
         if hasattr(estimator, "get_params") and "random_state" in estimator.get_params():
             estimator.set_params(random_state=seed)
+        if hasattr(estimator, "get_params") and "n_jobs" in estimator.get_params() and "n_jobs" not in model_params:
+            estimator.set_params(n_jobs=params.model_threads)  # scikit-learn's and XGBoost's thread count
         return _fit_estimator(estimator, train[feature_columns].astype(float), train[params.target].astype(float),
-                              test[feature_columns].astype(float))
+                              test[feature_columns].astype(float), threads=params.model_threads)
     columns = [params.key_column, params.time_column, params.date_column, params.target, *feature_columns]
     train_frame = train.assign(**{params.key_column: key})[columns].reset_index(drop=True)
     test_frame = test.assign(**{params.key_column: key, params.target: np.nan})[columns].reset_index(drop=True)
     extra = {"seed": seed} if "seed" in inspect.signature(target).parameters else {}
+    # Libraries the function imports itself are sized by the environment (threads.set_environment).
+    threads.limit(params.model_threads)
     started = time.perf_counter()
     result = target(train_frame, test_frame, **model_params, **extra)
     elapsed = time.perf_counter() - started
     return Fitted(_predictions(result, test_frame, params.date_column), elapsed, 0.0)
 
 
-def _fit_estimator(estimator, x_train, y_train, x_test) -> Fitted:
-    return Fitted(*registry.fit_estimator(estimator, x_train, y_train, x_test), estimator)
+def _fit_estimator(estimator, x_train, y_train, x_test, threads: int | None = None) -> Fitted:
+    return Fitted(*registry.fit_estimator(estimator, x_train, y_train, x_test, threads), estimator)
 
 
 def _predictions(result, test: pd.DataFrame, date_column: str) -> np.ndarray:

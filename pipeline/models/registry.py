@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.params.declare import ParameterError
+from pipeline.utils import threads as thread_pools
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,14 +92,19 @@ def check_model(name: str, params: dict) -> None:
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 
 
-def fit_estimator(estimator, train_features, train_target, test_features) -> tuple[np.ndarray, float, float]:
+def fit_estimator(estimator, train_features, train_target, test_features,
+                  threads: int | None = None) -> tuple[np.ndarray, float, float]:
     """Fits `estimator` and predicts; returns (predictions, fit seconds, predict seconds).
 
     The one place an estimator is fitted: registry models, user estimator classes and the
-    --group_timeout_s helper process all come through here.
+    --group_timeout_s helper process all come through here. `threads`: every thread pool the fit
+    and the prediction use, set on this thread now that the estimator's library is imported
+    (pipeline.utils.threads).
     """
     import time
 
+    if threads is not None:
+        thread_pools.limit(threads)
     started = time.perf_counter()
     estimator.fit(train_features, train_target)
     fitted = time.perf_counter()
@@ -115,5 +121,5 @@ def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, t
     and needs no registry state of the parent (see pipeline.utils.deadline).
     """
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
-    return (*fit_estimator(estimator, train_features, train_target, test_features),
+    return (*fit_estimator(estimator, train_features, train_target, test_features, threads),
             estimator if keep_model else None)

@@ -49,6 +49,7 @@ from pipeline.stages import train
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.windows import WindowPlan
+from pipeline.utils import threads
 from pipeline.utils.deadline import DeadlineCaller
 
 SEARCH = "search"
@@ -168,9 +169,8 @@ class _ScoreConfigsFn(beam.DoFn):
         self._deadline = None
 
     def setup(self):
-        from threadpoolctl import threadpool_limits
-
-        self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+        # As TrainAndPredictFn.setup: the fits (custom_model.fit_predict) set their own thread's pools.
+        threads.set_environment(self._params.model_threads)
 
     def process(self, element):
         (key, start), batch, train_data = element

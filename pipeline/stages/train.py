@@ -26,6 +26,7 @@ from pipeline.models import custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
 from pipeline.models import registry
+from pipeline.utils import threads
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
 from pipeline.stages.windows import WindowPlan
@@ -231,10 +232,10 @@ class TrainAndPredictFn(beam.DoFn):
         self._deadline = None
 
     def setup(self):
-        from threadpoolctl import threadpool_limits
-
-        # One BLAS/OpenMP thread per fit unless asked: every core already runs its own fits.
-        self._thread_limit = threadpool_limits(limits=self._params.model_threads)
+        # --model_threads for the OpenMP/BLAS libraries this process loads from now on (scikit-learn
+        # and XGBoost are imported at the first fit) and for the deadline's helper process; each fit
+        # then sets the pools of its own thread (registry.fit_estimator, pipeline.utils.threads).
+        threads.set_environment(self._params.model_threads)
         self._deadline = custom_model.time_limited_caller(self._params)
         # Imported modules live as long as the process: keep them out of every later collection.
         gc.freeze()

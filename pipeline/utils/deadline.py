@@ -15,6 +15,8 @@ from __future__ import annotations
 import multiprocessing
 import time
 
+from pipeline.utils import threads as thread_pools
+
 STARTUP_SECONDS = 300.0  # generous: a cold worker imports numpy/scikit-learn once
 
 
@@ -39,9 +41,7 @@ def _serve(connection, threads: int, warmup) -> None:
 
     `warmup`, (function, args) or None, runs before the helper says it is ready: imports that would
     otherwise count against the first call's time limit (scikit-learn takes seconds to import)."""
-    from threadpoolctl import threadpool_limits
-
-    threadpool_limits(limits=threads)
+    thread_pools.limit(threads)  # what is loaded already; each fit sets its pools again (registry.fit_estimator)
     if warmup is not None:
         try:
             warmup[0](*warmup[1])
@@ -70,6 +70,8 @@ class DeadlineCaller:
     def start(self) -> None:
         if self._process is not None and self._process.is_alive():
             return
+        # The helper inherits this environment and imports numpy/scikit-learn with --model_threads.
+        thread_pools.set_environment(self._threads)
         context = multiprocessing.get_context("spawn")
         parent, child = context.Pipe()
         self._process = context.Process(target=_serve, args=(child, self._threads, self._warmup), daemon=True,
