@@ -9,7 +9,7 @@ ours, bare, article, ours, ...), on the same generated data and the same cores:
 - ours_1proc: the same with --direct_num_workers=1 (for the 2-vs-1 process speed-up; gbr only).
 
 `--models` (issue 17): every registry model, bare and ours only, on one dataset of 20 shops x 16
-years daily (20 x 14 = 280 key x windows, 81,760 predictions): one table of ours / bare per model.
+years daily (20 x 14 = 280 key x windows, 102,280 predictions): one table of ours / bare per model.
 
 Measured per run: wall time; CPU time (user + sys of the process and every descendant
 it reaped, from os.wait4; Beam's and joblib's worker processes are reaped by their parents);
