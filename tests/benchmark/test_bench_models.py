@@ -23,7 +23,10 @@ def test_models_mode_compares_ours_with_the_bare_loop_per_model(tmp_path, monkey
     (row,) = [line for line in table.splitlines() if line.startswith("| ridge |")]
     cells = [cell.strip() for cell in row.strip("|").split("|")]
     bare_wall, ours_wall, ratio = float(cells[1]), float(cells[2]), float(cells[3].strip("*"))
-    assert abs(ratio - ours_wall / bare_wall) < 0.01
+    # The table shows seconds to 0.1 and the ratio to 0.01: the ratio of the shown seconds may differ
+    # from the shown ratio by what that rounding allows, and no more.
+    rounding = 0.05 / (bare_wall - 0.05) * (1 + ours_wall / bare_wall) + 0.005
+    assert abs(ratio - ours_wall / bare_wall) <= rounding
     assert cells[-1].startswith("yes (1462 rows")  # 2 shops x (2015 + 2016), every day
     assert "2 shops x 4 years" in table and "4 key x windows per model" in table
     (written,) = glob.glob(str(tmp_path / "results" / "*-models.md"))

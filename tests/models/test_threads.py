@@ -165,10 +165,10 @@ def test_harness_threads_fill_the_vcpus(machine_type, model_threads, expected):
 
 
 def test_dataflow_launch_runs_fewer_bundles_when_each_fit_takes_more_threads(monkeypatch, tmp_path):
-    from pipeline import run as pipeline_run
+    from pipeline import runner
     from tests.template.test_launch import LAUNCHER_FLAGS, TEMPLATE_IMAGE, launch_main_py
 
-    monkeypatch.setenv(pipeline_run.IMAGE_ENV, TEMPLATE_IMAGE)
+    monkeypatch.setenv(runner.IMAGE_ENV, TEMPLATE_IMAGE)
     template_params = ["--source=duckdb", "--output=gs://my-bucket/runs/r1", "--model=hist_gbr"]
     final = launch_main_py(monkeypatch, template_params + LAUNCHER_FLAGS + ["--model_threads=2"]).job.options
     assert final.get_all_options()["number_of_worker_harness_threads"] == 2  # n2-standard-4: 4 vCPUs / 2
@@ -177,7 +177,7 @@ def test_dataflow_launch_runs_fewer_bundles_when_each_fit_takes_more_threads(mon
 
 
 def test_image_starts_every_process_with_the_default_model_threads():
-    from pipeline.options import PARAMS
+    from pipeline.params.catalog import PARAMS
     from tests.template.test_image import env_vars
 
     (param,) = [p for p in PARAMS if p.name == "model_threads"]
