@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import typing
 
 import apache_beam as beam
 import numpy as np
@@ -24,6 +23,7 @@ from apache_beam.metrics import Metrics
 from pipeline.utils import packing
 from pipeline.params.values import PipelineParams
 from pipeline.stages.windows import PeriodRangeFn
+from pipeline.utils.tagged import declare_outputs
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
@@ -251,10 +251,7 @@ class ValidateAndGroupByKey(beam.PTransform):
         self._params = params
 
     def expand(self, chunks):
-        # The side outputs are declared, so that with_exception_handling's wrapper knows them (else
-        # Beam warns that the tags are "requested in with_outputs() but not declared in type hints").
-        validate = beam.ParDo(_ValidateChunk(self._params)).with_output_types(
-            typing.Any, **{tag: typing.Any for tag in (REJECTED, COUNTS, _PERIOD_SPANS)})
+        validate = declare_outputs(beam.ParDo(_ValidateChunk(self._params)), REJECTED, COUNTS, _PERIOD_SPANS)
         validated = chunks | "Validate" >> validate.with_exception_handling(
             dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(

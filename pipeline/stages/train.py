@@ -27,6 +27,7 @@ from pipeline.stages import evaluate
 from pipeline.stages import features
 from pipeline.models import registry
 from pipeline.utils import threads
+from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
 from pipeline.stages.windows import WindowPlan
@@ -302,9 +303,9 @@ class TrainAndPredict(beam.PTransform):
         self._params = params
 
     def expand(self, windows):
+        fit = declare_outputs(beam.ParDo(TrainAndPredictFn(self._params)), PREDICTIONS, METRICS, LEDGER)
         results = (windows
-                   | "Fit" >> beam.ParDo(TrainAndPredictFn(self._params))
-                   .with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
+                   | "Fit" >> fit.with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
                    .with_outputs(PREDICTIONS, METRICS, LEDGER))
         unexpected = results[UNEXPECTED] | "UnexpectedToLedger" >> beam.ParDo(
             _UnexpectedErrorToLedger(self._params))

@@ -89,11 +89,10 @@ def test_help_is_grouped_with_defaults():
     assert "(default: 3)" in flat and "(default: gbr)" in flat and "--source auto|duckdb|file|bigquery" in flat
 
 
-def test_building_the_row_stages_logs_no_beam_warning(caplog):
-    from pipeline.stages import rows
-
-    params, _ = pipeline_run.parse_args([])
+@pytest.mark.parametrize("extra", [[], ["--param_grid={\"alpha\": [0.1, 1]}", "--model=ridge"],
+                                   ["--model=ridge,gbr", "--forecast", "--interval_levels=80"]])
+def test_building_the_whole_graph_logs_no_beam_warning(caplog, extra):
+    params, _ = pipeline_run.parse_args(["--run_id=r", *extra])
     caplog.set_level(logging.WARNING)
-    pipeline = beam.Pipeline()
-    _ = pipeline | beam.Create([]) | rows.ValidateAndGroupByKey(params)
+    pipeline_run.build(beam.Pipeline(), params, "duckdb")  # built, not run
     assert "requested in with_outputs()" not in caplog.text
