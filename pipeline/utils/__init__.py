@@ -1,1 +1,1 @@
-"""Helpers below everything else: DataFrames through a shuffle, calls with a hard time limit."""
+"""Helpers below everything else: shuffled DataFrames, time-limited calls, thread pools, declared outputs."""

@@ -192,3 +192,25 @@ def test_image_environment_from_the_lock_runs_main_py_on_the_sample(image_venv, 
     located = _run([image_venv, "-c", "import pipeline; print(pipeline.__file__)"], cwd=str(entry),
                    env=_without_pythonpath()).stdout
     assert "site-packages" in located
+
+    # A user model reaches the image as README's "Bring your own model" says: its module installed in a
+    # derived image (here: on the path, as `pip install` would put it) and allowed by the image's
+    # PIPELINE_MODEL_MODULES, which this image leaves unset (no user code runs by default).
+    assert "PIPELINE_MODEL_MODULES" not in env_vars()
+    package = tmp_path / "user_code" / "my_models"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "forecast.py").write_text(
+        "def fit_predict(train, test):\n    return [float(train['sales'].mean())] * len(test)\n")
+    user = ["--runner=DirectRunner", "--direct_running_mode=in_memory", "--direct_num_workers=1", "--source=duckdb",
+            f"--query={query}", "--model=my_models.forecast:fit_predict"]
+    installed = {**_without_pythonpath(), "PYTHONPATH": str(package.parent)}
+    refused = subprocess.run([image_venv, str(entry / "main.py"), *user, f"--output={tmp_path / 'refused'}"],
+                             capture_output=True, text=True, cwd=str(entry), timeout=900, env=installed)
+    assert refused.returncode == 2 and "PIPELINE_MODEL_MODULES (now: empty" in refused.stderr, refused.stderr[-2000:]
+    _run([image_venv, str(entry / "main.py"), *user, f"--output={tmp_path / 'user'}"], cwd=str(entry), timeout=900,
+         env={**installed, "PIPELINE_MODEL_MODULES": "my_models"})
+    with open(tmp_path / "user" / "summary.json") as handle:
+        summary = json.load(handle)
+    assert summary["groups_trained"] > 0 and summary["groups_failed"] == 0
+    assert summary["parameters"]["model"] == "my_models.forecast:fit_predict"
