@@ -296,12 +296,18 @@ def run_models(models: list[str], workers: int, repeats: int, timeout: float) ->
                 agreement[model] = compare_predictions({
                     v: read_predictions(v, output_dir(v, MODELS_SHOPS, model, MODELS_YEARS)) for v in ("bare", "ours")})
                 print(f"[{model}] predictions agree: {agreement[model]}", file=sys.stderr)
-    text = models_report(runs, agreement, workers, repeats, started)
+    return publish_table(models_report(runs, agreement, workers, repeats, started), failures, agreement,
+                         f"{started}-models.md")
+
+
+def publish_table(text: str, failures: list[str], agreement: dict, name: str) -> int:
+    """Prints the table (with any failed runs) and keeps it under bench/results/; the exit code says
+    whether every run finished and every variant's predictions agreed."""
     if failures:
         text += "\nFailed runs:\n" + "\n".join(f"- {f}" for f in failures) + "\n"
     print(text)
     os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, f"{started}-models.md"), "w") as handle:
+    with open(os.path.join(RESULTS_DIR, name), "w") as handle:
         handle.write(text)
     return 1 if failures or any(a.startswith("NO") for a in agreement.values()) else 0
 
@@ -359,14 +365,8 @@ def main(argv=None) -> int:
                 medians[(shops, model, variant)] = Measurement(
                     statistics.median(r.wall for r in results), statistics.median(r.cpu for r in results),
                     int(statistics.median(r.peak_rss for r in results)), 0)
-    text = report(medians, agreement, args.workers, args.repeats, started)
-    if failures:
-        text += "\nFailed runs:\n" + "\n".join(f"- {f}" for f in failures) + "\n"
-    print(text)
-    os.makedirs(RESULTS_DIR, exist_ok=True)
-    with open(os.path.join(RESULTS_DIR, f"{started}.md"), "w") as handle:
-        handle.write(text)
-    return 1 if failures or any(a.startswith("NO") for a in agreement.values()) else 0
+    return publish_table(report(medians, agreement, args.workers, args.repeats, started), failures, agreement,
+                         f"{started}.md")
 
 
 if __name__ == "__main__":
