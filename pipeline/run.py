@@ -33,6 +33,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
 from pipeline.stages import (compare, features, fingerprint, forecast, intervals, plan, rows, search, select,
                              summary, train, windows)
+from pipeline.utils import progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -153,7 +154,10 @@ def run(argv: list[str] | None = None) -> dict | None:
     params, options, kind = prepare(argv)
     gc.collect()  # garbage first: what gc.freeze() keeps is never collected again
     gc.freeze()  # the imported modules outlive the run: keep them out of every later collection
-    with beam.Pipeline(options=options) as pipeline:
+    fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
+    show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
+                     and sys.stderr.isatty())
+    with progress.Display(show_progress, fits_per_window), beam.Pipeline(options=options) as pipeline:
         build(pipeline, params, kind)
     if not runner.is_local(options):
         return None  # Dataflow: the summary is written by the job itself

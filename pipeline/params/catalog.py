@@ -109,6 +109,10 @@ PARAMS: tuple[Param, ...] = (
           "skip and why), the number of fits and a cost estimate timed on a few sample fits, to the output "
           "folder; train no model.", GROUP_OUTPUTS, type=parse_bool, default=False,
           param_type="BOOLEAN", regex=BOOL_RE),
+    Param("quiet", "Quiet",
+          "A local run on a terminal shows its progress (key x window fits done of planned, rate, time left); "
+          "true hides it. Jobs on Dataflow show theirs in the Dataflow console.", GROUP_OUTPUTS, type=parse_bool,
+          default=False, param_type="BOOLEAN", regex=BOOL_RE, hidden=True),
     Param("model_dir", "Model directory",
           "Cloud Storage folder where each trained model is saved, as "
           "<folder>/<run id>/<key>/<window start>/model.joblib (XGBoost: model.json) with meta.json; no model "

@@ -31,6 +31,7 @@ class PipelineParams:
     if_output_exists: str
     run_id: str
     plan_only: bool = False
+    quiet: bool = False
     model_dir: str = ""
     # robustness (issue 5)
     min_period: int = 0

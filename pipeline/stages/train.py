@@ -26,7 +26,7 @@ from pipeline.models import custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
 from pipeline.models import registry
-from pipeline.utils import threads
+from pipeline.utils import progress, threads
 from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
@@ -221,6 +221,7 @@ def count_group(status: str) -> None:
     """Beam counters (visible in the Dataflow UI): planned = trained + skipped + failed."""
     Metrics.counter("groups", "groups_planned").inc()
     Metrics.counter("groups", f"groups_{status}").inc()
+    progress.count(progress.DONE)  # a local run's progress display (nothing on Dataflow)
 
 
 class TrainAndPredictFn(beam.DoFn):
@@ -250,6 +251,9 @@ class TrainAndPredictFn(beam.DoFn):
 
     def process(self, group):
         yield from self.handle(*group)
+
+    def finish_bundle(self):
+        progress.flush()
 
     def handle(self, key, start, window_data):
         yield from self.emit(train_and_predict(key, start, window_data, self._params, self._plan,

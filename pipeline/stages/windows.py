@@ -34,6 +34,7 @@ from apache_beam.transforms import window as beam_window
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.utils import progress
 
 
 def check_params(params: PipelineParams) -> None:
@@ -126,7 +127,11 @@ class _CutWindowsFn(beam.DoFn):
             return
         periods = rows[self._time_column].to_numpy()
         for start, positions in self._plan.cut(periods, *period_range):
+            progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
             yield key, start, rows.take(positions).reset_index(drop=True)
+
+    def finish_bundle(self):
+        progress.flush()
 
 
 class CutWindows(beam.PTransform):
