@@ -260,6 +260,12 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str, changes
     changes.delete_run_rows.append(table_id)
 
 
+def parse_dataset(spec: str, default_project: str | None) -> tuple[str | None, str]:
+    """(project, dataset) of `project:dataset`, `project.dataset` or `dataset` (the default project)."""
+    project, _, dataset = spec.replace(":", ".").rpartition(".")
+    return project or default_project, dataset
+
+
 def check_params(params: PipelineParams) -> None:
     """The BigQuery parameters fit together (no data or client needed)."""
     if params.input_table and params.input:

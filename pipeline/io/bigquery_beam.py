@@ -14,17 +14,20 @@ import datetime
 import apache_beam as beam
 import pandas as pd
 import pyarrow as pa
-from apache_beam.io.gcp.bigquery import BigQueryDisposition, ReadFromBigQuery, WriteToBigQuery
+from apache_beam.io.gcp.bigquery import BigQueryDisposition, BigQueryQueryPriority, ReadFromBigQuery, WriteToBigQuery
+from apache_beam.io.gcp.internal.clients.bigquery import DatasetReference
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
+from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline.io import sinks
-from pipeline.io.bigquery import output_tables, table_layout, table_schema
+from pipeline.io.bigquery import output_tables, parse_dataset, table_layout, table_schema
 from pipeline.io.columns import CHUNK_ROWS
 from pipeline.params.values import PipelineParams
 
 
-def read_transform(params: PipelineParams) -> ReadFromBigQuery:
-    """Beam's BigQuery read for --input_table or --query."""
+def read_transform(params: PipelineParams, default_project: str | None = None) -> ReadFromBigQuery:
+    """Beam's BigQuery read for --input_table or --query (in --bq_temp_dataset when given, at
+    --bq_query_priority)."""
     direct = params.bq_read_method == ReadFromBigQuery.Method.DIRECT_READ
     kwargs = {"method": params.bq_read_method}
     if not direct and params.bq_temp_location:
@@ -34,7 +37,11 @@ def read_transform(params: PipelineParams) -> ReadFromBigQuery:
         if direct:  # the Storage Read API sends only these columns
             kwargs["selected_fields"] = list(params.columns)
     else:
-        kwargs.update(query=params.query, use_standard_sql=True)
+        kwargs.update(query=params.query, use_standard_sql=True,
+                      query_priority=getattr(BigQueryQueryPriority, params.bq_query_priority))
+        if params.bq_temp_dataset:
+            project, dataset = parse_dataset(params.bq_temp_dataset, default_project)
+            kwargs["temp_dataset"] = DatasetReference(projectId=project, datasetId=dataset)
     return ReadFromBigQuery(**kwargs)
 
 
@@ -54,7 +61,8 @@ class ReadBigQueryChunks(beam.PTransform):
 
     def expand(self, pbegin):
         return (pbegin
-                | "ReadFromBigQuery" >> read_transform(self._params)
+                | "ReadFromBigQuery" >> read_transform(
+                    self._params, pbegin.pipeline.options.view_as(GoogleCloudOptions).project)
                 | "Batch" >> beam.BatchElements(min_batch_size=1000, max_batch_size=CHUNK_ROWS)
                 | "ToFrames" >> beam.Map(rows_to_frame, self._params.columns))
 

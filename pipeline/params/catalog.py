@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import os
 
-from pipeline.params.declare import (BOOL_RE, BQ_READ_METHODS, BQ_TABLE_ALLOWED, BQ_TABLE_RE, BQ_WRITE_METHODS,
-                                      COLUMN_LIST_RE, COLUMN_RE, GCS_ALLOWED, GCS_PATH_OR_EMPTY_RE, GCS_PATH_RE, GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL,
-                                      GROUP_OUTPUTS, GROUP_SEARCH, GROUP_SOURCE, GROUP_WINDOWS, IF_OUTPUT_EXISTS,
-                                      IF_RUN_EXISTS, INT_RE, JSON_GRID_RE, JSON_OBJECT_RE, MODEL_DESCRIPTIONS,
-                                      MODEL_NAMES, MODEL_RE, NON_BLANK_RE, NON_NEGATIVE_INT_RE,
-                                      NON_NEGATIVE_NUMBER_RE, OUTPUT_FORMATS, POSITIVE_INT_RE, Param, RUN_ID_RE,
-                                      SOURCES, WINDOW_SIZE_RE, WRITE_DISPOSITIONS, int_tuple, name_tuple,
-                                      parse_bool)
+from pipeline.params.declare import (BOOL_RE, BQ_DATASET_ALLOWED, BQ_DATASET_RE, BQ_QUERY_PRIORITIES,
+                                      BQ_READ_METHODS, BQ_TABLE_ALLOWED, BQ_TABLE_RE, BQ_WRITE_METHODS,
+                                      COLUMN_LIST_RE, COLUMN_RE, GCS_ALLOWED, GCS_PATH_OR_EMPTY_RE, GCS_PATH_RE,
+                                      GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL, GROUP_OUTPUTS, GROUP_SEARCH,
+                                      GROUP_SOURCE, GROUP_WINDOWS, IF_OUTPUT_EXISTS, IF_RUN_EXISTS, INT_RE,
+                                      JSON_GRID_RE, JSON_OBJECT_RE, MODEL_DESCRIPTIONS, MODEL_NAMES, MODEL_RE,
+                                      NON_BLANK_RE, NON_NEGATIVE_INT_RE, NON_NEGATIVE_NUMBER_RE, OUTPUT_FORMATS,
+                                      POSITIVE_INT_RE, Param, RUN_ID_RE, SOURCES, WINDOW_SIZE_RE,
+                                      WRITE_DISPOSITIONS, int_tuple, name_tuple, parse_bool)
 
 
 def _model_allowed() -> str:
@@ -147,6 +148,17 @@ PARAMS: tuple[Param, ...] = (
           "export job to Avro files in the BigQuery temporary files folder (or the job's temporary location).",
           GROUP_BIGQUERY, default="DIRECT_READ", choices=BQ_READ_METHODS, param_type="ENUM",
           parent="source", parent_values=("auto", "bigquery")),
+    Param("bq_temp_dataset", "BigQuery temporary dataset",
+          "Existing dataset where the query's results are kept while they are read (a temporary table is "
+          "created there and removed after); when empty, Beam creates a temporary dataset in the query's "
+          "location and removes it. The query's location itself is found by BigQuery from the tables it reads.",
+          GROUP_BIGQUERY, default="", regex=BQ_DATASET_RE, allowed=BQ_DATASET_ALLOWED,
+          example="my-project:scratch", parent="source", parent_values=("auto", "bigquery"), hidden=True),
+    Param("bq_query_priority", "BigQuery query priority",
+          "BATCH queues the query until BigQuery has idle capacity (it does not count towards the concurrent "
+          "interactive query limit); INTERACTIVE runs it at once.",
+          GROUP_BIGQUERY, default="BATCH", choices=BQ_QUERY_PRIORITIES, param_type="ENUM",
+          parent="source", parent_values=("auto", "bigquery"), hidden=True),
     Param("output_table", "Predictions table",
           "BigQuery table for the predictions, partitioned by the date column (DAY) and clustered by the key; "
           "created if needed. When set, the metrics, ledger and rejected rows can go to BigQuery too.",

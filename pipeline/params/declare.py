@@ -59,6 +59,11 @@ REGEX_MEANING = {
 BQ_TABLE_RE = r"^([a-z][a-z0-9-]{4,28}[a-z0-9][:.])?[A-Za-z0-9_]{1,1024}[.][A-Za-z0-9_-]{1,1024}$"
 BQ_TABLE_ALLOWED = "a BigQuery table: project:dataset.table, project.dataset.table or dataset.table"
 BQ_READ_METHODS = ("DIRECT_READ", "EXPORT")
+BQ_QUERY_PRIORITIES = ("BATCH", "INTERACTIVE")
+# BigQuery dataset: [project:|project.]dataset; Beam reserves the prefix of the datasets it creates itself.
+BQ_DATASET_RE = r"^(([a-z][a-z0-9-]{4,28}[a-z0-9][:.])?(?!beam_temp_dataset_)[A-Za-z0-9_]{1,1024})?$"
+BQ_DATASET_ALLOWED = ("empty, or a BigQuery dataset: project:dataset, project.dataset or dataset, not starting "
+                      "with beam_temp_dataset_ (Beam's own prefix)")
 BQ_WRITE_METHODS = ("FILE_LOADS", "STREAMING_INSERTS")
 WRITE_DISPOSITIONS = ("WRITE_APPEND", "WRITE_TRUNCATE", "WRITE_EMPTY")
 IF_RUN_EXISTS = ("fail", "replace")

@@ -130,6 +130,6 @@ def parse_args(argv: Sequence[str] | None,
         values["param_grid"] = json_value(values["param_grid"])
     except ValueError as exc:
         raise ParameterError("param_grid", values["param_grid"], str(exc)) from None
-    for name in ("input", *TABLE_PARAMS, "bq_temp_location"):
+    for name in ("input", *TABLE_PARAMS, "bq_temp_location", "bq_temp_dataset"):
         values[name] = values[name] or None
     return PipelineParams(**values), beam_args

@@ -40,6 +40,8 @@ class PipelineParams:
     max_failure_rate: float = 0.05
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"
+    bq_temp_dataset: str | None = None
+    bq_query_priority: str = "BATCH"
     output_table: str | None = None
     metrics_table: str | None = None
     ledger_table: str | None = None

@@ -40,6 +40,7 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
                                    # BigQuery: how the rows are read, where and how results are written
                                    "bq_read_method", "output_table", "metrics_table", "ledger_table",
                                    "rejected_table", "write_disposition", "bq_write_method", "if_run_exists",
+                                   "bq_temp_dataset", "bq_query_priority",
                                    "bq_temp_location", "selection_table", "forecast_table"})
 # Parameters added after runs were recorded: hashed only when they differ from their default, so a run
 # that does not use them keeps the params_hash it had before they existed.

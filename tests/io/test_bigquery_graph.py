@@ -192,3 +192,24 @@ def test_readme_shows_the_rmse_sql_as_tested():
     for name in ("rmse_by_shop_and_year.sql", "rmse_by_year.sql"):
         with open(os.path.join(SQL_DIR, name)) as handle:
             assert handle.read().strip() in readme, name
+
+
+def test_query_reads_in_the_given_temporary_dataset_at_the_given_priority():
+    from apache_beam.io.gcp.bigquery import BigQueryQueryPriority
+
+    from pipeline.io.bigquery_beam import read_transform
+
+    argv = [f"--query={ARTICLE_QUERY}", "--bq_temp_dataset=my-project:scratch", "--bq_query_priority=INTERACTIVE"]
+    read = read_transform(parse_args(argv)[0], "launch-project")
+    dataset = read._kwargs["temp_dataset"]
+    assert (dataset.projectId, dataset.datasetId) == ("my-project", "scratch")
+    assert read._kwargs["query_priority"] == BigQueryQueryPriority.INTERACTIVE
+    default = read_transform(parse_args([f"--query={ARTICLE_QUERY}", "--bq_temp_dataset=scratch"])[0], "launch-project")
+    assert (default._kwargs["temp_dataset"].projectId, default._kwargs["query_priority"]) == (
+        "launch-project", BigQueryQueryPriority.BATCH)  # the job's project; Beam's default priority
+    assert "temp_dataset" not in read_transform(parse_args([f"--query={ARTICLE_QUERY}"])[0], "p")._kwargs
+    # DataflowRunner translates the read with both (the whole graph, offline).
+    display = dry_run_display_data(argv, whole_pipeline=False)
+    assert values_of(display, "query", READ) == {ARTICLE_QUERY}
+    with pytest.raises(ParameterError, match="beam_temp_dataset_"):
+        parse_args(["--bq_temp_dataset=p-roject1:beam_temp_dataset_x"])
