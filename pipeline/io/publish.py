@@ -105,9 +105,10 @@ def _folder_exists(path: str) -> bool:
 
 
 def published_files(record: dict | None, name: str) -> list[str] | None:
-    """The file names of output `name` that a commit record lists, or None (no record, or an older one)."""
-    files = (record or {}).get(PUBLISHED, {}).get("files")
-    return None if files is None else list(files.get(name, []))
+    """The file names of output `name` that a commit record lists, or None (no record, an older one,
+    or one that does not list this output)."""
+    files = (record or {}).get(PUBLISHED, {}).get("files", {})
+    return list(files[name]) if name in files else None
 
 
 def publish(params: PipelineParams, publish_id: str) -> dict:

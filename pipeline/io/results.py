@@ -8,7 +8,7 @@ import json
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.publish import PUBLISHED
+from pipeline.io.publish import published_files
 from pipeline.io.sinks import PLAN_SUMMARY_FILE, SUMMARY_FILE
 
 
@@ -31,9 +31,9 @@ def published_parts(output: str, name: str) -> list[str]:
         path = FileSystems.join(output, marker)
         if not FileSystems.exists(path):
             continue
-        files = read_json(output, marker).get(PUBLISHED, {}).get("files", {})
-        if name in files:
-            return sorted(FileSystems.join(output, name, file) for file in files[name])
+        files = published_files(read_json(output, marker), name)
+        if files is not None:
+            return sorted(FileSystems.join(output, name, file) for file in files)
     return sorted(m.path for m in FileSystems.match([FileSystems.join(output, name, "part-*")])[0].metadata_list)
 
 
