@@ -79,9 +79,15 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
                                                                                         manifest)
         return {**planned, "plan_summary": published, "manifest": manifest}
-    fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
+    # Intervals, model selection and forecasts read each key x window's predictions apart; without
+    # them, the fits join many windows' predictions into one frame on the way to the sinks.
+    frame_per_window = intervals.is_enabled(params) or compare.is_enabled(params) or forecast.is_enabled(params)
     if compare.is_enabled(params):
         fit = compare.FitModels(params)
+    elif search.is_enabled(params):
+        fit = search.SearchAndTrain(params, frame_per_window)
+    else:
+        fit = train.TrainAndPredict(params, frame_per_window)
     results = key_windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())

@@ -67,22 +67,14 @@ class ReadBigQueryChunks(beam.PTransform):
                 | "ToFrames" >> beam.Map(rows_to_frame, self._params.columns))
 
 
-def stamp(element, columns: dict):
-    """The lineage columns set on one output element (a DataFrame or a row dict)."""
-    if isinstance(element, pd.DataFrame):
-        return element.assign(**columns)
-    return {**element, **columns}
-
-
 def _json_value(value):
     return value.isoformat() if isinstance(value, (datetime.date, datetime.datetime)) else value
 
 
-def bigquery_rows(frame: pd.DataFrame, schema: pa.Schema) -> list[dict]:
-    """Row dicts in the output's schema, through the same conversion as the file outputs
-    (NaN -> NULL, dates as dates), then JSON-ready for load files and insertAll."""
-    return [{name: _json_value(value) for name, value in row.items()}
-            for row in sinks.to_table(frame, schema).to_pylist()]
+def bigquery_rows(table: pa.Table) -> list[dict]:
+    """Row dicts of an output's Arrow table (sinks.ToArrowTables: the same conversion as the file
+    outputs, NaN -> NULL, dates as dates), JSON-ready for load files and insertAll."""
+    return [{name: _json_value(value) for name, value in row.items()} for row in table.to_pylist()]
 
 
 def _fail_on_rejected_insert(failed: tuple):
@@ -91,20 +83,21 @@ def _fail_on_rejected_insert(failed: tuple):
 
 
 class WriteTable(beam.PTransform):
-    """One output (DataFrames or row dicts) -> one BigQuery table with the output's schema."""
+    """One output (DataFrames or row dicts) -> one BigQuery table with the output's schema, with
+    `constants` (the lineage columns) on every row."""
 
-    def __init__(self, params: PipelineParams, table: str, schema: pa.Schema, layout: dict):
+    def __init__(self, params: PipelineParams, table: str, schema: pa.Schema, layout: dict, constants: dict):
         super().__init__()
         self._params, self._table, self._schema, self._layout = params, table, schema, layout
+        self._constants = constants
 
     def expand(self, elements):
         params, schema = self._params, self._schema
         streaming = params.bq_write_method == WriteToBigQuery.Method.STREAMING_INSERTS
         temp = params.bq_temp_location
         result = (elements
-                  | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
-                  | "Concat" >> beam.Map(sinks._concat)
-                  | "ToRows" >> beam.FlatMap(bigquery_rows, schema)
+                  | "Batch" >> sinks.ToArrowTables(schema, self._constants)
+                  | "ToRows" >> beam.FlatMap(bigquery_rows)
                   | "Write" >> WriteToBigQuery(
                       self._table,
                       schema=table_schema(schema),
@@ -132,8 +125,6 @@ class WriteBigQueryOutputs(beam.PTransform):
 
     def expand(self, outputs: dict):
         schemas, columns = sinks.output_schemas(self._params), self._columns
-        return {name: (outputs[name]
-                       | f"Lineage_{name}" >> beam.Map(stamp, columns)
-                       | f"ToBigQuery_{name}" >> WriteTable(self._params, table, schemas[name],
-                                                            table_layout(self._params, name)))
+        return {name: outputs[name] | f"ToBigQuery_{name}" >> WriteTable(
+                    self._params, table, schemas[name], table_layout(self._params, name), columns)
                 for name, table in output_tables(self._params).items()}

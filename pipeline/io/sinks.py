@@ -18,6 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.utils import packing  # noqa: F401  (registers the coder of the Arrow tables written)
 
 OUTPUT_NAMES = ("predictions", "metrics", "ledger", "rejected_rows", "search",  # search: with --param_grid
                 "selection",  # selection: with several models
@@ -127,12 +128,15 @@ def prepare_output(params: PipelineParams) -> None:
         FileSystems.delete([m.path for m in stale])
 
 
+ROWS_PER_TABLE = 100_000  # rows per Arrow table written (a Parquet row group): bounded memory, few files
+
+
 def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     columns = {}
     for field in schema:
         values = frame[field.name] if field.name in frame else pd.Series([None] * len(frame))
-        if pa.types.is_date32(field.type):
-            values = pd.to_datetime(values).dt.date
+        if pa.types.is_date32(field.type):  # days from datetime64 in numpy, not a date object per row
+            values = pd.to_datetime(values).to_numpy(dtype="datetime64[ns]").astype("datetime64[D]")
         columns[field.name] = pa.array(values, type=field.type, from_pandas=True)
     return pa.table(columns, schema=schema)
 
@@ -144,12 +148,51 @@ def _concat(items) -> pd.DataFrame:
     return pd.concat(items, ignore_index=True) if len(items) > 1 else items[0]
 
 
-class WriteFrames(beam.PTransform):
-    """Writes a PCollection of DataFrames (or lists of row dicts) to <output>/<name>/part-*.
+class _ArrowTablesFn(beam.DoFn):
+    """DataFrames or row dicts -> Arrow tables in `schema` of about ROWS_PER_TABLE rows, with
+    `constants` (the lineage columns) set once per table. Elements are the global window's (the
+    pipeline cuts its sliding windows itself), so what a bundle leaves is emitted there."""
 
-    Small elements are batched first so each file holds a few large row groups;
-    `constants` (the lineage columns) are set once per batch.
-    """
+    def __init__(self, schema: pa.Schema, constants: dict, rows_per_table: int):
+        self._schema, self._constants, self._rows_per_table = schema, constants, rows_per_table
+
+    def start_bundle(self):
+        self._items, self._rows = [], 0
+
+    def process(self, element):
+        self._items.append(element)
+        self._rows += len(element) if isinstance(element, pd.DataFrame) else 1
+        if self._rows >= self._rows_per_table:
+            yield self._table()
+
+    def finish_bundle(self):
+        if self._items:
+            yield beam.transforms.window.GlobalWindows.windowed_value(self._table())
+
+    def _table(self) -> pa.Table:
+        frame = _concat(self._items).assign(**self._constants)
+        self._items, self._rows = [], 0
+        return to_table(frame, self._schema)
+
+
+class ToArrowTables(beam.PTransform):
+    """An output's DataFrames or row dicts -> Arrow tables of its schema (see _ArrowTablesFn);
+    the file and the BigQuery sinks both write from these."""
+
+    def __init__(self, schema: pa.Schema, constants: dict | None = None, rows_per_table: int = ROWS_PER_TABLE):
+        super().__init__()
+        self._schema, self._constants, self._rows_per_table = schema, constants or {}, rows_per_table
+
+    def expand(self, elements):
+        if not isinstance(elements.windowing.windowfn, beam.transforms.window.GlobalWindows):
+            raise ValueError(f"{self.label}: outputs are written from the global window")
+        return elements | "ToArrow" >> beam.ParDo(
+            _ArrowTablesFn(self._schema, self._constants, self._rows_per_table)).with_output_types(pa.Table)
+
+
+class WriteFrames(beam.PTransform):
+    """Writes a PCollection of DataFrames (or row dicts) to <output>/<name>/part-*, as Arrow tables
+    of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row."""
 
     def __init__(self, params: PipelineParams, name: str, schema: pa.Schema, constants: dict | None = None):
         super().__init__()
@@ -157,20 +200,14 @@ class WriteFrames(beam.PTransform):
 
     def expand(self, frames):
         schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
-        constants = self._constants
-        batches = (frames
-                   | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
-                   | "Concat" >> beam.Map(lambda items: _concat(items).assign(**constants)))
+        tables = frames | "Batch" >> ToArrowTables(schema, self._constants)
         if self._params.output_format == "csv":
             header = ",".join(schema.names)
-            return (batches
-                    | "ToCsv" >> beam.Map(lambda f: to_table(f, schema).to_pandas().to_csv(
+            return (tables
+                    | "ToCsv" >> beam.Map(lambda t: t.to_pandas().to_csv(
                         index=False, header=False, lineterminator="\n").rstrip("\n"))
                     | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header))
-        return (batches
-                | "ToArrow" >> beam.Map(to_table, schema)
-                | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema,
-                                                           file_name_suffix=".parquet"))
+        return tables | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema, file_name_suffix=".parquet")
 
 
 class WriteOutputs(beam.PTransform):

@@ -223,11 +223,12 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
 
 class SearchAndTrain(beam.PTransform):
     """(key, window start, the window's rows) -> predictions, metrics, ledger (as TrainAndPredict)
-    and `search`: every configuration's validation score per key x window, the winner flagged."""
+    and `search`: every configuration's validation score per key x window, the winner flagged.
+    `frame_per_window` as TrainAndPredict's."""
 
-    def __init__(self, params: PipelineParams):
+    def __init__(self, params: PipelineParams, frame_per_window: bool = True):
         super().__init__()
-        self._params = params
+        self._params, self._frame_per_window = params, frame_per_window
 
     def expand(self, windows):
         params = self._params
@@ -237,5 +238,5 @@ class SearchAndTrain(beam.PTransform):
                   | "ScoreConfigs" >> beam.ParDo(_ScoreConfigsFn(params)))
         return ({_DATA: planned[_DATA], "scores": scores}
                 | "JoinScores" >> beam.CoGroupByKey()
-                | "ChooseRefitPredict" >> beam.ParDo(_ChooseRefitPredictFn(params)).with_outputs(
+                | "ChooseRefitPredict" >> beam.ParDo(_ChooseRefitPredictFn(params, self._frame_per_window)).with_outputs(
                     train.PREDICTIONS, train.METRICS, train.LEDGER, SEARCH))

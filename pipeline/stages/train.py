@@ -111,10 +111,40 @@ class WindowSplit:
 
 
 class GroupResult:
-    """What one key x window produced; plain data, easy to test without Beam."""
+    """What one key x window produced; plain data, easy to test without Beam. The predictions are
+    kept as columns (arrays) and made a DataFrame on first use: a run whose predictions go straight
+    to the sinks joins the columns of many windows into one frame instead (PredictionBuffer)."""
 
-    def __init__(self, ledger: dict, predictions: pd.DataFrame | None = None, metrics: dict | None = None):
-        self.ledger, self.predictions, self.metrics = ledger, predictions, metrics
+    def __init__(self, ledger: dict, prediction_columns: dict | None = None, metrics: dict | None = None):
+        self.ledger, self.prediction_columns, self.metrics = ledger, prediction_columns, metrics
+
+    @functools.cached_property
+    def predictions(self) -> pd.DataFrame | None:
+        if self.prediction_columns is None:
+            return None
+        return pd.DataFrame(self.prediction_columns, copy=False)
+
+
+class PredictionBuffer:
+    """The prediction columns of many key x windows, joined into one DataFrame of about `rows`
+    rows: one frame (and one sink batch) per hundred windows instead of one per window, which
+    cost more than fitting a small model."""
+
+    def __init__(self, rows: int = 50_000):
+        self._limit, self._parts, self.rows = rows, [], 0
+
+    def add(self, columns: dict) -> pd.DataFrame | None:
+        """Adds one window's columns; returns the joined frame once it holds `rows` rows."""
+        self._parts.append(columns)
+        self.rows += len(columns["predicted"])
+        return self.take() if self.rows >= self._limit else None
+
+    def take(self) -> pd.DataFrame | None:
+        if not self._parts:
+            return None
+        parts, self._parts, self.rows = self._parts, [], 0
+        return pd.DataFrame({name: np.concatenate([part[name] for part in parts]) for name in parts[0]},
+                            copy=False)
 
 
 def failure_reason(exc: Exception) -> str:
@@ -192,7 +222,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         split.column(target, test=False).astype(float, copy=False),
         split.column(date_column, test=True), split.column(time_column, test=True))
     window_end = plan.end_of(window_start)
-    predictions = pd.DataFrame({
+    predictions = {
         params.key_column: np.full(len(actual), key, dtype=object),
         date_column: split.column(date_column, test=True),
         time_column: split.column(time_column, test=True),
@@ -202,7 +232,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "actual": actual,
         "baseline": baseline,
         "model": np.full(len(actual), params.model, dtype=object),
-    }, copy=False)  # run_id: set with the other lineage columns by the sinks
+    }  # run_id: set with the other lineage columns by the sinks
     metrics = {
         params.key_column: key, "window_start": window_start, "window_end": window_end,
         "test_start": test_start, "rows_train": split.rows_train, "rows_test": split.rows_test,
@@ -226,12 +256,18 @@ def count_group(status: str) -> None:
 
 class TrainAndPredictFn(beam.DoFn):
     """Planned key x windows -> `handle(key, start, window_data)`; subclasses (the search) reuse the
-    counters, the time limit and the tagged outputs."""
+    counters, the time limit and the tagged outputs.
 
-    def __init__(self, params: PipelineParams):
+    `frame_per_window`: one predictions DataFrame per key x window, for the stages that need them
+    apart (intervals, model selection, forecasts); otherwise the windows' predictions are joined
+    into larger frames (PredictionBuffer), emitted when full and when the bundle ends."""
+
+    def __init__(self, params: PipelineParams, frame_per_window: bool = True):
         self._params = params
         self._plan = WindowPlan.from_params(params)
         self._deadline = None
+        self._frame_per_window = frame_per_window
+        self._buffer = None
 
     def setup(self):
         # --model_threads for the OpenMP/BLAS libraries this process loads from now on (scikit-learn
@@ -249,11 +285,17 @@ class TrainAndPredictFn(beam.DoFn):
         # scikit-learn takes about a second, and the local runner stops its workers one after another.
         gc.freeze()
 
+    def start_bundle(self):
+        self._buffer = None if self._frame_per_window else PredictionBuffer()
+
     def process(self, group):
         yield from self.handle(*group)
 
     def finish_bundle(self):
         progress.flush()
+        rest = self._buffer.take() if self._buffer is not None else None
+        if rest is not None:  # the key x windows are cut by the pipeline: every element is in the global window
+            yield beam.pvalue.TaggedOutput(PREDICTIONS, beam.transforms.window.GlobalWindows.windowed_value(rest))
 
     def handle(self, key, start, window_data):
         yield from self.emit(train_and_predict(key, start, window_data, self._params, self._plan,
@@ -262,8 +304,10 @@ class TrainAndPredictFn(beam.DoFn):
     def emit(self, result: GroupResult):
         count_group(result.ledger["status"])
         yield beam.pvalue.TaggedOutput(LEDGER, result.ledger)
-        if result.predictions is not None:
-            yield beam.pvalue.TaggedOutput(PREDICTIONS, result.predictions)
+        if result.prediction_columns is not None:
+            full = result.predictions if self._buffer is None else self._buffer.add(result.prediction_columns)
+            if full is not None:
+                yield beam.pvalue.TaggedOutput(PREDICTIONS, full)
             yield beam.pvalue.TaggedOutput(METRICS, result.metrics)
 
 
@@ -302,12 +346,13 @@ class TrainAndPredict(beam.PTransform):
     a failed ledger row too.
     """
 
-    def __init__(self, params: PipelineParams):
+    def __init__(self, params: PipelineParams, frame_per_window: bool = True):
         super().__init__()
-        self._params = params
+        self._params, self._frame_per_window = params, frame_per_window
 
     def expand(self, windows):
-        fit = declare_outputs(beam.ParDo(TrainAndPredictFn(self._params)), PREDICTIONS, METRICS, LEDGER)
+        fit = declare_outputs(beam.ParDo(TrainAndPredictFn(self._params, self._frame_per_window)),
+                              PREDICTIONS, METRICS, LEDGER)
         results = (windows
                    | "Fit" >> fit.with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
                    .with_outputs(PREDICTIONS, METRICS, LEDGER))

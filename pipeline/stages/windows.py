@@ -89,9 +89,17 @@ class WindowPlan:
         return list(range(begin, last - self.size + 2, self.period))
 
     def cut(self, periods: np.ndarray, first: int, last: int):
-        """(window start, row positions) of every planned window holding at least one of `periods`;
-        the rows keep their order."""
-        for start in self.starts_within(first, last):
+        """(window start, row positions: an array, or a slice when `periods` are sorted) of every planned
+        window holding at least one of `periods`; the rows keep their order."""
+        starts = self.starts_within(first, last)
+        if len(periods) and (periods[1:] >= periods[:-1]).all():  # the usual case: rows in date order
+            begins = np.searchsorted(periods, starts, side="left")
+            ends = np.searchsorted(periods, [self.end_of(start) for start in starts], side="right")
+            for start, begin, end in zip(starts, begins.tolist(), ends.tolist()):
+                if end > begin:
+                    yield start, slice(begin, end)
+            return
+        for start in starts:
             positions = np.flatnonzero((periods >= start) & (periods <= self.end_of(start)))
             if len(positions):
                 yield start, positions
@@ -128,7 +136,8 @@ class _CutWindowsFn(beam.DoFn):
         periods = rows[self._time_column].to_numpy()
         for start, positions in self._plan.cut(periods, *period_range):
             progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
-            yield key, start, rows.take(positions).reset_index(drop=True)
+            window = rows.iloc[positions] if isinstance(positions, slice) else rows.take(positions)
+            yield key, start, window.reset_index(drop=True)
 
     def finish_bundle(self):
         progress.flush()

@@ -180,7 +180,8 @@ def test_written_rows_are_json_ready_and_nan_becomes_null():
     frame = pd.DataFrame({"shop_id": ["S1"], "date": [pd.Timestamp("2016-02-29")], "year": [2016],
                           "window_start": [2014], "window_end": [2016], "predicted": [1.5],
                           "actual": [2.25], "baseline": [float("nan")], "model": ["ridge"], "run_id": ["r"]})
-    assert bigquery_beam.bigquery_rows(frame, sinks.output_schemas(params)["predictions"]) == [{
+    table = sinks.to_table(frame, sinks.output_schemas(params)["predictions"])
+    assert bigquery_beam.bigquery_rows(table) == [{
         "shop_id": "S1", "date": "2016-02-29", "year": 2016, "window_start": 2014, "window_end": 2016,
         "predicted": 1.5, "actual": 2.25, "baseline": None, "model": "ridge", "run_id": "r",
         "params_hash": None, "code_version": None}]

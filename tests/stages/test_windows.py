@@ -22,12 +22,13 @@ def test_window_plan_arithmetic():
 
 @settings(max_examples=200, deadline=None)
 @given(size=st.integers(1, 6), period=st.integers(1, 4), offset=st.integers(-3, 3),
-       periods=st.lists(st.integers(1990, 2010), min_size=1, max_size=40))
-def test_cut_windows_are_the_windows_beam_assigns(size, period, offset, periods):
+       periods=st.lists(st.integers(1990, 2010), min_size=1, max_size=40), in_order=st.booleans())
+def test_cut_windows_are_the_windows_beam_assigns(size, period, offset, periods, in_order):
     """Each row lands in exactly the windows Beam's SlidingWindows assigns to its period (as event
-    time), restricted to the windows inside the data's period range; row order is kept."""
+    time), restricted to the windows inside the data's period range; row order is kept. Rows in
+    period order (the usual case) are cut as slices, others by position."""
     plan = WindowPlan(size=size, period=period, test_periods=1)
-    values = np.array(periods) + offset
+    values = np.array(sorted(periods) if in_order else periods) + offset
     first, last = int(values.min()), int(values.max())
     expected = {}
     for position, value in enumerate(values):
@@ -36,8 +37,11 @@ def test_cut_windows_are_the_windows_beam_assigns(size, period, offset, periods)
             start = int(window.start.micros // 1_000_000)
             if start >= first and plan.end_of(start) <= last:
                 expected.setdefault(start, []).append(position)
-    got = {start: list(positions) for start, positions in plan.cut(values, first, last)}
+    cuts = list(plan.cut(values, first, last))
+    got = {start: list(np.arange(len(values))[positions]) for start, positions in cuts}
     assert got == expected
+    if in_order:
+        assert all(isinstance(positions, slice) for _, positions in cuts)
 
 
 def test_which_key_windows_train_and_skip(tmp_path, write_parquet):
