@@ -58,7 +58,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
 def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> dict:
     """Adds every stage to `pipeline`; returns the named output PCollections."""
     run_lineage = lineage.RunLineage.collect(params, pipeline.options)
-    chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind)
+    slots = runner.parallel_slots(pipeline.options)
+    chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind, slots)
     fingerprints = chunks | "FingerprintInput" >> fingerprint.FingerprintInput()
     validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params)
     key_rows = validated[rows.KEY_ROWS]
@@ -70,7 +71,6 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        slots = runner.parallel_slots(pipeline.options)
         planned = key_windows | "PlanWindows" >> plan.PlanWindows(params, counters, slots)
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())

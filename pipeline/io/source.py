@@ -20,7 +20,6 @@ import io
 
 import apache_beam as beam
 import pandas as pd
-import pyarrow as pa
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
@@ -68,11 +67,8 @@ def duckdb_connection(input_pattern: str | None = None):
 
 def read_input_files(pattern: str) -> pd.DataFrame:
     """Every file matching --input (local or gs://), in path order, as one DataFrame."""
-    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
-    if not matches:
-        raise ParameterError("input", pattern, "a path or glob that matches at least one file")
     frames = []
-    for path in matches:
+    for path in _matched_paths(pattern):
         with FileSystems.open(path) as handle:
             frames.append(read_file_table(path, handle))
     return pd.concat(frames, ignore_index=True)
@@ -96,24 +92,64 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
         connection.close()
 
 
-def file_columns(pattern: str) -> list[str]:
-    """Column names of the first file matching --input."""
-    matches = FileSystems.match([pattern])[0].metadata_list
+def _matched_paths(pattern: str) -> list[str]:
+    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if not matches:
         raise ParameterError("input", pattern, "a path or glob that matches at least one file")
-    path = sorted(m.path for m in matches)[0]
+    return matches
+
+
+def file_columns(pattern: str) -> list[str]:
+    """Column names of the first file matching --input (of a Parquet file, from its footer only)."""
+    path = _matched_paths(pattern)[0]
     with FileSystems.open(path) as handle:
+        if path.endswith(".parquet"):
+            import pyarrow.parquet as pq
+
+            return list(pq.ParquetFile(handle).schema_arrow.names)
         head = read_file_table(path, handle, limit=1)
     return list(head.columns)
 
 
-def read_file_table(path: str, handle, limit: int | None = None) -> pd.DataFrame:
-    data = handle.read()
+MAX_FOOTERS_READ = 64  # files whose Parquet footers the launcher reads to count the pieces to read
+
+
+def file_pieces(path: str) -> list[tuple[str, int | None]]:
+    """The parts of one input file that can be read apart: (path, row group) per Parquet row group,
+    (path, None) for a whole file of another format."""
+    if not path.endswith(".parquet"):
+        return [(path, None)]
+    import pyarrow.parquet as pq
+
+    with FileSystems.open(path) as handle:
+        groups = pq.ParquetFile(handle).metadata.num_row_groups
+    return [(path, group) for group in range(groups)]
+
+
+def count_file_pieces(pattern: str) -> int:
+    """How many pieces the --input files are read in (file_pieces), counted from at most
+    MAX_FOOTERS_READ footers: more files than that are at least that many pieces."""
+    paths = _matched_paths(pattern)
+    if len(paths) > MAX_FOOTERS_READ:
+        return len(paths)
+    return sum(len(file_pieces(path)) for path in paths)
+
+
+def read_file_table(path: str, handle, limit: int | None = None, columns: list[str] | None = None,
+                    row_group: int | None = None) -> pd.DataFrame:
+    """A file (or, for Parquet, one of its row groups) as a DataFrame; Parquet reads only `columns`
+    (all when None) and only the bytes it needs from `handle` (seekable, local or gs://)."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
-        table = pq.read_table(pa.BufferReader(data))
-    elif path.endswith(".csv"):
+        parquet = pq.ParquetFile(handle)
+        table = (parquet.read(columns=columns) if row_group is None
+                 else parquet.read_row_group(row_group, columns=columns))
+        if limit is not None:
+            table = table.slice(0, limit)
+        return table.to_pandas()
+    data = handle.read()
+    if path.endswith(".csv"):
         import pyarrow.csv as pacsv
 
         # Only an empty field is null: "n/a" and the like stay text, so validation counts
@@ -150,26 +186,44 @@ class _RunDuckDBQuery(beam.DoFn):
             connection.close()
 
 
-class _ReadFileChunks(beam.DoFn):
+class _ReadFilePiece(beam.DoFn):
+    """(path, Parquet row group or None for the whole file) -> chunks of the needed columns."""
+
     def __init__(self, columns: tuple[str, ...]):
         self._columns = columns
 
-    def process(self, readable_file):
-        path = readable_file.metadata.path
-        with readable_file.open() as handle:
-            frame = read_file_table(path, handle)
-        missing = [c for c in self._columns if c not in frame.columns]
+    def process(self, piece):
+        path, row_group = piece
+        with FileSystems.open(path) as handle:
+            if path.endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                available = set(pq.ParquetFile(handle).schema_arrow.names)
+                self._check(path, available)
+                frame = read_file_table(path, handle, columns=list(self._columns), row_group=row_group)
+            else:
+                frame = read_file_table(path, handle)
+                self._check(path, frame.columns)
+        yield from _chunks(frame[list(self._columns)])
+
+    def _check(self, path: str, available) -> None:
+        missing = [c for c in self._columns if c not in available]
         if missing:
             raise ValueError(f"{path} lacks column(s) {missing}")
-        yield from _chunks(frame[list(self._columns)])
 
 
 class ReadSource(beam.PTransform):
-    """Reads the rows named by the parameters as DataFrame chunks of the needed columns."""
+    """Reads the rows named by the parameters as DataFrame chunks of the needed columns.
 
-    def __init__(self, params: PipelineParams, kind: str):
+    Files are read in pieces (file_pieces: each Parquet row group, each other file), spread over
+    the workers before they are read. When there are fewer pieces than `slots` (the fits that can
+    run at once), the chunks read are spread again (a shuffle of all the data), so that validation
+    uses every worker; otherwise each worker validates what it read, and no data crosses a shuffle
+    before the one by key."""
+
+    def __init__(self, params: PipelineParams, kind: str, slots: int | None = None):
         super().__init__()
-        self._params, self._kind = params, kind
+        self._params, self._kind, self._slots = params, kind, slots
 
     def expand(self, pbegin):
         columns = self._params.columns
@@ -180,11 +234,14 @@ class ReadSource(beam.PTransform):
                                                                 self._params.input or None))
                     | "Spread" >> ReshuffleFrames())
         if self._kind == "file":
-            return (pbegin
-                    | "Match" >> fileio.MatchFiles(self._params.input)
-                    | "Open" >> fileio.ReadMatches()
-                    | "ReadChunks" >> beam.ParDo(_ReadFileChunks(columns))
-                    | "Spread" >> ReshuffleFrames())
+            chunks = (pbegin
+                      | "Match" >> fileio.MatchFiles(self._params.input)
+                      | "Pieces" >> beam.FlatMap(lambda metadata: file_pieces(metadata.path))
+                      | "SpreadPieces" >> beam.Reshuffle()
+                      | "ReadChunks" >> beam.ParDo(_ReadFilePiece(columns)))
+            if self._slots is None or count_file_pieces(self._params.input) < self._slots:
+                chunks = chunks | "Spread" >> ReshuffleFrames()
+            return chunks
         if self._kind == "bigquery":
             from pipeline.io import bigquery_beam  # Beam's BigQuery IO and Google's clients: only when used
 

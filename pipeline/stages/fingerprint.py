@@ -20,18 +20,45 @@ def _canonical(column: pd.Series) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(column):
         return pd.Series(column.astype("datetime64[ns]").astype("int64").astype("float64")
                          .where(column.notna()), index=column.index)
-    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "date"):
-        # Equal values have equal text here, so str() once per distinct value (dates repeat per key).
-        codes, uniques = pd.factorize(column)
-        text = np.array([str(value) for value in uniques] + [None], dtype=object)
+    if _is_text_or_date(column):
+        codes, text = _distinct_text(column)
         return pd.Series(text[codes], index=column.index)  # code -1 (missing) picks the None
     missing = column.isna().to_numpy()  # element by element: a list is not missing
     return column.astype(str).astype(object).where(~missing, None)
 
 
+def _is_text_or_date(column: pd.Series) -> bool:
+    return not (pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column)
+                or pd.api.types.is_datetime64_any_dtype(column)) and pd.api.types.infer_dtype(
+        column, skipna=True) in ("string", "date")
+
+
+def _distinct_text(column: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, the text of each distinct value followed by None): equal values have equal text, so
+    str() runs once per distinct value (dates and keys repeat)."""
+    codes, uniques = pd.factorize(column)
+    return codes, np.array([str(value) for value in uniques] + [None], dtype=object)
+
+
+def _column_hashes(column: pd.Series) -> np.ndarray:
+    """pandas' hash of each value of the canonical column; text is hashed once per distinct value and
+    spread by code, which gives the same per-row hashes (pandas hashes element by element)."""
+    if _is_text_or_date(column):
+        codes, text = _distinct_text(column)
+        return _series_hashes(pd.Series(text))[codes]  # a Series as _canonical's: the same dtype inference
+    return _series_hashes(_canonical(column))
+
+
+def _series_hashes(series: pd.Series) -> np.ndarray:
+    return pd.util.hash_pandas_object(series, index=False, categorize=False).to_numpy(dtype=np.uint64)
+
+
 def row_hashes(chunk: pd.DataFrame) -> np.ndarray:
-    canonical = pd.DataFrame({name: _canonical(chunk[name]) for name in chunk.columns})
-    return pd.util.hash_pandas_object(canonical, index=False, categorize=False).to_numpy(dtype=np.uint64)
+    """One 64-bit hash per row: pandas.util.hash_pandas_object(canonical rows, index=False), whose
+    columns' hashes are combined by pandas' own combine_hash_arrays."""
+    from pandas.core.util.hashing import combine_hash_arrays  # the one step hash_pandas_object adds
+
+    return combine_hash_arrays((_column_hashes(chunk[name]) for name in chunk.columns), len(chunk.columns))
 
 
 def chunk_fingerprint(chunk: pd.DataFrame) -> dict:

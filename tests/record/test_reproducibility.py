@@ -132,6 +132,30 @@ def test_input_fingerprint_ignores_order_chunking_and_dtype_but_not_values():
     assert fingerprint_of([pd.concat([frame, frame.iloc[[3]]])])["row_hash"] != whole["row_hash"]
 
 
+def test_row_hashes_equal_hash_pandas_object_of_the_canonical_rows():
+    """Text is hashed once per distinct value, which must give pandas' own per-row hashes (so a
+    fingerprint recorded by an earlier version still matches): missing values, dates, lists,
+    mixed objects, datetimes with NaT."""
+    import datetime
+
+    rows = 60
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({
+        "key": pd.Series(rng.choice(["S1", "S2", " S3", None], rows), dtype="str"),
+        "key_object": rng.choice(np.array(["a", "b", None], dtype=object), rows),
+        "day": rng.choice(np.array([datetime.date(2015, 1, 1), datetime.date(2016, 2, 29), None], dtype=object), rows),
+        "stamp": pd.to_datetime(rng.choice(["2015-01-01 00:00", "2016-02-29 10:00", None], rows)),
+        "year": rng.integers(2010, 2020, rows),
+        "value": np.where(rng.random(rows) < 0.2, np.nan, rng.normal(size=rows)),
+        "flag": rng.random(rows) < 0.5,
+        "mixed": pd.Series([[1, 2], "x", 3.5, None] * (rows // 4), dtype=object),
+    })
+    canonical = pd.DataFrame({name: fingerprint._canonical(frame[name]) for name in frame.columns})
+    expected = pd.util.hash_pandas_object(canonical, index=False, categorize=False).to_numpy(dtype=np.uint64)
+    assert np.array_equal(fingerprint.row_hashes(frame), expected)
+    assert len(set(fingerprint.row_hashes(frame).tolist())) > rows // 2  # rows differ, hashes too
+
+
 # -- determinism -------------------------------------------------------------------------------------
 
 def test_same_predictions_with_one_and_two_worker_processes(tmp_path, write_parquet):
