@@ -33,7 +33,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
 from pipeline.stages import (compare, features, fingerprint, forecast, intervals, plan, rows, search, select,
                              summary, train, windows)
-from pipeline.utils import progress
+from pipeline.utils import packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -163,7 +163,8 @@ def run(argv: list[str] | None = None) -> dict | None:
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
     show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
                      and sys.stderr.isatty())
-    with progress.Display(show_progress, fits_per_window), beam.Pipeline(options=options) as pipeline:
+    with (packing.spill_folder(runner.has_worker_processes(options)),
+          progress.Display(show_progress, fits_per_window), beam.Pipeline(options=options) as pipeline):
         build(pipeline, params, kind)
     if not runner.is_local(options):
         return None  # Dataflow: the summary is written by the job itself

@@ -73,6 +73,11 @@ def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner == LOCAL_RUNNER
 
 
+def has_worker_processes(options: PipelineOptions) -> bool:
+    """A local run whose workers are processes of this machine (they share its disk)."""
+    return is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+
+
 def use_template_image(options: PipelineOptions) -> None:
     """Dataflow workers run the template's own image (pipeline package, xgboost, the whole lock)
     unless --sdk_container_image names another one; a stock Beam worker image would lack them."""

@@ -116,8 +116,10 @@ class _ValidateChunk(beam.DoFn):
         time_column = self._params.time_column
         keys, columns = valid["__key"], valid.drop(columns="__key")
         # Row positions per key, then one take each: cheaper than iterating the groupby.
-        for key, positions in columns.groupby(keys, sort=False).indices.items():
-            yield str(key), packing.pack(columns.take(positions).reset_index(drop=True))
+        parts = columns.groupby(keys, sort=False).indices
+        packed = packing.pack_all([columns.take(positions).reset_index(drop=True) for positions in parts.values()])
+        for key, part in zip(parts, packed):
+            yield str(key), part
         observed = columns[columns[self._params.target].notna()] if self._params.forecast else columns
         if len(observed):  # the windows are planned over the periods with a target only
             periods = observed[time_column]

@@ -1,4 +1,5 @@
-"""DataFrames through a shuffle as bytes, and large Arrow tables as cheap elements.
+"""DataFrames through a shuffle as bytes (or, in local runs, as references to spilled bytes), and
+large Arrow tables as cheap elements.
 
 Beam's local runner (the FnApiRunner) decodes every element it groups: a DataFrame value
 would be unpickled in the runner process, held there as Python objects until the next stage
@@ -7,6 +8,13 @@ effect on a whole run was within the benchmark's noise (bench/NOTE.md); it keeps
 out of the runner process, which every worker waits on between stages. On Dataflow it changes
 only who calls pickle.
 
+Locally the runner also forwards every shuffled byte to the workers over gRPC, one core's work
+while the workers wait (3 s of a 2,000-key run), and holds all of it in its memory meanwhile. So
+in a local multi-process run, whose processes share a disk, the launcher names a spill folder
+($PIPELINE_SPILL_DIR, inherited by the workers): `pack_all` writes the frames there, one file per
+call, and the shuffle moves (path, offset, length) references. Dataflow leaves it unset: its
+workers share no disk, and its shuffle service moves the bytes.
+
 Beam also measures the size of a sample of every PCollection's elements by encoding them; with
 the default coder, a table of 100,000 rows is pickled just to be measured. `ArrowTableCoder`
 reads the size from the table's buffers instead.
@@ -14,7 +22,12 @@ reads the size from the table's buffers instead.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pickle
+import shutil
+import tempfile
+import uuid
 
 import apache_beam as beam
 import pandas as pd
@@ -22,12 +35,59 @@ import pyarrow as pa
 from apache_beam.coders.coder_impl import CallbackCoderImpl
 
 
-def pack(frame: pd.DataFrame) -> bytes:
-    return pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL)
+SPILL_ENV = "PIPELINE_SPILL_DIR"
+SPILLED = "spilled"  # a reference's tag: ("spilled", path, offset, length)
 
 
-def unpack(data: bytes) -> pd.DataFrame:
-    return pickle.loads(data)
+def pack(frame: pd.DataFrame):
+    """One frame to cross a shuffle: its bytes, or a reference to them in the spill folder."""
+    return pack_all([frame])[0]
+
+
+def pack_all(frames: list[pd.DataFrame]) -> list:
+    """Frames to cross a shuffle: their bytes, or, with a spill folder, references to them in one
+    new file (a retried bundle writes a file of its own; the launcher deletes the folder)."""
+    parts = [pickle.dumps(frame, protocol=pickle.HIGHEST_PROTOCOL) for frame in frames]
+    folder = os.environ.get(SPILL_ENV)
+    if not folder or not parts:
+        return parts
+    path = os.path.join(folder, f"{uuid.uuid4().hex}.pickles")
+    references, offset = [], 0
+    with open(path, "wb") as handle:
+        for part in parts:
+            handle.write(part)
+            references.append((SPILLED, path, offset, len(part)))
+            offset += len(part)
+    return references
+
+
+def unpack(packed) -> pd.DataFrame:
+    if isinstance(packed, tuple) and packed[0] == SPILLED:
+        _, path, offset, length = packed
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            packed = handle.read(length)
+    return pickle.loads(packed)
+
+
+@contextlib.contextmanager
+def spill_folder(enabled: bool):
+    """With `enabled` (a local multi-process run): a new spill folder named in $PIPELINE_SPILL_DIR for
+    this process and the workers it starts, deleted with everything in it on the way out."""
+    if not enabled:
+        yield None
+        return
+    folder = tempfile.mkdtemp(prefix="pipeline-spill-")
+    previous = os.environ.get(SPILL_ENV)
+    os.environ[SPILL_ENV] = folder
+    try:
+        yield folder
+    finally:
+        if previous is None:
+            os.environ.pop(SPILL_ENV, None)
+        else:
+            os.environ[SPILL_ENV] = previous
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 class ReshuffleFrames(beam.PTransform):
