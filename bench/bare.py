@@ -26,8 +26,12 @@ MIN_TRAIN_ROWS = 2
 
 
 def load(path: str) -> pd.DataFrame:
-    """The input with the pipeline's coercion: non-numeric or missing features become 0.0."""
-    data = pd.read_parquet(path, columns=[KEY, PERIOD, DATE, TARGET, *FEATURES])
+    """The input with the pipeline's coercion (`coerce`)."""
+    return coerce(pd.read_parquet(path, columns=[KEY, PERIOD, DATE, TARGET, *FEATURES]))
+
+
+def coerce(data: pd.DataFrame) -> pd.DataFrame:
+    """The pipeline's coercion: non-numeric or missing features become 0.0 (in place; returns `data`)."""
     for feature in FEATURES:
         data[feature] = pd.to_numeric(data[feature], errors="coerce").astype("float64").fillna(0.0)
     data[TARGET] = data[TARGET].astype("float64")
