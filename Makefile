@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search metadata docs lint image template-spec fuzz
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-spark-env bench-spark bench-scaling metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -65,6 +65,25 @@ bench-models: dev-venv
 ## The same on 50 shops only.
 bench-quick: dev-venv
 	$(PY) -m bench.run_bench --quick $(BENCH_ARGS)
+
+## The Spark variant's own venv (pyspark + pandas 2.x, bench/spark-requirements.txt; Java 17 must be on
+## PATH or in JAVA_HOME). `bench`, `bench-quick` and `bench-scaling` run the variant when it exists.
+SPARK_VENV := bench/.venv-spark
+bench-spark-env: $(SPARK_VENV)/.installed
+$(SPARK_VENV)/.installed: bench/spark-requirements.txt
+	@test -x $(SPARK_VENV)/bin/python || $(PYTHON) -m venv $(SPARK_VENV) || python3 -m venv $(SPARK_VENV)
+	$(SPARK_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/spark-requirements.txt
+	@java -version 2>&1 | head -1
+	@touch $@
+
+## bare, ours and Spark's applyInPandas only (no article port); e.g. BENCH_ARGS="--cases 400:ridge --repeats 1".
+bench-spark: dev-venv bench-spark-env
+	$(PY) -m bench.run_bench --variants bare,ours,spark $(BENCH_ARGS)
+
+## Scaling with ridge: 400, 1,000, 2,000 and 4,000 shops (BENCH_ARGS="--scaling=400,1000 --repeats 1" etc.);
+## bare and ours, and Spark when bench/.venv-spark exists. Wall per shop, CPU, memory sum and per process.
+bench-scaling: dev-venv
+	$(PY) -m bench.run_bench --scaling $(BENCH_ARGS)
 ## Regenerate metadata.json and the README's parameter table from pipeline/params/catalog.py: make metadata docs
 metadata: dev-venv
 	$(PY) -m pipeline.params.metadata > metadata.json.tmp && mv metadata.json.tmp metadata.json
@@ -95,4 +114,4 @@ lock:
 	  echo "# Regenerate: make lock"; /tmp/lock-venv/bin/pip freeze; } > requirements.txt
 
 clean:
-	rm -rf $(VENV) .venv-image output
+	rm -rf $(VENV) .venv-image output bench/.venv-spark

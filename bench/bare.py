@@ -17,7 +17,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from pipeline.models import registry
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.window_plan import WindowPlan
 
 KEY, PERIOD, DATE, TARGET = "shop_id", "year", "date", "sales"
 FEATURES = ["attr1", "attr2", "attr3"]
@@ -26,8 +26,12 @@ MIN_TRAIN_ROWS = 2
 
 
 def load(path: str) -> pd.DataFrame:
-    """The input with the pipeline's coercion: non-numeric or missing features become 0.0."""
-    data = pd.read_parquet(path, columns=[KEY, PERIOD, DATE, TARGET, *FEATURES])
+    """The input with the pipeline's coercion (`coerce`)."""
+    return coerce(pd.read_parquet(path, columns=[KEY, PERIOD, DATE, TARGET, *FEATURES]))
+
+
+def coerce(data: pd.DataFrame) -> pd.DataFrame:
+    """The pipeline's coercion: non-numeric or missing features become 0.0 (in place; returns `data`)."""
     for feature in FEATURES:
         data[feature] = pd.to_numeric(data[feature], errors="coerce").astype("float64").fillna(0.0)
     data[TARGET] = data[TARGET].astype("float64")

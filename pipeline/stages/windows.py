@@ -16,7 +16,8 @@ A window is *planned* when it lies entirely inside the data's period range
 groups). A planned key x window with fewer distinct periods than the window
 size is skipped with reason `too_few_periods`.
 
-The windows are Beam's own: `window_fn()` is the SlidingWindows the article
+The windows are Beam's own: `WindowPlan.window_fn()` (in `window_plan`, which imports Beam only
+there, so that code without Beam can cut the same windows) is the SlidingWindows the article
 uses, and the tests check that `CutWindows` puts every row in exactly the
 windows SlidingWindows assigns to its period. But they are cut from each key's
 rows after the key's one shuffle, instead of by WindowInto + GroupByKey: a
@@ -26,14 +27,11 @@ again, which cost more than the fits of a cheap model (see bench/NOTE.md).
 
 from __future__ import annotations
 
-import dataclasses
-
 import apache_beam as beam
-import numpy as np
-from apache_beam.transforms import window as beam_window
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.stages.window_plan import WindowPlan
 from pipeline.utils import progress
 
 
@@ -55,54 +53,6 @@ def check_params(params: PipelineParams) -> None:
         raise ParameterError("window_size", params.window_size,
                              f"at most {params.max_period - params.min_period + 1}, the number of periods "
                              f"in --min_period..--max_period")
-
-
-@dataclasses.dataclass(frozen=True)
-class WindowPlan:
-    size: int
-    period: int
-    test_periods: int
-
-    @classmethod
-    def from_params(cls, params) -> "WindowPlan":
-        return cls(params.window_size, params.window_period, params.test_periods)
-
-    def window_fn(self) -> beam_window.SlidingWindows:
-        return beam_window.SlidingWindows(size=self.size, period=self.period)
-
-    def end_of(self, start: int) -> int:
-        """Last period of the window (inclusive)."""
-        return start + self.size - 1
-
-    def test_start(self, start: int) -> int:
-        return start + self.size - self.test_periods
-
-    def train_periods(self, start: int) -> range:
-        return range(start, self.test_start(start))
-
-    def test_periods_of(self, start: int) -> range:
-        return range(self.test_start(start), start + self.size)
-
-    def starts_within(self, first: int, last: int) -> list[int]:
-        """Window starts Beam produces (multiples of `period`) that lie inside [first, last]."""
-        begin = first + (-first) % self.period
-        return list(range(begin, last - self.size + 2, self.period))
-
-    def cut(self, periods: np.ndarray, first: int, last: int):
-        """(window start, row positions: an array, or a slice when `periods` are sorted) of every planned
-        window holding at least one of `periods`; the rows keep their order."""
-        starts = self.starts_within(first, last)
-        if len(periods) and (periods[1:] >= periods[:-1]).all():  # the usual case: rows in date order
-            begins = np.searchsorted(periods, starts, side="left")
-            ends = np.searchsorted(periods, [self.end_of(start) for start in starts], side="right")
-            for start, begin, end in zip(starts, begins.tolist(), ends.tolist()):
-                if end > begin:
-                    yield start, slice(begin, end)
-            return
-        for start in starts:
-            positions = np.flatnonzero((periods >= start) & (periods <= self.end_of(start)))
-            if len(positions):
-                yield start, positions
 
 
 class PeriodRangeFn(beam.CombineFn):
