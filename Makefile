@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-spark-env bench-spark bench-scaling metadata docs lint image template-spec fuzz
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-spark-env bench-spark bench-spark-test bench-scaling metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -79,6 +79,10 @@ $(SPARK_VENV)/.installed: bench/spark-requirements.txt
 ## bare, ours and Spark's applyInPandas only (no article port); e.g. BENCH_ARGS="--cases 400:ridge --repeats 1".
 bench-spark: dev-venv bench-spark-env
 	$(PY) -m bench.run_bench --variants bare,ours,spark $(BENCH_ARGS)
+
+## The Spark variant's own test (real Spark; deselected by `make test`, where Spark is no dependency).
+bench-spark-test: dev-venv bench-spark-env
+	$(PY) -m pytest -m spark tests/benchmark/test_bench_spark.py
 
 ## Scaling with ridge: 400, 1,000, 2,000 and 4,000 shops (BENCH_ARGS="--scaling=400,1000 --repeats 1" etc.);
 ## bare and ours, and Spark when bench/.venv-spark exists. Wall per shop, CPU, memory sum and per process.

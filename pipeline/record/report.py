@@ -23,6 +23,7 @@ import io
 import json
 import math
 import sys
+import threading
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,25 @@ def best_median_worst(key_rmse: pd.DataFrame) -> list[tuple[str, str]]:
 
 # -- plots ---------------------------------------------------------------------------------------------
 
-def _figure(width=8.0, height=3.6, rows=1):
+def _pyplot():
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib import pyplot
+
+    return pyplot
+
+
+def preload() -> threading.Thread:
+    """Imports the plotting library on a background thread (about a second), so that a launcher
+    waiting on its workers has done it before the run ends and the report is drawn."""
+    thread = threading.Thread(target=_pyplot, name="preload-report", daemon=True)
+    thread.start()
+    return thread
+
+
+def _figure(width=8.0, height=3.6, rows=1):
+    pyplot = _pyplot()
 
     figure, axes = pyplot.subplots(rows, 1, figsize=(width, height * rows), squeeze=False)
     return figure, [row[0] for row in axes]
