@@ -3,7 +3,8 @@
 Reads like the data flow:
 
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the sliding windows)
-               -> TrainAndPredict (or, with --param_grid, the search per key x window)
+               -> TrainAndPredict (or, with --param_grid, the search per key x window), fused after the
+                  cut, or with few keys for the slots after a Reshuffle of the key x windows (stages/fanout.py)
                -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
 """
 
@@ -31,8 +32,8 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import (compare, features, fingerprint, forecast, intervals, plan, rows, search, select,
-                             summary, train, windows)
+from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
+                             select, summary, train, windows)
 from pipeline.utils import progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
@@ -60,18 +61,21 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     run_lineage = lineage.RunLineage.collect(params, pipeline.options)
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind)
     fingerprints = chunks | "FingerprintInput" >> fingerprint.FingerprintInput()
-    validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params)
+    slots = runner.parallel_slots(pipeline.options)
+    validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params, fanout.threshold(slots))
+    fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots)
     key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
-                                                                params.time_column, validated[rows.PERIOD_RANGE])
+                                                                params.time_column, validated[rows.PERIOD_RANGE],
+                                                                fan_out)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        slots = runner.parallel_slots(pipeline.options)
-        planned = key_windows | "PlanWindows" >> plan.PlanWindows(params, counters, slots)
+        planned = (key_windows | "FanOut" >> fanout.MergeWindows()
+                   | "PlanWindows" >> plan.PlanWindows(params, counters, slots, fan_out))
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
         manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
@@ -79,13 +83,9 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
                                                                                         manifest)
         return {**planned, "plan_summary": published, "manifest": manifest}
-    fit = search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
-    if compare.is_enabled(params):
-        fit = compare.FitModels(params)
-    results = key_windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
-    outputs = {name: results[name] for name in fitted}
+    outputs = dict(key_windows | "TrainAndPredict" >> fanout.FitWindows(lambda: fit_transform(params), fitted))
     comparison = {}
     if intervals.is_enabled(params):  # bands from earlier windows, coverage out of sample
         outputs.update(intervals.add_bands(params, outputs))
@@ -101,13 +101,21 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
     if bigquery.output_tables(params):
         outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
-    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
+    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints,
+                    "fan_out": fan_out}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
         run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
     published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
     checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
+
+
+def fit_transform(params: PipelineParams) -> beam.PTransform:
+    """The fit of each key x window: one model, the search (--param_grid) or several models."""
+    if compare.is_enabled(params):
+        return compare.FitModels(params)
+    return search.SearchAndTrain(params) if search.is_enabled(params) else train.TrainAndPredict(params)
 
 
 def check_dataflow_params(params: PipelineParams, kind: str) -> None:

@@ -190,6 +190,9 @@ class WriteSummary(beam.PTransform):
             documents = documents | "AddComparison" >> beam.Map(
                 lambda doc, comparison: {**doc, "model_comparison": comparison},
                 beam.pvalue.AsSingleton(inputs["model_comparison"]))
+        if "fan_out" in inputs:  # whether the fits were spread by key x window (pipeline.stages.fanout)
+            documents = documents | "AddFanOut" >> beam.Map(
+                lambda doc, fan_out: {**doc, "fan_out": fan_out}, beam.pvalue.AsSingleton(inputs["fan_out"]))
         if "intervals" in inputs:  # --interval_levels (pipeline.stages.intervals)
             documents = documents | "AddIntervals" >> beam.Map(
                 lambda doc, coverage: {**doc, "intervals": coverage}, beam.pvalue.AsSingleton(inputs["intervals"]))

@@ -117,33 +117,45 @@ class PeriodRangeFn(beam.CombineFn):
         return acc
 
 
+STRAIGHT, FANNED_OUT = "straight", "fanned_out"  # CutWindows' two paths (pipeline.stages.fanout)
+
+
 class _CutWindowsFn(beam.DoFn):
     def __init__(self, plan: WindowPlan, time_column: str):
         self._plan, self._time_column = plan, time_column
 
-    def process(self, element, period_range):
+    def process(self, element, period_range, fan_out):
         key, rows = element
         if period_range is None:
             return
         periods = rows[self._time_column].to_numpy()
+        spread = fan_out["fanned_out"]
         for start, positions in self._plan.cut(periods, *period_range):
             progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
-            yield key, start, rows.take(positions).reset_index(drop=True)
+            window = key, start, rows.take(positions).reset_index(drop=True)
+            yield beam.pvalue.TaggedOutput(FANNED_OUT, window) if spread else window
 
     def finish_bundle(self):
         progress.flush()
 
 
 class CutWindows(beam.PTransform):
-    """(key, the key's rows) -> (key, window start, the window's rows) for every planned window.
+    """(key, the key's rows) -> (key, window start, the window's rows) for every planned window, on
+    one of two paths: {STRAIGHT: ..., FANNED_OUT: ...} (pipeline.stages.fanout).
 
     `period_range` is a singleton side input, the (first, last) period of the whole data:
-    windows hanging over either end are not planned."""
+    windows hanging over either end are not planned. `fan_out` is the singleton decision
+    (`fanout.decide`): every window goes to FANNED_OUT when its "fanned_out" is true. Both are
+    computed before the key shuffle, so that the cut stays fused with the shuffle's read and the
+    runner splits it by key."""
 
-    def __init__(self, plan: WindowPlan, time_column: str, period_range):
+    def __init__(self, plan: WindowPlan, time_column: str, period_range, fan_out):
         super().__init__()
-        self._plan, self._time_column, self._period_range = plan, time_column, period_range
+        self._plan, self._time_column = plan, time_column
+        self._period_range, self._fan_out = period_range, fan_out
 
     def expand(self, key_rows):
-        return key_rows | "Cut" >> beam.ParDo(_CutWindowsFn(self._plan, self._time_column),
-                                              beam.pvalue.AsSingleton(self._period_range))
+        cut = key_rows | "Cut" >> beam.ParDo(
+            _CutWindowsFn(self._plan, self._time_column), beam.pvalue.AsSingleton(self._period_range),
+            beam.pvalue.AsSingleton(self._fan_out)).with_outputs(FANNED_OUT, main=STRAIGHT)
+        return {STRAIGHT: cut[STRAIGHT], FANNED_OUT: cut[FANNED_OUT]}

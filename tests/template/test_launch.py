@@ -87,7 +87,7 @@ def assert_sliding_grouping(proto, size: int, period: int, test_periods: int) ->
     translated graph's own DoFn, with the template's window parameters."""
     (group,) = transforms_named(proto, "ValidateAndGroupByKey/GroupByKey")
     assert group.spec.urn == common_urns.primitives.GROUP_BY_KEY.urn
-    (cut,) = transforms_named(proto, "CutWindows/Cut")
+    (cut,) = transforms_named(proto, "CutWindows/Cut/ParDo(_CutWindowsFn)")
     assert cut.spec.urn == common_urns.primitives.PAR_DO.urn
     do_fn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(cut.spec.payload).do_fn.payload)[0]
     assert do_fn._plan == WindowPlan(size=size, period=period, test_periods=test_periods)
