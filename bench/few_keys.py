@@ -20,6 +20,9 @@ import json
 import os
 import statistics
 import sys
+import time
+
+import psutil
 
 from bench.run_bench import DATA_DIR, RESULTS_DIR, ROOT, data_path, measure
 
@@ -57,7 +60,18 @@ def fanned_out(out: str):
         return None
 
 
-def run(cases, trees, modes, workers, repeats, timeout) -> tuple[dict, list[str]]:
+def wait_for_quiet(busy_below: float, patience: float = 900.0) -> float:
+    """Waits (up to `patience` s) until the machine's CPU use over 3 s is below `busy_below` percent of all
+    cores; returns the last sample."""
+    waited, busy = 0.0, psutil.cpu_percent(interval=3)
+    while busy >= busy_below and waited < patience:
+        time.sleep(7)
+        waited += 10
+        busy = psutil.cpu_percent(interval=3)
+    return busy
+
+
+def run(cases, trees, modes, workers, repeats, timeout, busy_below=None) -> tuple[dict, list[str]]:
     runs, failures = {}, []
     for repeat in range(repeats):
         for shops, model, years in cases:
@@ -66,6 +80,7 @@ def run(cases, trees, modes, workers, repeats, timeout) -> tuple[dict, list[str]
                     for count in workers:
                         name = (shops, model, years, label, mode, count)
                         out = os.path.join(DATA_DIR, "out", "few_keys_" + "_".join(map(str, name)))
+                        busy = wait_for_quiet(busy_below) if busy_below else None
                         load = os.getloadavg()[0]
                         os.makedirs(out, exist_ok=True)
                         # In the tree's folder: `python -m` imports the pipeline package of its working directory.
@@ -74,7 +89,8 @@ def run(cases, trees, modes, workers, repeats, timeout) -> tuple[dict, list[str]
                         result = measure(argv, out + ".log", timeout)
                         spread = fanned_out(out)
                         print(f"[{repeat + 1}/{repeats}] {name}: {result.wall:.1f} s wall, {result.cpu:.1f} s CPU, "
-                              f"load {load:.2f}, fanned out: {spread}, rc {result.returncode}", flush=True)
+                              f"load {load:.2f}, busy before {busy}%, fanned out: {spread}, rc {result.returncode}",
+                              flush=True)
                         if result.returncode:
                             failures.append(f"{name}: exit {result.returncode}")
                         runs.setdefault(name, []).append((result, load, spread))
@@ -112,12 +128,15 @@ def main(argv=None) -> int:
     parser.add_argument("--tree", action="append", help="label=path of a source tree (default: this one)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    parser.add_argument("--wait-quiet", type=float, metavar="PERCENT",
+                        help="before each run, wait (up to 15 minutes) until the CPU use of the whole machine "
+                             "over 3 s is below PERCENT")
     args = parser.parse_args(argv)
     cases, trees = parse_cases(args.cases), parse_trees(args.tree)
     modes, workers = args.fan_out.split(","), [int(w) for w in args.workers.split(",")]
     for shops, _, years in cases:
         data_path(shops, years)  # generated once, before any timed run
-    runs, failures = run(cases, trees, modes, workers, args.repeats, args.timeout)
+    runs, failures = run(cases, trees, modes, workers, args.repeats, args.timeout, args.wait_quiet)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     text = f"`python -m bench.few_keys {' '.join(argv if argv is not None else sys.argv[1:])}` ({stamp})\n\n"
     text += report(runs, args.repeats)

@@ -67,15 +67,15 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
+    # --plan_only: every window straight on (its per-window work is light); plan.json says what a run would do.
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
                                                                 params.time_column, validated[rows.PERIOD_RANGE],
-                                                                fan_out)
+                                                                None if params.plan_only else fan_out)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        planned = (key_windows | "FanOut" >> fanout.MergeWindows()
-                   | "PlanWindows" >> plan.PlanWindows(params, counters, slots, fan_out))
+        planned = key_windows[windows.STRAIGHT] | "PlanWindows" >> plan.PlanWindows(params, counters, slots, fan_out)
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
         manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(

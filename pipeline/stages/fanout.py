@@ -111,12 +111,3 @@ class FitWindows(beam.PTransform):
                   | "Spread" >> packing.ReshuffleFrames()
                   | "FannedOut" >> self._make_fit())
         return {name: (straight[name], spread[name]) | f"Merge_{name}" >> beam.Flatten() for name in self._names}
-
-
-class MergeWindows(beam.PTransform):
-    """The cut windows' two paths as one PCollection of (key, window start, the window's rows), the
-    fan-out path spread first (for --plan_only, whose per-window work is light)."""
-
-    def expand(self, cut):
-        spread = cut[windows.FANNED_OUT] | "Spread" >> packing.ReshuffleFrames()
-        return (cut[windows.STRAIGHT], spread) | "Merge" >> beam.Flatten()

@@ -123,7 +123,8 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
 class PlanWindows(beam.PTransform):
     """(key, window start, the window's rows) -> plan rows, and plan.json with totals and a cost
     estimate. `counters` are the run's row and fingerprint counters; `fan_out`, the fan-out decision
-    (a singleton, pipeline.stages.fanout), is copied into plan.json.
+    a run would take (a singleton, pipeline.stages.fanout), is copied into plan.json (the plan's own
+    per-window work is light and is not spread).
     Returns {"plan": plan rows, "plan_summary": the plan document}.
     """
 
