@@ -46,9 +46,11 @@ def parse_trees(texts: list[str]) -> dict[str, str]:
     return trees
 
 
-def command(shops: int, model: str, years: int, mode: str, workers: int, out: str) -> list[str]:
+def command(shops: int, model: str, years: int, mode: str, workers: int, out: str,
+            model_params: str = "") -> list[str]:
     argv = [sys.executable, "-m", "pipeline", f"--input={data_path(shops, years)}", f"--output={out}",
             f"--model={model}", "--run_id=bench", "--seed=0", f"--direct_num_workers={workers}"]
+    argv += [f"--model_params={model_params}"] if model_params else []
     return argv + ([] if mode == "default" else [f"--fan_out={mode}"])
 
 
@@ -71,7 +73,7 @@ def wait_for_quiet(busy_below: float, patience: float = 900.0) -> float:
     return busy
 
 
-def run(cases, trees, modes, workers, repeats, timeout, busy_below=None) -> tuple[dict, list[str]]:
+def run(cases, trees, modes, workers, repeats, timeout, busy_below=None, model_params="") -> tuple[dict, list[str]]:
     runs, failures = {}, []
     for repeat in range(repeats):
         for shops, model, years in cases:
@@ -85,7 +87,7 @@ def run(cases, trees, modes, workers, repeats, timeout, busy_below=None) -> tupl
                         os.makedirs(out, exist_ok=True)
                         # In the tree's folder: `python -m` imports the pipeline package of its working directory.
                         argv = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', tree,
-                                *command(shops, model, years, mode, count, out)]
+                                *command(shops, model, years, mode, count, out, model_params)]
                         result = measure(argv, out + ".log", timeout)
                         spread = fanned_out(out)
                         print(f"[{repeat + 1}/{repeats}] {name}: {result.wall:.1f} s wall, {result.cpu:.1f} s CPU, "
@@ -128,6 +130,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tree", action="append", help="label=path of a source tree (default: this one)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    parser.add_argument("--model-params", default="", help="--model_params of every run (JSON)")
     parser.add_argument("--wait-quiet", type=float, metavar="PERCENT",
                         help="before each run, wait (up to 15 minutes) until the CPU use of the whole machine "
                              "over 3 s is below PERCENT")
@@ -136,7 +139,8 @@ def main(argv=None) -> int:
     modes, workers = args.fan_out.split(","), [int(w) for w in args.workers.split(",")]
     for shops, _, years in cases:
         data_path(shops, years)  # generated once, before any timed run
-    runs, failures = run(cases, trees, modes, workers, args.repeats, args.timeout, args.wait_quiet)
+    runs, failures = run(cases, trees, modes, workers, args.repeats, args.timeout, args.wait_quiet,
+                         args.model_params)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     text = f"`python -m bench.few_keys {' '.join(argv if argv is not None else sys.argv[1:])}` ({stamp})\n\n"
     text += report(runs, args.repeats)

@@ -67,10 +67,12 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
-    # --plan_only: every window straight on (its per-window work is light); plan.json says what a run would do.
+    # The fan-out path only when the data may choose it; --plan_only: every window straight on (its per-window
+    # work is light), plan.json says what a run would do.
+    may_fan_out = fanout.may_fan_out(params.fan_out, slots) and not params.plan_only
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
                                                                 params.time_column, validated[rows.PERIOD_RANGE],
-                                                                None if params.plan_only else fan_out)
+                                                                fan_out if may_fan_out else None)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
@@ -85,22 +87,36 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         return {**planned, "plan_summary": published, "manifest": manifest}
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
-    outputs = dict(key_windows | "TrainAndPredict" >> fanout.FitWindows(lambda: fit_transform(params), fitted))
+    # Each fitted output as its parts, one per path (stages/fanout.py): the file sinks and the summary take
+    # the parts; what needs one PCollection flattens them (`one`), which the local runner materialises.
+    outputs = dict(key_windows | "TrainAndPredict" >> fanout.FitWindows(lambda: fit_transform(params), fitted,
+                                                                        may_fan_out))
+
+    def one(*names: str) -> dict:
+        for name in names:
+            outputs[name] = fanout.merged(outputs[name], f"Merge_{name}")
+        return {name: outputs[name] for name in names}
+
     comparison = {}
     if intervals.is_enabled(params):  # bands from earlier windows, coverage out of sample
-        outputs.update(intervals.add_bands(params, outputs))
+        outputs.update(intervals.add_bands(params, one(train.PREDICTIONS, train.METRICS)))
         comparison["intervals"] = outputs[train.PREDICTIONS] | "IntervalCoverage" >> intervals.Coverage(params)
     if compare.is_enabled(params):
-        selected = outputs | "SelectModels" >> select.SelectModels(params)
+        selected = one(train.PREDICTIONS, train.METRICS) | "SelectModels" >> select.SelectModels(params)
         outputs[select.SELECTION] = selected[select.SELECTION]
         comparison[select.COMPARISON] = selected[select.COMPARISON]
     if forecast.is_enabled(params):
-        outputs.update(forecast.add_forecasts(params, outputs, key_rows, validated[rows.FORECAST_ROWS]))
+        outputs.update(forecast.add_forecasts(params, {**outputs, **one(train.PREDICTIONS, train.METRICS,
+                                                                        train.LEDGER)},
+                                              key_rows, validated[rows.FORECAST_ROWS]))
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
-    if bigquery.output_tables(params):
-        outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
+    tables = bigquery.output_tables(params)
+    if tables:
+        one(*(name for name in tables if name in fitted))
+        {name: outputs[name] for name in tables} | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(
+            params, run_lineage.columns())
     summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints,
                     "fan_out": fan_out}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))

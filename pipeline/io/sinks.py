@@ -145,7 +145,10 @@ def _concat(items) -> pd.DataFrame:
 
 
 class WriteFrames(beam.PTransform):
-    """Writes a PCollection of DataFrames (or lists of row dicts) to <output>/<name>/part-*.
+    """Writes a PCollection of DataFrames (or lists of row dicts) to <output>/<name>/part-*; or a tuple
+    of such PCollections, the parts of one output (the fits' two paths, pipeline.stages.fanout), each
+    part written where it is produced: the first to part-*, the next ones to part-<i>-* (and no file
+    when empty), so that no part has to move to another stage first. Returns the written file names.
 
     Small elements are batched first so each file holds a few large row groups;
     `constants` (the lineage columns) are set once per batch.
@@ -156,28 +159,37 @@ class WriteFrames(beam.PTransform):
         self._params, self._name, self._schema, self._constants = params, name, schema, constants or {}
 
     def expand(self, frames):
-        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
+        if not isinstance(frames, tuple):
+            return self._write(frames, "", "part", skip_if_empty=False)
+        names = [self._write(part, f"_{i}" if i else "", f"part-{i}" if i else "part", skip_if_empty=i > 0)
+                 for i, part in enumerate(frames)]
+        return names[0] if len(names) == 1 else tuple(names) | "AllParts" >> beam.Flatten()
+
+    def _write(self, frames, label: str, basename: str, skip_if_empty: bool):
+        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), basename)
         constants = self._constants
         batches = (frames
-                   | "Batch" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
-                   | "Concat" >> beam.Map(lambda items: _concat(items).assign(**constants)))
+                   | f"Batch{label}" >> beam.BatchElements(min_batch_size=64, max_batch_size=2048)
+                   | f"Concat{label}" >> beam.Map(lambda items: _concat(items).assign(**constants)))
         if self._params.output_format == "csv":
             header = ",".join(schema.names)
             return (batches
-                    | "ToCsv" >> beam.Map(lambda f: to_table(f, schema).to_pandas().to_csv(
+                    | f"ToCsv{label}" >> beam.Map(lambda f: to_table(f, schema).to_pandas().to_csv(
                         index=False, header=False, lineterminator="\n").rstrip("\n"))
-                    | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header))
-        return (batches
-                | "ToArrow" >> beam.Map(to_table, schema)
-                | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema,
-                                                           file_name_suffix=".parquet"))
+                    | f"Write{label}" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header,
+                                                              skip_if_empty=skip_if_empty))
+        write = beam.io.WriteToParquetBatched(prefix, schema=schema, file_name_suffix=".parquet")
+        if skip_if_empty:  # Beam's FileBasedSink option, which this transform does not pass on
+            write._sink.skip_if_empty = True  # noqa: SLF001 (tests/stages/test_fanout.py checks it holds)
+        return batches | f"ToArrow{label}" >> beam.Map(to_table, schema) | f"Write{label}" >> write
 
 
 class WriteOutputs(beam.PTransform):
     """Writes predictions, metrics, ledger and rejected rows (or the plan), each in its own staged
     folder, with the run's lineage columns on every row.
 
-    Returns, per output, the PCollection of its finalized file names."""
+    An output may be a tuple of PCollections, its parts (WriteFrames). Returns, per output, the
+    PCollection of its finalized file names."""
 
     def __init__(self, params: PipelineParams, lineage_columns: dict):
         super().__init__()

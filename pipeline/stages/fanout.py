@@ -51,6 +51,13 @@ def threshold(slots: int | None) -> int:
     return KEYS_PER_SLOT * (slots or DEFAULT_SLOTS)
 
 
+def may_fan_out(mode: str, slots: int | None) -> bool:
+    """Whether the graph needs the fan-out path: not when the decision is known before any data is
+    read (--fan_out=never, or one slot), so that such a run's graph is the straight one alone (the
+    local runner materialises a flatten: see `FitWindows`)."""
+    return mode == "always" or (mode == "auto" and slots != 1)
+
+
 def decide(keys: int, mode: str, slots: int | None) -> dict:
     """The decision, from the distinct keys counted up to `threshold(slots)` (a count equal to the
     threshold means at least that many); also the summary's `fan_out`."""
@@ -94,20 +101,39 @@ class CountKeysFn(beam.CombineFn):
 
 
 class FitWindows(beam.PTransform):
-    """The cut windows (`windows.CutWindows`' two paths) -> the outputs `names` of the fit that
-    `make_fit()` builds: the fit on each path, each output flattened.
+    """The cut windows (`windows.CutWindows`' two paths) -> {name: the output's parts}: each output
+    `names` of the fit that `make_fit()` builds as a tuple of PCollections, (straight, fanned out), or
+    with `fan_out` false (the fan-out path is then empty: `may_fan_out`) the straight one alone.
 
     The straight path is the fit fused after the cut; the fan-out path spreads the windows with
     a Reshuffle first (as bytes: ReshuffleFrames), so the fit stage receives the same elements,
-    (key, window start, the window's rows), on either path."""
+    (key, window start, the window's rows), on either path.
 
-    def __init__(self, make_fit: Callable[[], beam.PTransform], names: Sequence[str]):
+    The paths are not flattened here. Beam's local runner materialises every flatten (each input
+    written to a buffer in the runner process, read back by the next stage): a flatten before the
+    fits would move every window through the runner (window_size / window_period copies of each row)
+    and make the fit stage read a list buffer, which the runner splits between workers by data block,
+    not by key (bench/NOTE.md); a flatten after them would still move every prediction once more,
+    about 8% of a 400-shop ridge run on 2 workers. So the consumers take the parts: the file sinks
+    write each part, the summary counts each (io.sinks, stages.summary), and only those that need one
+    PCollection flatten them (`merged`). Dataflow fuses a flatten into its inputs' stages anyway."""
+
+    def __init__(self, make_fit: Callable[[], beam.PTransform], names: Sequence[str], fan_out: bool = True):
         super().__init__()
-        self._make_fit, self._names = make_fit, tuple(names)
+        self._make_fit, self._names, self._fan_out = make_fit, tuple(names), fan_out
 
     def expand(self, cut):
         straight = cut[windows.STRAIGHT] | "Straight" >> self._make_fit()
+        if not self._fan_out:
+            return {name: (straight[name],) for name in self._names}
         spread = (cut[windows.FANNED_OUT]
                   | "Spread" >> packing.ReshuffleFrames()
                   | "FannedOut" >> self._make_fit())
-        return {name: (straight[name], spread[name]) | f"Merge_{name}" >> beam.Flatten() for name in self._names}
+        return {name: (straight[name], spread[name]) for name in self._names}
+
+
+def merged(parts, label: str):
+    """One PCollection of an output's parts (a PCollection is returned as it is)."""
+    if not isinstance(parts, tuple):
+        return parts
+    return parts[0] if len(parts) == 1 else parts | label >> beam.Flatten()
