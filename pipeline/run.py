@@ -3,7 +3,8 @@
 Reads like the data flow:
 
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the sliding windows)
-               -> TrainAndPredict (or, with --param_grid, the search per key x window)
+               -> TrainAndPredict (or, with --param_grid, the search per key x window), fused after the
+                  cut, or with few keys for the slots after a Reshuffle of the key x windows (stages/fanout.py)
                -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
 """
 
@@ -31,8 +32,8 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
-from pipeline.stages import (compare, features, fingerprint, forecast, intervals, plan, rows, search, select,
-                             summary, train, windows)
+from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
+                             select, summary, train, windows)
 from pipeline.utils import packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
@@ -61,17 +62,22 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     slots = runner.parallel_slots(pipeline.options)
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind, slots)
     fingerprints = chunks | "FingerprintInput" >> fingerprint.FingerprintInput()
-    validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params)
+    validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params, fanout.threshold(slots))
+    fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots)
     key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
+    # The fan-out path only when the data may choose it; --plan_only: every window straight on (its per-window
+    # work is light), plan.json says what a run would do.
+    may_fan_out = fanout.may_fan_out(params.fan_out, slots) and not params.plan_only
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
-                                                                params.time_column, validated[rows.PERIOD_RANGE])
+                                                                params.time_column, validated[rows.PERIOD_RANGE],
+                                                                fan_out if may_fan_out else None)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
         counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        planned = key_windows | "PlanWindows" >> plan.PlanWindows(params, counters, slots)
+        planned = key_windows[windows.STRAIGHT] | "PlanWindows" >> plan.PlanWindows(params, counters, slots, fan_out)
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
         manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
@@ -79,41 +85,59 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
                                                                                         manifest)
         return {**planned, "plan_summary": published, "manifest": manifest}
-    # Intervals, model selection and forecasts read each key x window's predictions apart; without
-    # them, the fits join many windows' predictions into one frame on the way to the sinks.
-    frame_per_window = intervals.is_enabled(params) or compare.is_enabled(params) or forecast.is_enabled(params)
-    if compare.is_enabled(params):
-        fit = compare.FitModels(params)
-    elif search.is_enabled(params):
-        fit = search.SearchAndTrain(params, frame_per_window)
-    else:
-        fit = train.TrainAndPredict(params, frame_per_window)
-    results = key_windows | "TrainAndPredict" >> fit
     run_id = params.run_id
     fitted = (train.PREDICTIONS, train.METRICS, train.LEDGER) + ((search.SEARCH,) if search.is_enabled(params) else ())
-    outputs = {name: results[name] for name in fitted}
+    # Each fitted output as its parts, one per path (stages/fanout.py): the file sinks and the summary take
+    # the parts; what needs one PCollection flattens them (`one`), which the local runner materialises.
+    outputs = dict(key_windows | "TrainAndPredict" >> fanout.FitWindows(lambda: fit_transform(params), fitted,
+                                                                        may_fan_out))
+
+    def one(*names: str) -> dict:
+        for name in names:
+            outputs[name] = fanout.merged(outputs[name], f"Merge_{name}")
+        return {name: outputs[name] for name in names}
+
     comparison = {}
     if intervals.is_enabled(params):  # bands from earlier windows, coverage out of sample
-        outputs.update(intervals.add_bands(params, outputs))
+        outputs.update(intervals.add_bands(params, one(train.PREDICTIONS, train.METRICS)))
         comparison["intervals"] = outputs[train.PREDICTIONS] | "IntervalCoverage" >> intervals.Coverage(params)
     if compare.is_enabled(params):
-        selected = outputs | "SelectModels" >> select.SelectModels(params)
+        selected = one(train.PREDICTIONS, train.METRICS) | "SelectModels" >> select.SelectModels(params)
         outputs[select.SELECTION] = selected[select.SELECTION]
         comparison[select.COMPARISON] = selected[select.COMPARISON]
     if forecast.is_enabled(params):
-        outputs.update(forecast.add_forecasts(params, outputs, key_rows, validated[rows.FORECAST_ROWS]))
+        outputs.update(forecast.add_forecasts(params, {**outputs, **one(train.PREDICTIONS, train.METRICS,
+                                                                        train.LEDGER)},
+                                              key_rows, validated[rows.FORECAST_ROWS]))
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
-    if bigquery.output_tables(params):
-        outputs | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns())
-    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints}
+    tables = bigquery.output_tables(params)
+    if tables:
+        one(*(name for name in tables if name in fitted))
+        {name: outputs[name] for name in tables} | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(
+            params, run_lineage.columns())
+    summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints,
+                    "fan_out": fan_out}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
         run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
     published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
     checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
+
+
+def fit_transform(params: PipelineParams) -> beam.PTransform:
+    """The fit of each key x window: one model, the search (--param_grid) or several models.
+
+    Intervals, model selection and forecasts read each key x window's predictions apart; without them,
+    the fits join many windows' predictions into one frame on the way to the sinks."""
+    if compare.is_enabled(params):
+        return compare.FitModels(params)
+    frame_per_window = intervals.is_enabled(params) or forecast.is_enabled(params)
+    if search.is_enabled(params):
+        return search.SearchAndTrain(params, frame_per_window)
+    return train.TrainAndPredict(params, frame_per_window)
 
 
 def check_dataflow_params(params: PipelineParams, kind: str) -> None:

@@ -192,29 +192,45 @@ class ToArrowTables(beam.PTransform):
 
 class WriteFrames(beam.PTransform):
     """Writes a PCollection of DataFrames (or row dicts) to <output>/<name>/part-*, as Arrow tables
-    of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row."""
+    of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row;
+    or a tuple of such PCollections, the parts of one output (the fits' two paths,
+    pipeline.stages.fanout), each part written where it is produced: the first to part-*, the next
+    ones to part-<i>-* (and no file when empty), so that no part has to move to another stage first.
+    Returns the written file names."""
 
     def __init__(self, params: PipelineParams, name: str, schema: pa.Schema, constants: dict | None = None):
         super().__init__()
         self._params, self._name, self._schema, self._constants = params, name, schema, constants or {}
 
     def expand(self, frames):
-        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
-        tables = frames | "Batch" >> ToArrowTables(schema, self._constants)
+        if not isinstance(frames, tuple):
+            return self._write(frames, "", "part", skip_if_empty=False)
+        names = [self._write(part, f"_{i}" if i else "", f"part-{i}" if i else "part", skip_if_empty=i > 0)
+                 for i, part in enumerate(frames)]
+        return names[0] if len(names) == 1 else tuple(names) | "AllParts" >> beam.Flatten()
+
+    def _write(self, frames, label: str, basename: str, skip_if_empty: bool):
+        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), basename)
+        tables = frames | f"Batch{label}" >> ToArrowTables(schema, self._constants)
         if self._params.output_format == "csv":
             header = ",".join(schema.names)
             return (tables
-                    | "ToCsv" >> beam.Map(lambda t: t.to_pandas().to_csv(
+                    | f"ToCsv{label}" >> beam.Map(lambda t: t.to_pandas().to_csv(
                         index=False, header=False, lineterminator="\n").rstrip("\n"))
-                    | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header))
-        return tables | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema, file_name_suffix=".parquet")
+                    | f"Write{label}" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header,
+                                                              skip_if_empty=skip_if_empty))
+        write = beam.io.WriteToParquetBatched(prefix, schema=schema, file_name_suffix=".parquet")
+        if skip_if_empty:  # Beam's FileBasedSink option, which this transform does not pass on
+            write._sink.skip_if_empty = True  # noqa: SLF001 (tests/stages/test_fanout.py checks it holds)
+        return tables | f"Write{label}" >> write
 
 
 class WriteOutputs(beam.PTransform):
     """Writes predictions, metrics, ledger and rejected rows (or the plan), each in its own staged
     folder, with the run's lineage columns on every row.
 
-    Returns, per output, the PCollection of its finalized file names."""
+    An output may be a tuple of PCollections, its parts (WriteFrames). Returns, per output, the
+    PCollection of its finalized file names."""
 
     def __init__(self, params: PipelineParams, lineage_columns: dict):
         super().__init__()

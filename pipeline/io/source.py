@@ -128,8 +128,9 @@ def file_pieces(path: str) -> list[tuple[str, int | None]]:
 
 def count_file_pieces(pattern: str) -> int:
     """How many pieces the --input files are read in (file_pieces), counted from at most
-    MAX_FOOTERS_READ footers: more files than that are at least that many pieces."""
-    paths = _matched_paths(pattern)
+    MAX_FOOTERS_READ footers: more files than that are at least that many pieces. 0 when nothing
+    matches (yet: a graph built ahead of its input; the launch itself refuses that, check_columns)."""
+    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
     if len(paths) > MAX_FOOTERS_READ:
         return len(paths)
     return sum(len(file_pieces(path)) for path in paths)

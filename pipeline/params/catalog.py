@@ -7,12 +7,12 @@ import os
 
 from pipeline.params.declare import (BOOL_RE, BQ_DATASET_ALLOWED, BQ_DATASET_RE, BQ_QUERY_PRIORITIES,
                                       BQ_READ_METHODS, BQ_TABLE_ALLOWED, BQ_TABLE_RE, BQ_WRITE_METHODS,
-                                      COLUMN_LIST_RE, COLUMN_RE, GCS_ALLOWED, GCS_PATH_OR_EMPTY_RE, GCS_PATH_RE,
-                                      GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL, GROUP_OUTPUTS, GROUP_SEARCH,
-                                      GROUP_SOURCE, GROUP_WINDOWS, IF_OUTPUT_EXISTS, IF_RUN_EXISTS, INT_RE,
-                                      JSON_GRID_RE, JSON_OBJECT_RE, MODEL_DESCRIPTIONS, MODEL_NAMES, MODEL_RE,
-                                      NON_BLANK_RE, NON_NEGATIVE_INT_RE, NON_NEGATIVE_NUMBER_RE, OUTPUT_FORMATS,
-                                      POSITIVE_INT_RE, Param, RUN_ID_RE, SOURCES, WINDOW_SIZE_RE,
+                                      COLUMN_LIST_RE, COLUMN_RE, FAN_OUT_MODES, GCS_ALLOWED, GCS_PATH_OR_EMPTY_RE,
+                                      GCS_PATH_RE, GROUP_BIGQUERY, GROUP_FEATURES, GROUP_MODEL, GROUP_OUTPUTS,
+                                      GROUP_SEARCH, GROUP_SOURCE, GROUP_WINDOWS, IF_OUTPUT_EXISTS, IF_RUN_EXISTS,
+                                      INT_RE, JSON_GRID_RE, JSON_OBJECT_RE, MODEL_DESCRIPTIONS, MODEL_NAMES,
+                                      MODEL_RE, NON_BLANK_RE, NON_NEGATIVE_INT_RE, NON_NEGATIVE_NUMBER_RE,
+                                      OUTPUT_FORMATS, POSITIVE_INT_RE, Param, RUN_ID_RE, SOURCES, WINDOW_SIZE_RE,
                                       WRITE_DISPOSITIONS, int_tuple, name_tuple, parse_bool)
 
 
@@ -87,6 +87,15 @@ PARAMS: tuple[Param, ...] = (
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
           GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, hidden=True),
+    Param("fan_out", "Spread the fits",
+          "How the key x window fits are spread over the workers: by key (the windows of a key fitted where the "
+          "key's rows are, no extra shuffle) or by key x window (one more shuffle, of the windows). auto spreads "
+          "them by key x window when there are fewer distinct keys than 4 per parallel slot (workers x cores; "
+          "128 keys when the job gives no worker count). The predictions are the same either way; summary.json "
+          "says which was used (fan_out).",
+          GROUP_MODEL, default="auto", choices=FAN_OUT_MODES, param_type="ENUM",
+          choice_help=(("auto", "by key x window when there are few keys for the parallel slots"),
+                       ("always", "by key x window"), ("never", "by key")), hidden=True),
     # -- outputs --------------------------------------------------------------
     Param("output", "Output location",
           "Cloud Storage folder for this run's results: predictions/, metrics/, ledger/, rejected_rows/ and "

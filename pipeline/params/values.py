@@ -38,6 +38,7 @@ class PipelineParams:
     max_period: int = 99_999_999
     group_timeout_s: float = 0.0
     max_failure_rate: float = 0.05
+    fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.fanout)
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"
     bq_temp_dataset: str | None = None

@@ -122,13 +122,15 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
 
 class PlanWindows(beam.PTransform):
     """(key, window start, the window's rows) -> plan rows, and plan.json with totals and a cost
-    estimate. `counters` are the run's row and fingerprint counters.
+    estimate. `counters` are the run's row and fingerprint counters; `fan_out`, the fan-out decision
+    a run would take (a singleton, pipeline.stages.fanout), is copied into plan.json (the plan's own
+    per-window work is light and is not spread).
     Returns {"plan": plan rows, "plan_summary": the plan document}.
     """
 
-    def __init__(self, params: PipelineParams, counters, slots: int | None):
+    def __init__(self, params: PipelineParams, counters, slots: int | None, fan_out=None):
         super().__init__()
-        self._params, self._counters, self._slots = params, counters, slots
+        self._params, self._counters, self._slots, self._fan_out = params, counters, slots, fan_out
 
     def expand(self, windows):
         params, slots = self._params, self._slots
@@ -145,6 +147,9 @@ class PlanWindows(beam.PTransform):
         document = totals | "AssemblePlan" >> beam.Map(
             lambda t, timing_doc: assemble_plan(params, t, timing_doc, slots),
             beam.pvalue.AsSingleton(timing))
+        if self._fan_out is not None:  # whether a run would spread the fits by key x window (stages/fanout.py)
+            document = document | "AddFanOut" >> beam.Map(lambda doc, fan_out: {**doc, "fan_out": fan_out},
+                                                          beam.pvalue.AsSingleton(self._fan_out))
         written = document | "WritePlanJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
         return {PLAN_NAME: plan_rows, "plan_summary": written}
 

@@ -12,6 +12,7 @@ the sliding windows are cut from each key's rows afterwards (pipeline.stages.win
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 
@@ -22,13 +23,15 @@ from apache_beam.metrics import Metrics
 
 from pipeline.utils import packing
 from pipeline.params.values import PipelineParams
+from pipeline.stages import fanout
 from pipeline.stages.windows import PeriodRangeFn
 from pipeline.utils.tagged import declare_outputs
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
 FORECAST_ROWS = "forecast_rows"  # --forecast: (key, the key's rows to forecast)
-_PERIOD_SPANS = "period_spans"
+KEY_COUNT = "key_count"  # distinct keys of the valid rows, counted up to a cap (pipeline.stages.fanout)
+_PERIOD_SPANS, _CHUNK_KEYS = "period_spans", "chunk_keys"
 _ROW_JSON = "__row_json"  # --forecast: a row with a null target keeps its original row until the merge
 
 
@@ -105,8 +108,8 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
 
 
 class _ValidateChunk(beam.DoFn):
-    def __init__(self, params: PipelineParams):
-        self._params = params
+    def __init__(self, params: PipelineParams, key_cap: int):
+        self._params, self._key_cap = params, key_cap
         self._rows_read = Metrics.counter("rows", "rows_read")
         self._rows_rejected = Metrics.counter("rows", "rows_rejected")
         self._coerced = Metrics.counter("rows", "feature_values_coerced")
@@ -120,6 +123,8 @@ class _ValidateChunk(beam.DoFn):
         packed = packing.pack_all([columns.take(positions).reset_index(drop=True) for positions in parts.values()])
         for key, part in zip(parts, packed):
             yield str(key), part
+        if parts:  # the chunk's distinct keys, as many as the count needs (fanout.CountKeysFn)
+            yield beam.pvalue.TaggedOutput(_CHUNK_KEYS, [str(key) for key in itertools.islice(parts, self._key_cap)])
         observed = columns[columns[self._params.target].notna()] if self._params.forecast else columns
         if len(observed):  # the windows are planned over the periods with a target only
             periods = observed[time_column]
@@ -241,21 +246,23 @@ def future_rows(observed: pd.DataFrame, future: pd.DataFrame, params: PipelinePa
 
 
 class ValidateAndGroupByKey(beam.PTransform):
-    """Source chunks -> (key, that key's rows in date order), rejected rows, row counts and the
-    (first, last) period of the valid rows as a singleton.
+    """Source chunks -> (key, that key's rows in date order), rejected rows, row counts, and two
+    singletons: the (first, last) period of the valid rows and the number of distinct keys, counted up
+    to `key_cap` (a count equal to it means at least that many: pipeline.stages.fanout).
 
-    The period range is taken before the shuffle, so that the stage after it (merge, windows, fits)
-    needs nothing else and the runner can split it by key; a range taken after it would make the
+    Both singletons are taken before the shuffle, so that the stage after it (merge, windows, fits)
+    needs nothing else and the runner can split it by key; taken after it, they would make the
     runner store every key's rows once more and split them unevenly."""
 
-    def __init__(self, params: PipelineParams):
+    def __init__(self, params: PipelineParams, key_cap: int = fanout.threshold(None)):
         super().__init__()
-        self._params = params
+        self._params, self._key_cap = params, key_cap
 
     def expand(self, chunks):
-        validate = declare_outputs(beam.ParDo(_ValidateChunk(self._params)), REJECTED, COUNTS, _PERIOD_SPANS)
+        validate = declare_outputs(beam.ParDo(_ValidateChunk(self._params, self._key_cap)), REJECTED, COUNTS,
+                                   _PERIOD_SPANS, _CHUNK_KEYS)
         validated = chunks | "Validate" >> validate.with_exception_handling(
-            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, main=KEY_ROWS)
+            dead_letter_tag=UNEXPECTED).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, _CHUNK_KEYS, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
             REJECTED, COUNTS)
         merged = (validated[KEY_ROWS]
@@ -266,5 +273,6 @@ class ValidateAndGroupByKey(beam.PTransform):
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
         period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(PeriodRangeFn())
+        key_count = validated[_CHUNK_KEYS] | "CountKeys" >> beam.CombineGlobally(fanout.CountKeysFn(self._key_cap))
         return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range,
-                FORECAST_ROWS: merged[FORECAST_ROWS]}
+                KEY_COUNT: key_count, FORECAST_ROWS: merged[FORECAST_ROWS]}

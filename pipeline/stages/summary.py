@@ -164,8 +164,16 @@ def too_many_failures(exc: BaseException) -> TooManyFailedGroups | None:
     return None
 
 
+def _each_part(parts, label: str, make) -> list:
+    """`make()` applied to an output, or to each of its parts (a tuple: pipeline.stages.fanout)."""
+    if not isinstance(parts, tuple):
+        return [parts | label >> make()]
+    return [part | (f"{label}_{i}" if i else label) >> make() for i, part in enumerate(parts)]
+
+
 class WriteSummary(beam.PTransform):
-    """Counters from every stage -> one summary.json."""
+    """Counters from every stage -> one summary.json. The ledger and the predictions may come as
+    tuples of PCollections (their parts), counted each."""
 
     def __init__(self, params: PipelineParams, source: str, run_lineage=None):
         super().__init__()
@@ -176,8 +184,9 @@ class WriteSummary(beam.PTransform):
                                                     self._lineage)
         counters = (
             inputs["row_counts"],
-            inputs["ledger"] | "LedgerCounters" >> beam.Map(ledger_counters),
-            inputs["predictions"] | "PredictionCounters" >> beam.Map(prediction_counters, time_column),
+            *_each_part(inputs["ledger"], "LedgerCounters", lambda: beam.Map(ledger_counters)),
+            *_each_part(inputs["predictions"], "PredictionCounters",
+                        lambda: beam.Map(prediction_counters, time_column)),
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
             *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
             *([inputs["forecasts"] | "ForecastCounters" >> beam.Map(lambda f: {"forecast_rows_predicted": len(f)})]
@@ -190,6 +199,9 @@ class WriteSummary(beam.PTransform):
             documents = documents | "AddComparison" >> beam.Map(
                 lambda doc, comparison: {**doc, "model_comparison": comparison},
                 beam.pvalue.AsSingleton(inputs["model_comparison"]))
+        if "fan_out" in inputs:  # whether the fits were spread by key x window (pipeline.stages.fanout)
+            documents = documents | "AddFanOut" >> beam.Map(
+                lambda doc, fan_out: {**doc, "fan_out": fan_out}, beam.pvalue.AsSingleton(inputs["fan_out"]))
         if "intervals" in inputs:  # --interval_levels (pipeline.stages.intervals)
             documents = documents | "AddIntervals" >> beam.Map(
                 lambda doc, coverage: {**doc, "intervals": coverage}, beam.pvalue.AsSingleton(inputs["intervals"]))

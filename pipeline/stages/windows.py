@@ -22,7 +22,9 @@ uses, and the tests check that `CutWindows` puts every row in exactly the
 windows SlidingWindows assigns to its period. But they are cut from each key's
 rows after the key's one shuffle, instead of by WindowInto + GroupByKey: a
 window shuffle would copy every row into `size / period` windows and move it
-again, which cost more than the fits of a cheap model (see bench/NOTE.md).
+again, which cost more than the fits of a cheap model (see bench/NOTE.md). With few keys for the
+parallel slots, the cut windows take one more shuffle before the fits, which spreads them over every
+slot (pipeline.stages.fanout).
 """
 
 from __future__ import annotations
@@ -75,34 +77,48 @@ class PeriodRangeFn(beam.CombineFn):
         return acc
 
 
+STRAIGHT, FANNED_OUT = "straight", "fanned_out"  # CutWindows' two paths (pipeline.stages.fanout)
+
+
 class _CutWindowsFn(beam.DoFn):
     def __init__(self, plan: WindowPlan, time_column: str):
         self._plan, self._time_column = plan, time_column
 
-    def process(self, element, period_range):
+    def process(self, element, period_range, fan_out=None):
         key, rows = element
         if period_range is None:
             return
         periods = rows[self._time_column].to_numpy()
+        spread = fan_out is not None and fan_out["fanned_out"]
         for start, positions in self._plan.cut(periods, *period_range):
             progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
-            window = rows.iloc[positions] if isinstance(positions, slice) else rows.take(positions)
-            yield key, start, window.reset_index(drop=True)
+            rows_of_window = rows.iloc[positions] if isinstance(positions, slice) else rows.take(positions)
+            window = key, start, rows_of_window.reset_index(drop=True)
+            yield beam.pvalue.TaggedOutput(FANNED_OUT, window) if spread else window
 
     def finish_bundle(self):
         progress.flush()
 
 
 class CutWindows(beam.PTransform):
-    """(key, the key's rows) -> (key, window start, the window's rows) for every planned window.
+    """(key, the key's rows) -> (key, window start, the window's rows) for every planned window, on
+    one of two paths: {STRAIGHT: ..., FANNED_OUT: ...} (pipeline.stages.fanout).
 
     `period_range` is a singleton side input, the (first, last) period of the whole data:
-    windows hanging over either end are not planned."""
+    windows hanging over either end are not planned. `fan_out` is the singleton decision
+    (`fanout.decide`): every window goes to FANNED_OUT when its "fanned_out" is true (None: every
+    window goes STRAIGHT). Both are computed before the key shuffle, so that the cut stays fused with
+    the shuffle's read and the runner splits it by key."""
 
-    def __init__(self, plan: WindowPlan, time_column: str, period_range):
+    def __init__(self, plan: WindowPlan, time_column: str, period_range, fan_out=None):
         super().__init__()
-        self._plan, self._time_column, self._period_range = plan, time_column, period_range
+        self._plan, self._time_column = plan, time_column
+        self._period_range, self._fan_out = period_range, fan_out
 
     def expand(self, key_rows):
-        return key_rows | "Cut" >> beam.ParDo(_CutWindowsFn(self._plan, self._time_column),
-                                              beam.pvalue.AsSingleton(self._period_range))
+        side_inputs = [beam.pvalue.AsSingleton(self._period_range)]
+        if self._fan_out is not None:
+            side_inputs.append(beam.pvalue.AsSingleton(self._fan_out))
+        cut = key_rows | "Cut" >> beam.ParDo(_CutWindowsFn(self._plan, self._time_column),
+                                             *side_inputs).with_outputs(FANNED_OUT, main=STRAIGHT)
+        return {STRAIGHT: cut[STRAIGHT], FANNED_OUT: cut[FANNED_OUT]}

@@ -231,7 +231,7 @@ def test_conditional_parameters_are_sound(document):
         assert by_name[name]["parentName"] == parent
         assert by_name[name].get("parentTriggerValues") == triggers, name
     hidden = {name for name, entry in by_name.items() if entry.get("hiddenUi")}
-    assert {"search_batch_size", "model_threads", "min_period", "max_period"} <= hidden
+    assert {"search_batch_size", "model_threads", "min_period", "max_period", "fan_out"} <= hidden
     first_screen = {"query", "input_table", "key_column", "target", "features", "window_size", "model", "output"}
     for name in first_screen:
         assert "parentName" not in by_name[name] and not by_name[name].get("hiddenUi"), name

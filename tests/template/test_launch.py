@@ -87,7 +87,7 @@ def assert_sliding_grouping(proto, size: int, period: int, test_periods: int) ->
     translated graph's own DoFn, with the template's window parameters."""
     (group,) = transforms_named(proto, "ValidateAndGroupByKey/GroupByKey")
     assert group.spec.urn == common_urns.primitives.GROUP_BY_KEY.urn
-    (cut,) = transforms_named(proto, "CutWindows/Cut")
+    (cut,) = transforms_named(proto, "CutWindows/Cut/ParDo(_CutWindowsFn)")
     assert cut.spec.urn == common_urns.primitives.PAR_DO.urn
     do_fn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(cut.spec.payload).do_fn.payload)[0]
     assert do_fn._plan == WindowPlan(size=size, period=period, test_periods=test_periods)
@@ -265,3 +265,37 @@ def test_schema_check_rejects_a_malformed_launch_request():
     assert any("parameters.window_size: expected string" in e for e in errors)
     assert any("maxWorkers: expected integer" in e for e in errors)
     assert any("sdkImage: unknown field" in e for e in errors)
+
+
+def test_the_fan_out_path_is_in_the_dataflow_graph(monkeypatch):
+    """Both paths after the cut in the graph Dataflow receives: the fit fused after the cut, and a
+    Reshuffle of the key x windows before a second fit; the decision is a side input of the cut,
+    from the keys counted before the key shuffle up to 4 per slot (8 n2-standard-4 workers: 128)."""
+    monkeypatch.setenv(runner.IMAGE_ENV, TEMPLATE_IMAGE)
+    result = launch_main_py(monkeypatch, ["--source=duckdb", "--output=gs://my-bucket/runs/r3", *LAUNCHER_FLAGS])
+    proto = result.job.proto_pipeline
+    names = {t.unique_name: t for t in proto.components.transforms.values()}
+
+    def produced(name: str) -> set[str]:
+        return set(names[name].outputs.values())
+
+    (spread,) = transforms_named(proto, "TrainAndPredict/Spread/Reshuffle")
+    assert spread.spec.urn == common_urns.composites.RESHUFFLE.urn
+    assert any(names[sub].spec.urn == common_urns.primitives.GROUP_BY_KEY.urn
+               for sub in names if sub.startswith("TrainAndPredict/Spread/Reshuffle/"))
+    (cut,) = transforms_named(proto, "CutWindows/Cut/ParDo(_CutWindowsFn)")
+    cut_outputs = set(cut.outputs.values())
+    straight_fit = names["TrainAndPredict/Straight/Fit/ParDo(TrainAndPredictFn)/ParDo(TrainAndPredictFn)"]
+    assert set(straight_fit.inputs.values()) <= cut_outputs  # fused after the cut: no shuffle between
+    assert set(names["TrainAndPredict/Spread/Pack"].inputs.values()) <= cut_outputs
+    fanned_fit = names["TrainAndPredict/FannedOut/Fit/ParDo(TrainAndPredictFn)/ParDo(TrainAndPredictFn)"]
+    assert set(fanned_fit.inputs.values()) <= produced("TrainAndPredict/Spread/Unpack")
+    payload = beam_runner_api_pb2.ParDoPayload.FromString(cut.spec.payload)
+    assert len(payload.side_inputs) == 2  # the period range and the fan-out decision
+    decision_inputs = set(names["FanOutDecision"].inputs.values())
+    assert decision_inputs <= produced("ValidateAndGroupByKey/CountKeys")
+    (validate,) = [t for name, t in names.items()
+                   if name.startswith("ValidateAndGroupByKey/Validate/") and name.endswith("ParDo(_ValidateChunk)")
+                   and t.spec.urn == common_urns.primitives.PAR_DO.urn]
+    do_fn = pickler.loads(beam_runner_api_pb2.ParDoPayload.FromString(validate.spec.payload).do_fn.payload)[0]
+    assert do_fn._key_cap == 4 * 8 * 4
