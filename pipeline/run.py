@@ -63,13 +63,18 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     chunks = pipeline | "ReadSource" >> source.ReadSource(params, source_kind, slots)
     fingerprints = chunks | "FingerprintInput" >> fingerprint.FingerprintInput()
     validated = chunks | "ValidateAndGroupByKey" >> rows.ValidateAndGroupByKey(params, fanout.threshold(slots))
-    fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots)
+    # A local launcher counts the keys when it cheaply can: with enough of them the graph is the straight one.
+    keys_known = (source.distinct_keys_at_most(params, source_kind, fanout.threshold(slots))
+                  if runner.is_local(pipeline.options) and params.fan_out == "auto" else None)
+    fan_out_possible = fanout.may_fan_out(params.fan_out, slots, keys_known)
+    fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots,
+                                                                        fan_out_possible)
     key_rows = validated[rows.KEY_ROWS]
     if features.is_enabled(params):
         key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
     # The fan-out path only when the data may choose it; --plan_only: every window straight on (its per-window
     # work is light), plan.json says what a run would do.
-    may_fan_out = fanout.may_fan_out(params.fan_out, slots) and not params.plan_only
+    may_fan_out = fan_out_possible and not params.plan_only
     key_windows = key_rows | "CutWindows" >> windows.CutWindows(windows.WindowPlan.from_params(params),
                                                                 params.time_column, validated[rows.PERIOD_RANGE],
                                                                 fan_out if may_fan_out else None)

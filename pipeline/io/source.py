@@ -136,6 +136,39 @@ def count_file_pieces(pattern: str) -> int:
     return sum(len(file_pieces(path)) for path in paths)
 
 
+def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int | None:
+    """The distinct values of the key column, counted up to `limit`, when the launcher can count them
+    cheaply (Parquet files: their key column only; the DuckDB query); None otherwise. Raw values,
+    before validation (which strips and rejects some): a hint for the graph's shape, never for results."""
+    key = params.key_column
+    try:
+        if kind == "duckdb":
+            connection = duckdb_connection(params.input or None)
+            try:
+                return connection.execute(f'SELECT count(*) FROM (SELECT DISTINCT "{key}" FROM ({params.query}) '
+                                          f"LIMIT {int(limit)})").fetchone()[0]
+            finally:
+                connection.close()
+        if kind != "file":
+            return None
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        paths = sorted(m.path for m in FileSystems.match([params.input])[0].metadata_list)
+        if not paths or len(paths) > MAX_FOOTERS_READ or not all(p.endswith(".parquet") for p in paths):
+            return None
+        seen = set()
+        for path in paths:
+            with FileSystems.open(path) as handle:
+                column = pq.ParquetFile(handle).read(columns=[key]).column(key)
+            seen.update(pc.unique(column).to_pylist())
+            if len(seen) >= limit:
+                return limit
+        return len(seen)
+    except Exception:  # a hint only: the run itself reports what is wrong with the source
+        return None
+
+
 def read_file_table(path: str, handle, limit: int | None = None, columns: list[str] | None = None,
                     row_group: int | None = None) -> pd.DataFrame:
     """A file (or, for Parquet, one of its row groups) as a DataFrame; Parquet reads only `columns`

@@ -51,20 +51,25 @@ def threshold(slots: int | None) -> int:
     return KEYS_PER_SLOT * (slots or DEFAULT_SLOTS)
 
 
-def may_fan_out(mode: str, slots: int | None) -> bool:
+def may_fan_out(mode: str, slots: int | None, keys_known: int | None = None) -> bool:
     """Whether the graph needs the fan-out path: not when the decision is known before any data is
-    read (--fan_out=never, or one slot), so that such a run's graph is the straight one alone (the
-    local runner materialises a flatten: see `FitWindows`)."""
-    return mode == "always" or (mode == "auto" and slots != 1)
+    read (--fan_out=never, one slot, or a local run whose launcher counted at least `threshold(slots)`
+    keys: io.source.distinct_keys_at_most), so that such a run's graph is the straight one alone.
+    Its extra stages cost about half a second of a local run even when nothing takes that path
+    (3.7% of a 50-shop gbr run, bench/NOTE.md)."""
+    if mode == "always":
+        return True
+    return mode == "auto" and slots != 1 and not (keys_known is not None and keys_known >= threshold(slots))
 
 
-def decide(keys: int, mode: str, slots: int | None) -> dict:
+def decide(keys: int, mode: str, slots: int | None, possible: bool = True) -> dict:
     """The decision, from the distinct keys counted up to `threshold(slots)` (a count equal to the
-    threshold means at least that many); also the summary's `fan_out`."""
+    threshold means at least that many); also the summary's `fan_out`. `possible`: whether the graph
+    has the fan-out path (may_fan_out); without it nothing is fanned out, whatever the count."""
     limit = threshold(slots)
     if mode == "always":
         fanned_out = True
-    elif mode == "never":
+    elif mode == "never" or not possible:
         fanned_out = False
     else:
         fanned_out = slots != 1 and 0 < keys < limit

@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import run, runner
+from pipeline.io import source
 from pipeline.stages import fanout
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 from tests.stages.test_forecast import future
@@ -131,9 +132,32 @@ def test_the_decision_is_taken_from_the_data_at_run_time(tmp_path):
             assert json.load(handle)  # the run published
 
 
-def _local_stages(argv: list[str]) -> list[list[str]]:
+def test_a_local_launch_that_counts_enough_keys_builds_the_straight_graph_alone(tmp_path):
+    """The launcher of a local run counts the keys when it cheaply can (Parquet key column, DuckDB query):
+    at or above the threshold the graph has no fan-out path (its stages cost a local run about half a
+    second); below it, or uncounted, the data decides at run time as above."""
+    paths = {}
+    for keys in (2, 9):
+        paths[keys] = tmp_path / f"rows_{keys}.parquet"
+        make_rows({f"K{k}": [2001, 2002, 2003] for k in range(keys)}, days=4).to_parquet(paths[keys], index=False)
+    params, _ = run.parse_args([f"--input={paths[9]}", "--output=unused"])
+    assert source.distinct_keys_at_most(params, "file", 8) == 8
+    assert source.distinct_keys_at_most(params, "file", 100) == 9
+    sample, _ = run.parse_args(["--output=unused"])  # the embedded sample through DuckDB: 30 shops
+    assert source.distinct_keys_at_most(sample, "duckdb", 8) == 8
+    assert source.distinct_keys_at_most(sample, "duckdb", 1000) == 30
+
+    def fans_out(path, *argv) -> bool:
+        stages = _local_stages(["--direct_num_workers=2", *argv], str(path))
+        return any("FannedOut" in name for stage in stages for name in stage)
+
+    assert not fans_out(paths[9]) and fans_out(paths[2])
+    assert fans_out(paths[9], "--fan_out=always") and not fans_out(paths[2], "--fan_out=never")
+
+
+def _local_stages(argv: list[str], input_path: str = "unused.parquet") -> list[list[str]]:
     """The transforms of each stage the local runner (FnApiRunner) makes of the pipeline, fused as it runs them."""
-    params, beam_args = run.parse_args(["--input=unused.parquet", "--output=unused", *argv])
+    params, beam_args = run.parse_args([f"--input={input_path}", "--output=unused", *argv])
     pipeline = beam.Pipeline(options=runner.pipeline_options(beam_args))
     run.build(pipeline, params, "file")
     _, stages = fn_runner.FnApiRunner().create_stages(pipeline.to_runner_api())
