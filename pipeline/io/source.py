@@ -143,7 +143,9 @@ def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int 
     key = params.key_column
     try:
         if kind == "duckdb":
-            connection = duckdb_connection(params.input or None)
+            if params.input:  # the launcher would load every input file once more just to count
+                return None
+            connection = duckdb_connection()
             try:
                 return connection.execute(f'SELECT count(*) FROM (SELECT DISTINCT "{key}" FROM ({params.query}) '
                                           f"LIMIT {int(limit)})").fetchone()[0]
@@ -160,10 +162,11 @@ def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int 
         seen = set()
         for path in paths:
             with FileSystems.open(path) as handle:
-                column = pq.ParquetFile(handle).read(columns=[key]).column(key)
-            seen.update(pc.unique(column).to_pylist())
-            if len(seen) >= limit:
-                return limit
+                parquet = pq.ParquetFile(handle)
+                for group in range(parquet.metadata.num_row_groups):  # stops as soon as `limit` are seen
+                    seen.update(pc.unique(parquet.read_row_group(group, columns=[key]).column(key)).to_pylist())
+                    if len(seen) >= limit:
+                        return limit
         return len(seen)
     except Exception:  # a hint only: the run itself reports what is wrong with the source
         return None
