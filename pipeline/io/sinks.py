@@ -191,38 +191,37 @@ class ToArrowTables(beam.PTransform):
 
 
 class WriteFrames(beam.PTransform):
-    """Writes a PCollection of DataFrames (or row dicts) to <output>/<name>/part-*, as Arrow tables
-    of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row;
-    or a tuple of such PCollections, the parts of one output (the fits' two paths,
-    pipeline.stages.fanout), each part written where it is produced: the first to part-*, the next
-    ones to part-<i>-* (and no file when empty), so that no part has to move to another stage first.
-    Returns the written file names."""
+    """Writes a PCollection of DataFrames (or row dicts) to <output>/<name>/part-*, or a tuple of such
+    PCollections, the parts of one output (the fits' two paths, pipeline.stages.fanout), as Arrow tables
+    of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row.
+
+    Each part is batched and converted where it is produced, and only the converted tables (or CSV
+    texts) are flattened into the one write: Beam's local runner materialises a flatten, and a few large
+    tables cost it far less than a DataFrame per key x window. Returns the written file names."""
 
     def __init__(self, params: PipelineParams, name: str, schema: pa.Schema, constants: dict | None = None):
         super().__init__()
         self._params, self._name, self._schema, self._constants = params, name, schema, constants or {}
 
     def expand(self, frames):
-        if not isinstance(frames, tuple):
-            return self._write(frames, "", "part", skip_if_empty=False)
-        names = [self._write(part, f"_{i}" if i else "", f"part-{i}" if i else "part", skip_if_empty=i > 0)
-                 for i, part in enumerate(frames)]
-        return names[0] if len(names) == 1 else tuple(names) | "AllParts" >> beam.Flatten()
+        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), "part")
+        csv = self._params.output_format == "csv"
+        parts = frames if isinstance(frames, tuple) else (frames,)
+        converted = [self._convert(part, f"_{i}" if i else "", csv) for i, part in enumerate(parts)]
+        batches = converted[0] if len(converted) == 1 else tuple(converted) | "AllParts" >> beam.Flatten()
+        if csv:
+            return batches | "Write" >> beam.io.WriteToText(prefix, file_name_suffix=".csv",
+                                                            header=",".join(schema.names))
+        return batches | "Write" >> beam.io.WriteToParquetBatched(prefix, schema=schema,
+                                                                   file_name_suffix=".parquet")
 
-    def _write(self, frames, label: str, basename: str, skip_if_empty: bool):
-        schema, prefix = self._schema, FileSystems.join(staging_path(self._params, self._name), basename)
-        tables = frames | f"Batch{label}" >> ToArrowTables(schema, self._constants)
-        if self._params.output_format == "csv":
-            header = ",".join(schema.names)
-            return (tables
-                    | f"ToCsv{label}" >> beam.Map(lambda t: t.to_pandas().to_csv(
-                        index=False, header=False, lineterminator="\n").rstrip("\n"))
-                    | f"Write{label}" >> beam.io.WriteToText(prefix, file_name_suffix=".csv", header=header,
-                                                              skip_if_empty=skip_if_empty))
-        write = beam.io.WriteToParquetBatched(prefix, schema=schema, file_name_suffix=".parquet")
-        if skip_if_empty:  # Beam's FileBasedSink option, which this transform does not pass on
-            write._sink.skip_if_empty = True  # noqa: SLF001 (tests/stages/test_fanout.py checks it holds)
-        return tables | f"Write{label}" >> write
+    def _convert(self, frames, label: str, csv: bool):
+        """`frames` as Arrow tables of the output's schema (ToArrowTables), or as CSV text without the header."""
+        tables = frames | f"Batch{label}" >> ToArrowTables(self._schema, self._constants)
+        if csv:
+            return tables | f"ToCsv{label}" >> beam.Map(lambda t: t.to_pandas().to_csv(
+                index=False, header=False, lineterminator="\n").rstrip("\n"))
+        return tables
 
 
 class WriteOutputs(beam.PTransform):

@@ -4,9 +4,9 @@ The windows of a key are cut right after the key's shuffle, in the stage that fi
 (pipeline.stages.windows), so the fits of one key run on one worker: the runner spreads the keys,
 not the key x windows. With thousands of keys that is the cheapest graph. With few keys it leaves
 slots idle: Beam's local runner deals a GroupByKey's output to its workers round-robin by key, and
-Dataflow cannot split a key either, so k keys of equal cost on s slots take ceil(k / s) rounds for
-k / s rounds of work, an efficiency of (k / s) / ceil(k / s): 3 keys on 2 workers, 75%; 2 keys on 2
-workers with one key much larger, about 50%; 20 keys on 32 slots, 62%.
+Dataflow does not split a key either, so k keys of equal cost on s slots take ceil(k / s) rounds
+for k / s rounds of work, an efficiency of (k / s) / ceil(k / s): 3 keys on 2 workers, 75%; 20 keys
+on 32 slots, 62%; and keys of unequal cost (histories of different lengths) do worse.
 
 So the graph has two paths after the cut, and the data chooses between them at run time. The
 number of distinct keys is counted before the key shuffle, like the period range (`CountKeysFn`
@@ -15,18 +15,21 @@ count stays small with millions of keys), and `decide` turns it into the decisio
 side input of the cut step. The cut step then sends every window straight on to the fit, fused
 with it (the common case: no extra shuffle), or, with fewer keys than the threshold, to a
 Reshuffle (the windows cross it as bytes) that deals the key x windows to every slot before the fit.
-`FitWindows` applies the fit on each path and flattens each of its outputs.
+`FitWindows` applies the fit on each path. When the decision is known before any data is read
+(--fan_out=never, or a single slot), the graph has the straight path alone (`may_fan_out`).
 
 The threshold: fan out with fewer than KEYS_PER_SLOT x slots keys. At or above 4 keys per slot,
 round-robin wastes at most 1/5 of the fitting time with keys of equal cost (the worst case is one
-key more than a multiple of the slots: 4s + 1 keys take 5 rounds for 4 + 1/s rounds of work), which
-is about what fanning out costs itself: one more shuffle of the windows (every row moved
-window_size / window_period times) and, locally, one more pass of the fit outputs through the
-runner (the flatten after the two paths is materialised there). Below it the loss grows fast:
-1/3 at 2s + 1 keys, 1/2 at s + 1 keys, 1 - k/s with fewer keys than slots. One slot: nothing to
-spread, never fanned out. Slots unknown (Dataflow without --max_num_workers or --num_workers, or
-without a machine type of known size): DEFAULT_SLOTS are assumed, a middling autoscaled job (8
-workers of 4 cores), so jobs of fewer than 128 keys fan out.
+key more than a multiple of the slots: 4s + 1 keys take 5 rounds for 4 + 1/s rounds of work), and
+keys of unequal cost even out over several keys per slot; that is about what spreading costs by
+itself, one more shuffle of the windows (every row moved window_size / window_period times). Below
+it the loss grows fast: 1/3 at 2s + 1 keys, 1/2 at s + 1 keys, 1 - k/s with fewer keys than slots.
+A count that divides evenly (2 keys on 2 slots) loses nothing when the keys cost the same, and then
+the shuffle is paid for nothing (bench/NOTE.md, "Few keys: fan-out"); it is kept for keys of unequal
+cost, which the count cannot see. One slot: nothing to spread, never fanned out. Slots unknown
+(Dataflow without --max_num_workers or --num_workers, or without a machine type of known size):
+DEFAULT_SLOTS are assumed, a middling autoscaled job (8 workers of 4 cores), so jobs of fewer than
+128 keys fan out.
 
 The predictions do not depend on the path: each fit sees the same window rows and derives its
 seed from (seed, key, window start) (pipeline.models.registry.group_seed).
@@ -118,10 +121,11 @@ class FitWindows(beam.PTransform):
     written to a buffer in the runner process, read back by the next stage): a flatten before the
     fits would move every window through the runner (window_size / window_period copies of each row)
     and make the fit stage read a list buffer, which the runner splits between workers by data block,
-    not by key (bench/NOTE.md); a flatten after them would still move every prediction once more,
-    about 8% of a 400-shop ridge run on 2 workers. So the consumers take the parts: the file sinks
-    write each part, the summary counts each (io.sinks, stages.summary), and only those that need one
-    PCollection flatten them (`merged`). Dataflow fuses a flatten into its inputs' stages anyway."""
+    not by key (bench/NOTE.md); a flatten right after them would move a DataFrame per key x window,
+    8% of a 400-shop ridge run on 2 workers. So the consumers take the parts: the file sinks batch and
+    convert each part before the one write (io.sinks.WriteFrames), the summary counts each
+    (stages.summary), and only those that need one PCollection flatten them (`merged`). Dataflow fuses
+    a flatten into its inputs' stages and moves nothing."""
 
     def __init__(self, make_fit: Callable[[], beam.PTransform], names: Sequence[str], fan_out: bool = True):
         super().__init__()
