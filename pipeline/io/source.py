@@ -92,8 +92,13 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
         connection.close()
 
 
+def _input_paths(pattern: str) -> list[str]:
+    """The files matching `pattern`, in path order (none: an empty list)."""
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
 def _matched_paths(pattern: str) -> list[str]:
-    matches = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    matches = _input_paths(pattern)
     if not matches:
         raise ParameterError("input", pattern, "a path or glob that matches at least one file")
     return matches
@@ -130,7 +135,7 @@ def count_file_pieces(pattern: str) -> int:
     """How many pieces the --input files are read in (file_pieces), counted from at most
     MAX_FOOTERS_READ footers: more files than that are at least that many pieces. 0 when nothing
     matches (yet: a graph built ahead of its input; the launch itself refuses that, check_columns)."""
-    paths = sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    paths = _input_paths(pattern)
     if len(paths) > MAX_FOOTERS_READ:
         return len(paths)
     return sum(len(file_pieces(path)) for path in paths)
@@ -156,7 +161,7 @@ def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int 
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        paths = sorted(m.path for m in FileSystems.match([params.input])[0].metadata_list)
+        paths = _input_paths(params.input)
         if not paths or len(paths) > MAX_FOOTERS_READ or not all(p.endswith(".parquet") for p in paths):
             return None
         seen = set()
