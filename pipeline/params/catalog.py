@@ -47,6 +47,19 @@ PARAMS: tuple[Param, ...] = (
           "Column holding each row's integer period (a year, a month number, a week index); windows slide "
           "over its values.",
           GROUP_SOURCE, default="year", regex=COLUMN_RE),
+    Param("period", "Period from the date",
+          "Derive each row's period from the date column instead of reading the period column: year, quarter, "
+          "month, week (ISO weeks, Monday to Sunday) or day. Window size, window period and test periods then "
+          "count in that unit, and outputs show periods as 2021, 2021-Q1, 2021-03, 2021-W05 or 2021-03-14. "
+          "Empty: read the integer period column.",
+          GROUP_SOURCE, default="", regex=r"^(year|quarter|month|week|day)?$",
+          allowed="empty, or one of year, quarter, month, week, day", example="month"),
+    Param("frequency", "Row frequency",
+          "The spacing of a key's rows: D (daily), W (weekly), M (monthly), Q (quarterly) or Y (yearly). Lags, "
+          "rolling means, horizons and seasons count in its steps. Empty: inferred from each key's dates (the "
+          "unit of the period when they do not tell), and recorded in summary.json.",
+          GROUP_SOURCE, default="", regex=r"^(D|W|M|Q|Y)?$", allowed="empty, or one of D, W, M, Q, Y",
+          example="M"),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
           GROUP_SOURCE, default="date", regex=COLUMN_RE),
     Param("key_column", "Key column", "One model is trained per value of this column and window.",

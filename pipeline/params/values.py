@@ -31,6 +31,8 @@ class PipelineParams:
     if_output_exists: str
     run_id: str
     plan_only: bool = False
+    period: str = ""  # derive the period from the date: year, quarter, month, week or day (pipeline.utils.periods)
+    frequency: str = ""  # the spacing of a key's rows: D, W, M, Q, Y; empty = inferred per key
     quiet: bool = False
     model_dir: str = ""
     # robustness (issue 5)
