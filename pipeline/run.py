@@ -49,6 +49,7 @@ PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
     params, beam_args = parse.parse_args(argv, runner.beam_flags())
+    params = columns.with_period_column(params)  # --period: the derived period column's name
     compare.check_params(params)
     for check in PARAMETER_CHECKS:
         for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):

@@ -41,7 +41,8 @@ def reproduce_argv(manifest_doc: dict, key: str, window_start: int, output: str)
     read_files = file_input and params.get("source") != "duckdb"
     source_sql = f"SELECT * FROM {source.INPUT_TABLE}" if read_files else params["query"]
     text_type = "STRING" if params.get("source") == "bigquery" else "VARCHAR"
-    reads_history = bool(params.get("lag_days") or params.get("rolling_mean_days"))
+    reads_history = bool(params.get("lag_days") or params.get("rolling_mean_days")
+                         or params.get("window_mode") == "expanding")  # expanding: trains on every earlier period
     periods = f"<= {last}" if reads_history else f"BETWEEN {int(window_start)} AND {last}"
     query = (f"SELECT * FROM ({source_sql}) AS source "
              f"WHERE TRIM(CAST({key_column} AS {text_type})) = {_sql_text(key)} "
