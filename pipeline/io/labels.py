@@ -37,9 +37,9 @@ class Labeller:
         known = values.notna().to_numpy()
         out = np.full(len(values), None, dtype=object)
         if known.any():
-            integers = values[known].astype("int64").to_numpy()
-            out[known] = (periods.labels(integers, self.unit) if self.unit
-                          else np.array([str(v) for v in integers.tolist()], dtype=object))
+            distinct, inverse = np.unique(values[known].astype("int64").to_numpy(), return_inverse=True)
+            texts = [periods.label(v, self.unit) if self.unit else str(v) for v in distinct.tolist()]
+            out[known] = np.array(texts, dtype=object)[inverse]
         return out
 
     def span(self, first, last) -> np.ndarray:

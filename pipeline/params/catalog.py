@@ -171,7 +171,8 @@ PARAMS: tuple[Param, ...] = (
           "Rows whose period is below this are rejected (reason period_out_of_range).",
           GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE, hidden=True),
     Param("max_period", "Last plausible period",
-          "Rows whose period is above this are rejected (reason period_out_of_range).",
+          "Rows whose period is above this are rejected (reason period_out_of_range). Neither bound applies "
+          "to periods derived from the date.",
           GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE, hidden=True),
     Param("period_gaps_ok", "Period gaps are meant",
           "An integer period column whose values look like yyyymm or yyyymmdd (202112 then 202201: a gap of 88 "

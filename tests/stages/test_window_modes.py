@@ -40,6 +40,12 @@ def test_key_anchored_starts_end_at_the_key_and_count_the_missing_ones():
     assert every.key_starts(np.arange(100, 110)) == ([], [86])  # none fits: the key is not silently absent
 
 
+def test_global_n_windows_keeps_the_last_windows_of_the_grid():
+    assert WindowPlan(3, 1, 1, n_windows=2).global_starts(np.arange(2001, 2011), 2001, 2010) == [2007, 2008]
+    assert WindowPlan(4, 2, 2, n_windows=1).global_starts(np.arange(2013, 2021), 2013, 2020) == [2016]
+    assert WindowPlan(4, 2, 2).global_starts(np.arange(2013, 2021), 2013, 2020) == [2014, 2016]
+
+
 def _monthly(spans: dict[str, tuple[str, int]], seed: int = 0) -> pd.DataFrame:
     """key -> (first month, months): monthly rows dated the 1st, target = 3 x feature + noise."""
     rng = np.random.default_rng(seed)
