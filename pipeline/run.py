@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline import runner
-from pipeline.io import bigquery, bigquery_beam, columns, publish, sinks, source
+from pipeline.io import bigquery, bigquery_beam, columns, period_values, publish, sinks, source
 from pipeline.io.results import read_summary
 from pipeline.models import custom_model
 from pipeline.params import parse
@@ -176,6 +176,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if runner.is_dataflow(options):
         check_dataflow_params(params, kind)
     source.check_columns(params, kind)
+    period_values.check(params, kind)  # integer periods that read as yyyymm(dd): refused before any work
     # Every check before any change: BigQuery's over every table (changes nothing), then the files'
     # (--if_output_exists); only then are tables created and, with --if_run_exists=replace, the run's
     # earlier rows deleted. A refused run deletes nothing.

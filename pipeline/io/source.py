@@ -26,8 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.io import sample_data
-from pipeline.io.columns import CHUNK_ROWS, calendar_integer_error, require_columns
-from pipeline.utils import periods
+from pipeline.io.columns import CHUNK_ROWS, require_columns
 from pipeline.utils.packing import ReshuffleFrames
 
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
@@ -301,44 +300,6 @@ def check_columns(params: PipelineParams, kind: str) -> None:
     else:
         return  # BigQuery: names and types checked from the table/query schema by pipeline.io.bigquery.prepare
     require_columns(params, available)
-    if not params.period and not params.period_gaps_ok:
-        unit = periods.calendar_integer_unit(launch_periods(params, kind))
-        if unit:
-            raise ParameterError("time_column", params.time_column, calendar_integer_error(unit, params.time_column))
-
-
-LAUNCH_PERIODS_LIMIT = 100_000  # distinct periods the launcher looks at (the pipeline checks them again)
-
-
-def launch_periods(params: PipelineParams, kind: str) -> list[int]:
-    """Distinct integer periods of the source when the launcher can read them cheaply (the DuckDB query;
-    the period column of Parquet files); empty otherwise (the pipeline checks them before its fits)."""
-    column = params.time_column
-    try:
-        if kind == "duckdb":
-            connection = duckdb_connection(params.input or None)
-            try:
-                rows = connection.execute(f'SELECT DISTINCT TRY_CAST("{column}" AS BIGINT) FROM ({params.query}) '
-                                          f"LIMIT {LAUNCH_PERIODS_LIMIT}").fetchall()
-            finally:
-                connection.close()
-            return [row[0] for row in rows if row[0] is not None]
-        paths = _input_paths(params.input) if kind == "file" else []
-        if not paths or len(paths) > MAX_FOOTERS_READ or not all(p.endswith(".parquet") for p in paths):
-            return []
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
-        seen = set()
-        for path in paths:
-            with FileSystems.open(path) as handle:
-                values = pc.unique(pq.ParquetFile(handle).read(columns=[column]).column(column))
-            seen.update(int(v) for v in values.to_pylist() if isinstance(v, (int, float)) and float(v).is_integer())
-            if len(seen) >= LAUNCH_PERIODS_LIMIT:
-                break
-        return sorted(seen)
-    except Exception:  # a look only: validation reports what is wrong with the values
-        return []
 
 
 def check_params(params: PipelineParams) -> None:
