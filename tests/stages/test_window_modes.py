@@ -111,3 +111,33 @@ def test_expanding_windows_train_on_every_earlier_period(tmp_path, write_parquet
     assert ledger.loc[("B", 2004), "reason"] == "too_few_periods"  # 2005 and 2006 of 2004-2006, however long B is
     predictions = read_output(str(tmp_path / "expanding"), "predictions")
     assert (predictions["year"] == predictions["window_end"]).all()
+
+
+def test_selection_intervals_and_forecasts_on_expanding_key_anchored_windows(tmp_path, write_parquet):
+    """Two models side by side on expanding windows anchored at each key's end, with intervals and a
+    forecast of the months after each key's last: every key gets a choice, a band and its forecasts,
+    and the forecast trains on the key's whole history."""
+    data = _monthly({"early": ("2014-01-01", 40), "late": ("2015-07-01", 60)})
+    last = data.groupby("shop_id")["date"].max()
+    future = pd.concat([pd.DataFrame({"shop_id": key, "date": pd.date_range(end, periods=4, freq="MS")[1:].date,
+                                      "sales": np.nan, "x": 0.5}) for key, end in last.items()], ignore_index=True)
+    out = tmp_path / "out"
+    summary = run_pipeline(out, f"--input={write_parquet(pd.concat([data, future], ignore_index=True))}",
+                           "--period=month", "--features=x", "--model=ridge,gbr", "--window_mode=expanding",
+                           "--window_anchor=key", "--n_windows=3", "--window_size=12", "--window_period=3",
+                           "--test_periods=3", "--interval_levels=80", "--forecast=true",
+                           '--model_params={"gbr": {"n_estimators": 10}}')
+    assert summary["groups_failed"] == 0
+    metrics = read_output(str(out), "metrics")
+    assert metrics.groupby(["shop_id", "model"]).size().to_dict() == {
+        ("early", "gbr"): 3, ("early", "ridge"): 3, ("late", "gbr"): 3, ("late", "ridge"): 3}
+    first = {"early": periods.ordinals(np.array(["2014-01-01"], "datetime64[D]"), "month")[0],
+             "late": periods.ordinals(np.array(["2015-07-01"], "datetime64[D]"), "month")[0]}
+    # expanding: each window trains on every month from the key's first up to its test start
+    assert ((metrics["rows_train"]) == metrics["test_start"] - metrics["shop_id"].map(first)).all()
+    selection = read_output(str(out), "selection")
+    assert selection.groupby("shop_id")["chosen"].sum().to_dict() == {"early": 1, "late": 1}
+    forecasts = read_output(str(out), "forecasts")
+    assert forecasts.groupby("shop_id").size().to_dict() == {"early": 3, "late": 3}
+    assert forecasts["lower_80"].notna().all()
+    assert (forecasts["rows_train"] == forecasts["shop_id"].map({"early": 40, "late": 60})).all()
