@@ -25,13 +25,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import runner
 from pipeline.io import bigquery, bigquery_beam, columns, publish, sinks, source
-from pipeline.io.results import read_summary
+from pipeline.io.results import read_summary, read_table
 from pipeline.models import custom_model
 from pipeline.params import parse
 from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.record import lineage, report
+from pipeline.record import lineage, report, run_summary
 from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
                              select, summary, train, windows)
 from pipeline.utils import packing, progress
@@ -205,7 +205,10 @@ def run(argv: list[str] | None = None) -> dict | None:
         print(f"\nPlan under {params.output}/: {sinks.PLAN_NAME}/, {sinks.PLAN_SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
         return document
     result = read_summary(params.output)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
+    if params.json:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
+    else:
+        print(run_summary.format_result(result, read_table(params.output, train.METRICS)))
     written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
                and (name != select.SELECTION or compare.is_enabled(params))
                and (name != forecast.FORECASTS or forecast.is_enabled(params))]

@@ -136,6 +136,15 @@ def _convert(param: Param, raw: str | None) -> Any:
         raise ParameterError(param.name, raw, str(exc)) from None
 
 
+NO_FEATURES = "none"  # --features=none: no feature columns (what an emptied form field cannot say)
+
+
+def feature_tuple(raw: str) -> tuple[str, ...]:
+    if raw.strip() == NO_FEATURES:
+        return ()
+    return tuple(f for f in raw.split(",") if f)
+
+
 def _parse_model_params(raw: str) -> dict:
     try:
         value = json.loads(raw)
@@ -160,7 +169,7 @@ def parse_args(argv: Sequence[str] | None,
             logging.getLogger("pipeline").warning("%s", warning)
     raw = vars(known)
     values = {p.name: _convert(p, raw[p.name]) for p in PARAMS}
-    values["features"] = tuple(f for f in values["features"].split(",") if f)
+    values["features"] = feature_tuple(values["features"])
     values["model_params"] = _parse_model_params(values["model_params"])
     try:  # JSON cannot be checked by a regex: parsed here, still before any work
         values["param_grid"] = json_value(values["param_grid"])

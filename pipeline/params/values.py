@@ -34,6 +34,7 @@ class PipelineParams:
     period: str = ""  # derive the period from the date: year, quarter, month, week or day (pipeline.utils.periods)
     frequency: str = ""  # the spacing of a key's rows: D, W, M, Q, Y; empty = inferred per key
     quiet: bool = False
+    json: bool = False  # print summary.json at the end of a local run (for scripts)
     model_dir: str = ""
     # robustness (issue 5)
     min_period: int = 0

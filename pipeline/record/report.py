@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.results import read_json, read_table
 from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
-from pipeline.record import forecast_report, model_comparison
+from pipeline.record import forecast_report, model_comparison, scores
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
@@ -189,7 +189,8 @@ def _fmt(value) -> str:
 
 STYLE = """body{font-family:sans-serif;max-width:60em;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.2em .6em;text-align:left}
-img{max-width:100%;display:block;margin:.5em 0}code{background:#f4f4f4}"""
+img{max-width:100%;display:block;margin:.5em 0}code{background:#f4f4f4}
+.loses{background:#fde2e1;border-left:6px solid #d62728;padding:.5em 1em;font-weight:bold}"""
 
 
 def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_predictions, ledger: pd.DataFrame,
@@ -214,7 +215,10 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
         facts.append(("started / finished", f"{manifest.get('started_at')} / {manifest.get('finished_at')}"))
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Run report {html.escape(str(summary.get('run_id')))}"
              f"</title><style>{STYLE}</style></head><body>",
-             f"<h1>Run report: {html.escape(str(summary.get('run_id')))}</h1>", _table(facts)]
+             f"<h1>Run report: {html.escape(str(summary.get('run_id')))}</h1>"]
+    parts += [f"<p class='loses'>{html.escape(line)}</p>"
+              for line in scores.warning_lines(scores.verdicts(metrics, key_column))]
+    parts.append(_table(facts))
 
     model, baseline = summary.get("rmse_by_test_period", {}), summary.get("baseline_rmse_by_test_period", {})
     parts.append("<h2>RMSE per test period vs the naive baseline</h2>")
