@@ -21,11 +21,11 @@ def _reasons(by_reason: dict) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in sorted(by_reason.items(), key=lambda kv: -kv[1]))
 
 
-def period_table(metrics: pd.DataFrame, unit: str | None) -> list[str]:
+def period_table(metrics: pd.DataFrame, unit: str | None, declared: str | None = None) -> list[str]:
     table = scores.by_period(metrics, unit)
     if not len(table):
         return ["No predictions: nothing was trained."]
-    models = scores.models_of(metrics)
+    models = scores.models_of(metrics, declared)
     extra = [m for m in scores.MEAN_METRICS[:1] if m in table]  # MASE: the scale-free one
     columns = {}
     for model in models:
@@ -52,14 +52,14 @@ def period_table(metrics: pd.DataFrame, unit: str | None) -> list[str]:
 def format_result(summary: dict, metrics: pd.DataFrame) -> str:
     parameters = summary.get("parameters", {})
     key_column = parameters.get("key_column", "key")
-    found = scores.verdicts(metrics, key_column)
+    found = scores.verdicts(metrics, key_column, parameters.get("model"))
     loud = scores.warning_lines(found)
     lines = [*loud, *([""] if loud else [])]
     lines += [f"Run {summary.get('run_id')}: {summary.get('rows_used')} rows used of {summary.get('rows_read')} read"
               + (f", {summary.get('rows_rejected')} rejected ({_reasons(summary.get('rows_rejected_by_reason', {}))})"
                  if summary.get("rows_rejected") else "")
               + (f", {summary['rows_to_forecast']} to forecast" if summary.get("rows_to_forecast") else ""), ""]
-    lines += period_table(metrics, parameters.get("period") or None)
+    lines += period_table(metrics, parameters.get("period") or None, parameters.get("model"))
     lines.append("")
     lines.append(f"Key x windows: {summary.get('groups_planned')} planned, {summary.get('groups_trained')} trained, "
                  f"{summary.get('groups_skipped')} skipped, {summary.get('groups_failed')} failed")

@@ -59,10 +59,13 @@ def by_key(metrics: pd.DataFrame, key_column: str) -> pd.DataFrame:
     return _pooled(_with_model(metrics), ["model", key_column])
 
 
-def models_of(metrics: pd.DataFrame) -> list[str]:
+def models_of(metrics: pd.DataFrame, declared: str | None = None) -> list[str]:
+    """The models of metrics/, in the order --model lists them (`declared`), then any other."""
     if not len(metrics):
         return []
-    return list(dict.fromkeys(_with_model(metrics)["model"]))
+    found = set(_with_model(metrics)["model"])
+    listed = [m for m in (declared or "").split(",") if m in found]
+    return listed + sorted(found - set(listed))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,14 +88,14 @@ class Verdict:
                 f"overall; better than the baseline on {self.keys_beating} of {self.keys} keys")
 
 
-def verdicts(metrics: pd.DataFrame, key_column: str) -> list[Verdict]:
+def verdicts(metrics: pd.DataFrame, key_column: str, declared: str | None = None) -> list[Verdict]:
     if not len(metrics):
         return []
     frame = _with_model(metrics)
     overall = _pooled(frame, ["model"])
     keyed = by_key(frame, key_column)
     out = []
-    for model in models_of(frame):
+    for model in models_of(frame, declared):
         keys = keyed.loc[model]
         out.append(Verdict(model, float(overall.at[model, "rmse"]), float(overall.at[model, "baseline_rmse"]),
                            len(keys), int((keys["rmse"] < keys["baseline_rmse"]).sum())))
