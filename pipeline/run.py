@@ -192,10 +192,12 @@ def run(argv: list[str] | None = None) -> dict | None:
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
     show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
                      and sys.stderr.isatty())
+    keys_expected = (source.distinct_keys_at_most(params, kind, progress.KEYS_COUNTED_UP_TO)
+                     if show_progress else None)  # the progress total before the fits end
     if runner.is_local(options) and not params.plan_only:
         report.preload()  # the launcher mostly waits on its workers: import the plotting library meanwhile
     with (packing.spill_folder(runner.has_worker_processes(options)),
-          progress.Display(show_progress, fits_per_window), beam.Pipeline(options=options) as pipeline):
+          progress.Display(show_progress, fits_per_window, keys_expected=keys_expected), beam.Pipeline(options=options) as pipeline):
         build(pipeline, params, kind)
     if not runner.is_local(options):
         return None  # Dataflow: the summary is written by the job itself

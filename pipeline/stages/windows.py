@@ -90,6 +90,7 @@ class _CutWindowsFn(beam.DoFn):
             return
         periods = rows[self._time_column].to_numpy()
         spread = fan_out is not None and fan_out["fanned_out"]
+        progress.count(progress.KEYS)  # the progress display's windows per key (nothing on Dataflow)
         for start, positions in self._plan.cut(periods, *period_range):
             progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
             rows_of_window = rows.iloc[positions] if isinstance(positions, slice) else rows.take(positions)
