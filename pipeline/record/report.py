@@ -200,8 +200,11 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
     parts.append(_table(_facts(summary, manifest)))
     parts += _period_section(metrics, models, unit)
     parts += model_comparison.section(summary, _table)
-    parts += forecast_report.coverage_section(summary, _table)[:2] + _coverage_plot(summary, unit) + \
-        forecast_report.coverage_section(summary, _table)[2:]
+    coverage = forecast_report.coverage_section(summary, _table)
+    if coverage:  # the plot first; the raw fractions folded away under it
+        heading, text, table = coverage
+        parts += [heading, text, *_coverage_plot(summary, unit),
+                  table if table.startswith("<details>") else f"<details><summary>the table</summary>{table}</details>"]
     forecast_ledger = ledger["reason"].fillna("").astype(str).str.startswith("forecast") if len(ledger) else None
     if forecast_ledger is not None:  # the forecast's own ledger rows (--forecast) are summarised with it
         ledger = ledger[~forecast_ledger]

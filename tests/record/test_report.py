@@ -131,3 +131,17 @@ def test_the_plotted_keys_are_bounded_for_many_keys():
     table = pd.DataFrame({"ratio": np.linspace(0.1, 2, 1000)}, index=[f"K{k}" for k in range(1000)])
     plotted = report_keys.plotted_keys(table, cap=10)
     assert plotted == [*[f"K{k}" for k in range(5)], *[f"K{k}" for k in range(995, 1000)]]
+
+
+def test_many_monthly_periods_stay_readable():
+    """48 monthly test periods: labelled 2021-03 (not 24254), drawn as lines, the table folded under it."""
+    months = np.arange(24240, 24288)  # 2020-01 .. 2023-12 as month ordinals
+    metrics = pd.DataFrame({"shop_id": "A", "window_start": months - 2, "test_start": months, "rows_test": 30,
+                            "model": "ridge", "rmse": 1.0 + months % 5, "baseline_rmse": 2.0})
+    summary = {"run_id": "r", "parameters": {"key_column": "shop_id", "model": "ridge", "period": "month"}}
+    document = report.render(summary, None, metrics, lambda keys: pd.DataFrame(
+        {"shop_id": [], "date": [], "window_start": [], "actual": [], "predicted": [], "baseline": []}),
+        pd.DataFrame({"status": ["trained"], "reason": [""]}))
+    period_part = document.split("<h2>RMSE per test period vs the naive baseline</h2>")[1].split("<h2>")[0]
+    assert "<details><summary>the table (48 rows)</summary>" in period_part
+    assert "<td>2020-01</td>" in period_part and "<td>2023-12</td>" in period_part and "24240" not in period_part
