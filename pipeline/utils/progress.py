@@ -38,19 +38,27 @@ _counting_into = ""  # the folder _counts belong to: a new run (a new folder) st
 _flushed_at = 0.0
 
 
-def count(kind: str, n: int = 1) -> None:
-    """Adds `n` to this process's `kind` total; written out at most every FLUSH_SECONDS."""
+def count(kind: str, n: int = 1, **more: int) -> None:
+    """Adds `n` to this process's `kind` total (and each of `more`, kind=n, in the same step); written
+    out at most every FLUSH_SECONDS."""
     global _counting_into
     directory = os.environ.get(ENV)
-    if n <= 0 or not directory:
+    if not directory:
         return
     with _lock:
         if directory != _counting_into:
             _counts.clear()
             _counting_into = directory
-        _counts[kind] = _counts.get(kind, 0) + n
+        for name, amount in ((kind, n), *more.items()):
+            if amount > 0:
+                _counts[name] = _counts.get(name, 0) + amount
         if time.monotonic() - _flushed_at >= FLUSH_SECONDS:
             _write()
+
+
+def count_key(windows: int) -> None:
+    """One key cut into `windows` windows: both counted at once, so the windows per key read true."""
+    count(KEYS, 1, **{PLANNED: windows})
 
 
 def flush() -> None:
@@ -126,8 +134,8 @@ class Display:
             return  # still reading and grouping: the bar shows the time spent
         total, done = expected_fits(found, self._keys_expected, final) * self._fits, found[DONE]
         if self._bar.desc != FITTING:  # the fits begin: rate and time left count from here
-            self._bar.reset(total=total)
             self._bar.set_description_str(FITTING, refresh=False)
+            self._bar.reset(total=total)
         elif total != self._bar.total:
             self._bar.total = total
         self._bar.update(done - self._bar.n)
