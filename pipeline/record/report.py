@@ -147,7 +147,7 @@ def _period_section(metrics: pd.DataFrame, models: list[str], unit: str | None) 
         by_model = group.set_index("model")
         base = float(by_model["baseline_rmse"].iloc[0])
         rows.append((test, *(by_model["rmse"].get(m) for m in models), base,
-                     *(by_model["rmse"].get(m) / base if base else None for m in models)))
+                     *(by_model["rmse"].get(m) / base if base and np.isfinite(base) else None for m in models)))
     ratio = [f"ratio {m}" if len(models) > 1 else "ratio" for m in models]
     return parts + [_img(report_plots.plot_models_by_period(table, models), "RMSE per test period"),
                     _table(rows, ("test period", *(f"RMSE {m}" if len(models) > 1 else "RMSE" for m in models),
