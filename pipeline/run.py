@@ -25,13 +25,13 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from pipeline import runner
 from pipeline.io import bigquery, bigquery_beam, columns, period_values, publish, sinks, source
-from pipeline.io.results import read_summary
+from pipeline.io.results import read_summary, read_table
 from pipeline.models import custom_model
 from pipeline.params import parse
 from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.record import lineage, report
+from pipeline.record import lineage, report, run_summary
 from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
                              select, summary, train, windows)
 from pipeline.utils import packing, progress
@@ -194,10 +194,12 @@ def run(argv: list[str] | None = None) -> dict | None:
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
     show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
                      and sys.stderr.isatty())
+    keys_expected = (source.distinct_keys_at_most(params, kind, progress.KEYS_COUNTED_UP_TO)
+                     if show_progress else None)  # the progress total before the fits end
     if runner.is_local(options) and not params.plan_only:
         report.preload()  # the launcher mostly waits on its workers: import the plotting library meanwhile
     with (packing.spill_folder(runner.has_worker_processes(options)),
-          progress.Display(show_progress, fits_per_window), beam.Pipeline(options=options) as pipeline):
+          progress.Display(show_progress, fits_per_window, keys_expected=keys_expected), beam.Pipeline(options=options) as pipeline):
         build(pipeline, params, kind)
     if not runner.is_local(options):
         return None  # Dataflow: the summary is written by the job itself
@@ -207,7 +209,10 @@ def run(argv: list[str] | None = None) -> dict | None:
         print(f"\nPlan under {params.output}/: {sinks.PLAN_NAME}/, {sinks.PLAN_SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
         return document
     result = read_summary(params.output)
-    print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
+    if params.json:
+        print(json.dumps({k: v for k, v in result.items() if k not in ("parameters", publish.PUBLISHED)}, indent=2))
+    else:
+        print(run_summary.format_result(result, read_table(params.output, train.METRICS)))
     written = [name for name in sinks.OUTPUT_NAMES if (name != search.SEARCH or search.is_enabled(params))
                and (name != select.SELECTION or compare.is_enabled(params))
                and (name != forecast.FORECASTS or forecast.is_enabled(params))]

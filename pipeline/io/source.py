@@ -86,10 +86,21 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
                              f"{SAMPLE_TABLE}: the embedded sample; {INPUT_TABLE}: the --input files with "
                              "--source=duckdb); a local query may not read files, attach databases or load "
                              f"extensions: {exc}") from None
+    except duckdb.CatalogException as exc:  # an unknown table: DuckDB would suggest one of its own (pg_enum)
+        raise ParameterError("query", query, "a query over the tables a local query can see: "
+                             + ", ".join(visible_tables(input_pattern))
+                             + f" (DuckDB: {str(exc).splitlines()[0]})") from None
     except Exception as exc:
         raise ParameterError("query", query, f"a query DuckDB can run locally: {exc}") from None
     finally:
         connection.close()
+
+
+def visible_tables(input_pattern: str | None) -> list[str]:
+    """The tables the local sandbox registers, as a query names them."""
+    described = {f"{SAMPLE_SCHEMA}.{SAMPLE_TABLE}": "the embedded sample"}
+    described[INPUT_TABLE] = "the --input files" if input_pattern else "the --input files, when --input is given"
+    return [f"{name} ({meaning})" for name, meaning in described.items()]
 
 
 def _input_paths(pattern: str) -> list[str]:

@@ -46,8 +46,9 @@ PARAMS: tuple[Param, ...] = (
     Param("time_column", "Period column",
           "Column holding each row's integer period (a year, a month number, a week index); windows slide "
           "over its values. With the period from the date it names the derived column in the outputs (left at "
-          "year, the column is named after the unit: year, quarter, month, week or day).",
-          GROUP_SOURCE, default="year", regex=COLUMN_RE),
+          "year, the column is named after the unit: year, quarter, month, week or day). A local run's default "
+          "is the embedded sample's year.",
+          GROUP_SOURCE, default="year", regex=COLUMN_RE, prefill=False, example="year"),
     Param("period", "Period from the date",
           "Derive each row's period from the date column instead of reading the period column: year, quarter, "
           "month, week (ISO weeks, Monday to Sunday) or day. Window size, window period and test periods then "
@@ -62,17 +63,19 @@ PARAMS: tuple[Param, ...] = (
           GROUP_SOURCE, default="", regex=r"^(D|W|M|Q|Y)?$", allowed="empty, or one of D, W, M, Q, Y",
           example="M"),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
-          GROUP_SOURCE, default="date", regex=COLUMN_RE),
+          GROUP_SOURCE, default="date", regex=COLUMN_RE, required_on_dataflow=True, example="date"),
     Param("key_column", "Key column", "One model is trained per value of this column and window.",
-          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE),
+          GROUP_SOURCE, default="shop_id", regex=COLUMN_RE, required_on_dataflow=True, example="shop_id"),
     Param("target", "Target column", "Numeric column to predict.", GROUP_SOURCE, default="sales",
-          regex=COLUMN_RE),
+          regex=COLUMN_RE, required_on_dataflow=True, example="sales"),
     Param("features", "Feature columns",
-          "Comma-separated feature columns, no spaces. Non-numeric values become missing, and missing values "
-          "become 0.0; both are counted in the run summary. Empty (a table of key, date and target only) when "
-          "features are generated (calendar features, lags, rolling means) or every model needs none.",
+          "Comma-separated feature columns, no spaces, or none (or empty) for no feature columns: a table of "
+          "key, date and target only, when features are generated (calendar features, lags, rolling means) or "
+          "every model needs none. Non-numeric values become missing, and missing values become 0.0; both are "
+          "counted in the run summary.",
           GROUP_SOURCE, default="attr1,attr2,attr3", regex=r"^([A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*)?$",
-          allowed="empty, or comma-separated column names (letters, digits and _), no spaces"),
+          allowed="none, empty, or comma-separated column names (letters, digits and _), no spaces",
+          required_on_dataflow=True, example="attr1,attr2,attr3"),
     # -- windows --------------------------------------------------------------
     Param("window_size", "Window size", "Periods per sliding window (train + test), at least 2.",
           GROUP_WINDOWS, type=int, default=3, param_type="NUMBER", regex=WINDOW_SIZE_RE),
@@ -105,12 +108,13 @@ PARAMS: tuple[Param, ...] = (
           "A key x window with fewer training rows is skipped (reason too_few_rows).",
           GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
     # -- model ----------------------------------------------------------------
+    # A text field, not an ENUM: the Console's ENUM takes one choice, and several models are one value (ridge,gbr).
     Param("model", "Model",
-          "Estimator trained per key x window. Your own model, package.module:callable, is not in this list: "
-          "build it into the image (README, \"Bring your own model\") and give its name in the "
-          "command line's parameters. A comma-separated list (ridge,gbr) fits each model side by side, "
-          "with the model hyperparameters and the hyperparameter grid keyed by model name.",
-          GROUP_MODEL, default="gbr", choices=MODEL_NAMES, param_type="ENUM", choice_help=MODEL_DESCRIPTIONS,
+          "Estimator trained per key x window: one name, or several comma-separated without spaces (ridge,gbr) "
+          "fitted side by side, with the model hyperparameters and the hyperparameter grid keyed by model name. "
+          "Names: " + "; ".join(f"{name} ({text.split(' (')[0]})" for name, text in MODEL_DESCRIPTIONS) + ". Your own model, "
+          "package.module:callable, built into the image (README, \"Bring your own model\"), is named the same way.",
+          GROUP_MODEL, default="gbr", choices=MODEL_NAMES, choice_help=MODEL_DESCRIPTIONS,
           open_choices=True, regex=MODEL_RE,
           allowed=_model_allowed),
     Param("model_params", "Model hyperparameters",
@@ -159,6 +163,11 @@ PARAMS: tuple[Param, ...] = (
           "A local run on a terminal shows its progress (key x window fits done of planned, rate, time left); "
           "true hides it. Jobs on Dataflow show theirs in the Dataflow console.", GROUP_OUTPUTS, type=parse_bool,
           default=False, param_type="BOOLEAN", regex=BOOL_RE, hidden=True),
+    Param("json", "Print the summary as JSON",
+          "A local run ends by printing a short table (each model's RMSE per test period next to the naive "
+          "baseline's, the keys trained, skipped and failed) and the output paths; true prints summary.json "
+          "instead, for scripts.", GROUP_OUTPUTS, type=parse_bool, default=False, param_type="BOOLEAN",
+          regex=BOOL_RE, hidden=True),
     Param("model_dir", "Model directory",
           "Cloud Storage folder where each trained model is saved, as "
           "<folder>/<run id>/<key>/<window start>/model.joblib (XGBoost: model.json) with meta.json; no model "

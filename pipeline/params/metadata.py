@@ -16,7 +16,7 @@ import sys
 from typing import Iterable
 
 from pipeline.params.catalog import PARAMS
-from pipeline.params.declare import Param
+from pipeline.params.declare import GROUPS, Param
 
 TEMPLATE_NAME = "Many models: one model per key and sliding time window"
 TEMPLATE_DESCRIPTION = (
@@ -99,7 +99,7 @@ def parameter_metadata(param: Param) -> dict:
     regexes = regexes_for(param)
     if regexes:
         entry["regexes"] = regexes
-    if param.choices:
+    if param.param_type == "ENUM" and param.choices:
         entry["enumOptions"] = enum_options(param)
     elif param.param_type == "ENUM":
         raise ValueError(f"--{param.name} is an ENUM without choices")
@@ -144,14 +144,19 @@ def check_conditions(params: Iterable[Param]) -> None:
         seen[param.name] = param
 
 
+def by_group(params: Iterable[Param]) -> list[Param]:
+    """The form's order: group by group (GROUPS), each group's parameters in their declared order."""
+    return sorted(params, key=lambda param: GROUPS.index(param.group))
+
+
 def template_metadata(params: Iterable[Param] = PARAMS) -> dict:
     """The whole metadata.json document (a Dataflow TemplateMetadata)."""
-    params = tuple(params)
+    params = tuple(by_group(params))
     check_conditions(params)
     return {
         "name": TEMPLATE_NAME,
         "description": TEMPLATE_DESCRIPTION,
-        "parameters": [parameter_metadata(param) for param in params],
+        "parameters": [parameter_metadata(param) for param in by_group(params)],
     }
 
 

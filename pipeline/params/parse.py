@@ -14,8 +14,8 @@ import re
 from typing import Any, Collection, Sequence
 
 from pipeline.params.catalog import PARAMS, TABLE_PARAMS
-from pipeline.params.declare import (GROUPS, REGEX_MEANING, Param, ParameterError, UnknownArgument, json_value,
-                                      parse_bool)
+from pipeline.params.declare import (GROUPS, MODEL_DESCRIPTIONS, MODEL_NAMES, REGEX_MEANING, Param, ParameterError,
+                                      UnknownArgument, json_value, parse_bool)
 from pipeline.params.values import PipelineParams
 
 
@@ -27,12 +27,21 @@ def _default_text(param: Param) -> str:
     return str(param.default)
 
 
+def models_epilog() -> str:
+    """--help's last lines: the registry's models, one line each (the --model help names none)."""
+    width = max(len(name) for name in MODEL_NAMES)
+    lines = [f"  {name:<{width}}  {description}" for name, description in MODEL_DESCRIPTIONS]
+    return ("models (--model=NAME, or several side by side: --model=ridge,gbr):\n" + "\n".join(lines)
+            + "\n  package.module:callable  your own model (README, \"Bring your own model\")")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline", usage="%(prog)s [--name=value ...] [Beam options]", allow_abbrev=False,  # a Beam flag must never be read as a prefix of ours
         description="Train and evaluate one model per key and sliding time window. Parameters are grouped "
                     "as in the Dataflow form; any other --flag is one of Beam's options (--runner, "
-                    "--direct_num_workers, --project, ...).")
+                    "--direct_num_workers, --project, ...).",
+        epilog=models_epilog(), formatter_class=_KeepEpilogLines)
     groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for param in PARAMS:
         flag = {"nargs": "?", "const": "true"} if param.type is parse_bool else {}  # a bare --plan_only means true
@@ -41,6 +50,33 @@ def build_parser() -> argparse.ArgumentParser:
         groups[param.group].add_argument(f"--{param.name}", type=str, default=None, help=text, metavar=metavar,
                                          **flag)
     return parser
+
+
+class _KeepEpilogLines(argparse.HelpFormatter):
+    """Wraps the description and every help text as usual; keeps the epilog's lines (the model list)."""
+
+    def _fill_text(self, text, width, indent):
+        if text.startswith("models ("):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def suggestion(param: Param, raw: str) -> str:
+    """' (did you mean ridge?)' for a value close to one of the choices (each part of a list), else ''."""
+    if not param.choices:
+        return ""
+    by_lower = {choice.lower(): choice for choice in param.choices}
+    close = []
+    for part in raw.split(","):
+        if part in param.choices or ":" in part:
+            continue
+        found = difflib.get_close_matches(part.lower(), list(by_lower), n=1, cutoff=0.6)
+        if found:
+            close.append(by_lower[found[0]])
+    if not close:
+        return ""
+    fixed = ",".join(close) if len(close) == len(raw.split(",")) else ", ".join(close)
+    return f" (did you mean {fixed}?)"
 
 
 # Options the Flex Template launcher passes to main.py besides the template's parameters (Dataflow's
@@ -89,15 +125,24 @@ def _convert(param: Param, raw: str | None) -> Any:
     if raw is None:  # defaults are written as the template shows them; text defaults still convert
         return param.type(param.default) if isinstance(param.default, str) else param.default
     if param.choices and not param.open_choices and raw not in param.choices:
-        raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}")
+        raise ParameterError(param.name, raw, f"one of {', '.join(param.choices)}{suggestion(param, raw)}")
     if param.regex and not re.fullmatch(param.regex, raw):
         allowed = param.allowed() if callable(param.allowed) else param.allowed
         allowed = allowed or REGEX_MEANING.get(param.regex, f"must match {param.regex}")
-        raise ParameterError(param.name, raw, allowed)
+        raise ParameterError(param.name, raw, allowed + suggestion(param, raw))
     try:
         return param.type(raw)
     except (ValueError, argparse.ArgumentTypeError) as exc:
         raise ParameterError(param.name, raw, str(exc)) from None
+
+
+NO_FEATURES = "none"  # --features=none: no feature columns (what an emptied form field cannot say)
+
+
+def feature_tuple(raw: str) -> tuple[str, ...]:
+    if raw.strip() == NO_FEATURES:
+        return ()
+    return tuple(f for f in raw.split(",") if f)
 
 
 def _parse_model_params(raw: str) -> dict:
@@ -124,7 +169,7 @@ def parse_args(argv: Sequence[str] | None,
             logging.getLogger("pipeline").warning("%s", warning)
     raw = vars(known)
     values = {p.name: _convert(p, raw[p.name]) for p in PARAMS}
-    values["features"] = tuple(f for f in values["features"].split(",") if f)
+    values["features"] = feature_tuple(values["features"])
     values["model_params"] = _parse_model_params(values["model_params"])
     try:  # JSON cannot be checked by a regex: parsed here, still before any work
         values["param_grid"] = json_value(values["param_grid"])

@@ -38,6 +38,7 @@ class PipelineParams:
     n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
     period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
     quiet: bool = False
+    json: bool = False  # print summary.json at the end of a local run (for scripts)
     model_dir: str = ""
     # robustness (issue 5)
     min_period: int = 0

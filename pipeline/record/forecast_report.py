@@ -82,7 +82,7 @@ def plot_forecasts(predictions: pd.DataFrame, forecasts: pd.DataFrame, picks: li
         title = f"{label} key {key}: " + (f"forecast of {', '.join(map(str, periods))} ({mine['model'].iloc[0]})"
                                           if len(mine) else "no forecast (see the ledger)")
         axis.set_title(title + (", weekly means" if weekly else ""), fontsize=10)
-        axis.legend(loc="upper left", fontsize=8)
+        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)  # never over the lines
     return png_fn(figure)
 
 

@@ -36,7 +36,7 @@ from pipeline.params.values import PipelineParams
 LINEAGE_COLUMNS = ("run_id", "params_hash", "code_version")
 # Parameters that decide where and how results are written, never what they are.
 RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists", "run_id", "plan_only",
-                                   "model_dir", "quiet", "fan_out",
+                                   "model_dir", "quiet", "json", "fan_out",
                                    # BigQuery: how the rows are read, where and how results are written
                                    "bq_read_method", "output_table", "metrics_table", "ledger_table",
                                    "rejected_table", "write_disposition", "bq_write_method", "if_run_exists",

@@ -129,8 +129,9 @@ class _CutWindowsFn(beam.DoFn):
             return
         periods = rows[self._time_column].to_numpy()
         spread = fan_out is not None and fan_out["fanned_out"]
-        for start, positions in self._plan.cut(periods, *period_range):
-            progress.count(progress.PLANNED)  # a local run's progress display (nothing on Dataflow)
+        cuts = list(self._plan.cut(periods, *period_range))
+        progress.count_key(len(cuts))  # a local run's progress display, before the fits (nothing on Dataflow)
+        for start, positions in cuts:
             rows_of_window = rows.iloc[positions] if isinstance(positions, slice) else rows.take(positions)
             window = key, start, rows_of_window.reset_index(drop=True)
             yield beam.pvalue.TaggedOutput(FANNED_OUT, window) if spread else window

@@ -61,7 +61,7 @@ def test_schema_check_rejects_what_dataflow_would(document):
 
 def test_every_parameter_is_described(document):
     by_name = {entry["name"]: entry for entry in document["parameters"]}
-    assert list(by_name) == [p.name for p in PARAMS]
+    assert sorted(by_name) == sorted(p.name for p in PARAMS)
     param_types = schema("dataflow", "ParameterMetadata")["properties"]["paramType"]["enum"]
     for param in PARAMS:
         entry = by_name[param.name]
@@ -78,14 +78,46 @@ def test_every_parameter_is_described(document):
 
 def test_enum_parameters_list_their_options(document):
     by_name = {entry["name"]: entry for entry in document["parameters"]}
-    enums = [p for p in PARAMS if p.choices]
-    assert {p.name for p in enums} >= {"model", "source", "output_format", "if_output_exists"}
+    enums = [p for p in PARAMS if p.choices and p.name != "model"]
+    assert {p.name for p in enums} >= {"source", "output_format", "if_output_exists"}
     for param in enums:
         assert by_name[param.name]["paramType"] == "ENUM"
         assert [o["value"] for o in by_name[param.name]["enumOptions"]] == list(param.choices)
-    model_options = {o["value"]: o.get("description") for o in by_name["model"]["enumOptions"]}
-    assert model_options == dict(declare.MODEL_DESCRIPTIONS)
     assert declare.MODEL_NAMES == tuple(registry.REGISTRY)
+
+
+def test_several_models_can_be_chosen_from_the_form(document):
+    """The Console's ENUM takes one value: the model is a text field whose regex takes one name or a
+    comma-separated list, and whose help names every model with its description."""
+    entry = next(e for e in document["parameters"] if e["name"] == "model")
+    assert entry["paramType"] == "TEXT" and "enumOptions" not in entry and entry["defaultValue"] == "gbr"
+    for value in ("ridge", "ridge,gbr", "gbr,xgboost,hist_gbr", "my_pkg.models:build"):
+        assert _regex_accepts(entry, value), value
+    for value in ("ridge, gbr", "Ridge", "ridge,", "prophet"):
+        assert not _regex_accepts(entry, value), value
+    for name, description in declare.MODEL_DESCRIPTIONS:
+        assert f"{name} ({description.split(' (')[0]})" in entry["helpText"]
+
+
+def test_the_form_is_ordered_by_group(document):
+    groups = [entry["groupName"] for entry in document["parameters"]]
+    assert groups == sorted(groups, key=declare.GROUPS.index)
+    order = [entry["name"] for entry in document["parameters"]]
+    for group in declare.GROUPS:  # within a group, the declared order
+        declared = [p.name for p in PARAMS if p.group == group]
+        assert [name for name in order if name in declared] == declared
+
+
+def test_the_samples_column_names_are_not_the_forms_defaults(document):
+    by_name = {entry["name"]: entry for entry in document["parameters"]}
+    for name in ("key_column", "date_column", "target", "features"):
+        assert by_name[name]["isOptional"] is False and "defaultValue" not in by_name[name], name
+    assert "defaultValue" not in by_name["time_column"]  # not needed with the period from the date
+    local = parse.parse_args([])[0]  # a local run keeps the sample's names (make run)
+    assert (local.key_column, local.date_column, local.target, local.time_column, local.features) == (
+        "shop_id", "date", "sales", "year", ("attr1", "attr2", "attr3"))
+    assert parse.parse_args(["--features=none"])[0].features == ()  # "no features", said from the form
+    assert "none" in by_name["features"]["helpText"] and _regex_accepts(by_name["features"], "none")
 
 
 def _regex_accepts(entry: dict, value: str) -> bool:
@@ -160,7 +192,8 @@ def test_generator_covers_every_parameter_type_generically():
     )
     generated = metadata.template_metadata(PARAMS + extra)
     assert validate(generated, "TemplateMetadata") == []
-    table, flag, shard = generated["parameters"][-3:]
+    by_name = {entry["name"]: entry for entry in generated["parameters"]}
+    table, flag, shard = by_name["output_table"], by_name["dry_check"], by_name["shard"]
     assert table["paramType"] == "BIGQUERY_TABLE" and "Example: my-project:dataset.predictions" in table["helpText"]
     assert flag["paramType"] == "BOOLEAN" and flag["defaultValue"] == "false"
     assert shard["enumOptions"] == [{"value": "a", "label": "a", "description": "first"}, {"value": "b", "label": "b"}]
@@ -192,10 +225,10 @@ def test_console_form_uses_typed_pickers(document):
     assert types["input"] == "GCS_READ_FILE"
     assert {types[n] for n in ("input_table", "output_table", "metrics_table", "ledger_table",
                                "rejected_table")} == {"BIGQUERY_TABLE"}
-    assert {p.name for p in PARAMS if p.param_type == "ENUM"} == {p.name for p in PARAMS if p.choices}
+    assert {p.name for p in PARAMS if p.param_type == "ENUM"} == {p.name for p in PARAMS if p.choices} - {"model"}
     assert {p.name for p in PARAMS if p.type is declare.parse_bool} == {
         p.name for p in PARAMS if p.param_type == "BOOLEAN"} == {"plan_only", "check_leakage", "forecast", "quiet",
-                                                                   "period_gaps_ok"}
+                                                                   "period_gaps_ok", "json"}
     for param in PARAMS:  # a text field for a number or a yes/no would be a missed picker
         if param.type in (int, float):
             assert types[param.name] == "NUMBER", param.name

@@ -96,3 +96,25 @@ def test_building_the_whole_graph_logs_no_beam_warning(caplog, extra):
     caplog.set_level(logging.WARNING)
     pipeline_run.build(beam.Pipeline(), params, "duckdb")  # built, not run
     assert "requested in with_outputs()" not in caplog.text
+
+
+def test_help_lists_every_model_with_one_line():
+    text = parse.build_parser().format_help()
+    listed = text[text.index("\nmodels (--model=NAME"):].splitlines()
+    for name, description in declare.MODEL_DESCRIPTIONS:
+        assert any(line.split() == [name, *description.split()] for line in listed), (name, listed)
+
+
+@pytest.mark.parametrize("value, suggested", [("Ridge", "ridge"), ("Ridge,GBR", "ridge,gbr"), ("xgbost", "xgboost")])
+def test_a_misspelled_model_suggests_the_registry_name(value, suggested):
+    with pytest.raises(declare.ParameterError) as refused:
+        pipeline_run.parse_args([f"--model={value}"])
+    assert refused.value.name == "model" and str(refused.value).endswith(f"(did you mean {suggested}?)")
+
+
+def test_an_unknown_table_in_a_local_query_names_the_visible_tables(tmp_path):
+    with pytest.raises(declare.ParameterError) as refused:
+        pipeline_run.prepare([f"--output={tmp_path / 'out'}", "--query=SELECT * FROM nope"])
+    message = str(refused.value)
+    assert refused.value.name == "query" and "dataset.table" in message and "input_files" in message
+    assert "pg_enum" not in message and not (tmp_path / "out").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 from pipeline import run as pipeline_run
 from pipeline.utils import progress
@@ -32,7 +33,7 @@ def test_worker_processes_report_every_planned_and_finished_fit(tmp_path, monkey
     assert any(name.startswith("done-") for name in written)
     assert {name.split("-")[1] for name in written} - {str(os.getpid())}  # counted in the worker processes
     assert progress.totals(str(folder)) == {progress.PLANNED: summary["groups_planned"],
-                                            progress.DONE: summary["groups_planned"]}
+                                            progress.DONE: summary["groups_planned"], progress.KEYS: 3}
 
 
 def test_display_draws_fits_done_of_planned_and_cleans_up(tmp_path):
@@ -64,3 +65,31 @@ def test_a_terminal_run_shows_progress_and_quiet_hides_it(tmp_path, monkeypatch)
     monkeypatch.setattr("sys.stderr", piped)
     pipeline_run.run([f"--output={tmp_path / 'piped'}", *argv])
     assert "key x window fits" not in piped.getvalue()
+
+
+def test_the_total_is_known_before_the_fits_end(tmp_path, monkeypatch):
+    """1,000 key x window fits (100 keys x 10 windows): while they run, the bar already shows the whole
+    total (the launcher counted the keys; the cut, each key's windows) and fewer done."""
+    path = tmp_path / "many.parquet"
+    make_rows({f"K{k:03d}": list(range(2001, 2013)) for k in range(100)}, days=3).to_parquet(path, index=False)
+    shown = Terminal()
+    monkeypatch.setattr("sys.stderr", shown)
+    monkeypatch.setattr(progress, "POLL_SECONDS", 0.05)  # a frame every poll: the test reads them all
+    monkeypatch.setattr(progress, "FLUSH_SECONDS", 0.0)
+    summary = pipeline_run.run([f"--output={tmp_path / 'out'}", f"--input={path}", "--model=ridge",
+                                "--direct_running_mode=in_memory",
+                                "--direct_num_workers=1"])
+    total = summary["groups_planned"]
+    assert total == 1000
+    frames = [(int(done), int(of)) for done, of in re.findall(r"(\d+)/(\d+)", shown.getvalue())]
+    assert any(of == total and done < total for done, of in frames), frames[:20]
+    assert frames[-1] == (total, total)
+    assert progress.READING in shown.getvalue()  # the reading and grouping phase, before the first cut
+
+
+def test_the_expected_total_scales_the_windows_per_key_cut_so_far():
+    found = {progress.PLANNED: 20, progress.DONE: 3, progress.KEYS: 2}
+    assert progress.expected_fits(found, keys_expected=50) == 500
+    assert progress.expected_fits(found, keys_expected=None) == 20  # keys not counted: the windows cut
+    assert progress.expected_fits(found, keys_expected=50, final=True) == 20  # at the end: what was cut
+    assert progress.expected_fits({**found, progress.KEYS: 0}, keys_expected=50) == 20
