@@ -123,6 +123,11 @@ PARAMS: tuple[Param, ...] = (
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
           GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, hidden=True),
+    Param("season_length", "Season length",
+          "The seasonal cycle, in steps of the frequency, of the statistical models (seasonal_naive, theta, ets, "
+          "arima, ces) and of MASE's seasonal naive scale. 0: from each key's frequency (12 monthly, 4 quarterly, "
+          "7 daily, 52 weekly, 1 yearly); recorded in summary.json.",
+          GROUP_MODEL, type=int, default=0, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE),
     Param("fan_out", "Spread the fits",
           "How the key x window fits are spread over the workers: by key (the windows of a key fitted where the "
           "key's rows are, no extra shuffle) or by key x window (one more shuffle, of the windows). auto spreads "

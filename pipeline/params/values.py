@@ -37,6 +37,7 @@ class PipelineParams:
     window_anchor: str = "global"  # or key: windows end at each key's own last period
     n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
     period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
+    season_length: int = 0  # the seasonal cycle in steps; 0 = from the frequency (periods.SEASON_LENGTHS)
     quiet: bool = False
     model_dir: str = ""
     # robustness (issue 5)

@@ -25,7 +25,7 @@ from pipeline.io import artifacts
 from pipeline.models import custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
-from pipeline.models import registry
+from pipeline.models import registry, statistical
 from pipeline.utils import progress, threads
 from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
@@ -152,6 +152,8 @@ def failure_reason(exc: Exception) -> str:
         return "timeout"
     if isinstance(exc, HelperCrashed):
         return "fit_crashed"
+    if getattr(exc, "ledger_reason", None):  # an error that names its own reason (statistical.IrregularSeries)
+        return exc.ledger_reason
     return "fit_error"
 
 
@@ -186,6 +188,8 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
     elif split.rows_train < params.min_train_rows:
         ledger.update(status=SKIPPED, reason="too_few_rows",
                       error_message=f"{split.rows_train} training rows < {params.min_train_rows}")
+    elif registry.uses_history(params.model) and (irregular := custom_model.irregularity(params, split)):
+        ledger.update(status=SKIPPED, reason=statistical.IRREGULAR, error_message=irregular)
     elif not (train_target != train_target[:1]).any():
         # Every estimator would just echo the constant; the naive baseline already does that.
         ledger.update(status=SKIPPED, reason="constant_target",
@@ -279,6 +283,8 @@ class TrainAndPredictFn(beam.DoFn):
         # then sets the pools of its own thread (registry.fit_estimator, pipeline.utils.threads).
         threads.set_environment(self._params.model_threads)
         self._deadline = custom_model.time_limited_caller(self._params)
+        if registry.uses_history(self._params.model):
+            statistical.warm_up()  # statsforecast's imports and first calls, once per worker process, untimed
         # Imported modules live as long as the process: keep them out of every later collection.
         gc.freeze()
 
