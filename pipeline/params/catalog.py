@@ -298,8 +298,14 @@ PARAMS: tuple[Param, ...] = (
           example="my-project:dataset.selection", parent="output_table"),
     Param("select_metric", "Selection metric",
           "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
-          "windows where every model trained (ties: the first model listed); written to selection/.",
-          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+          "windows where every model trained (ties: the first model listed); written to selection/. mase (the "
+          "default), smape and wape are scale-free: keys of different size weigh alike.",
+          GROUP_MODEL, default="mase", choices=("rmse", "mae", "mape", "mase", "smape", "wape"), param_type="ENUM",
+          choice_help=(("rmse", "root mean squared error"), ("mae", "mean absolute error"),
+                       ("mape", "mean absolute percentage error (non-zero actuals)"),
+                       ("mase", "MAE over the training periods' in-sample seasonal naive MAE"),
+                       ("smape", "symmetric MAPE, 0-200 (Makridakis)"),
+                       ("wape", "sum of absolute errors over sum of absolute actuals"))),
     # -- forecast of the periods that have not happened, with intervals (issue 15) --
     Param("forecast", "Forecast future periods",
           "Also forecast each key's rows with an empty target that come after its last period with a "

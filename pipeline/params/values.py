@@ -71,7 +71,7 @@ class PipelineParams:
     validation_periods: int = 1
     search_batch_size: int = 16
     # several models: the best one per key (issue 15)
-    select_metric: str = "rmse"
+    select_metric: str = "mase"
     selection_table: str | None = None
     # forecast of future periods, intervals (issue 15)
     forecast: bool = False

@@ -31,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.results import read_json, read_table
 from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
-from pipeline.record import forecast_report, model_comparison
+from pipeline.record import forecast_report, model_comparison, scale_free
 
 MODEL_COLOR, BASELINE_COLOR, ACTUAL_COLOR = "#1f77b4", "#ff7f0e", "#333333"
 SMOOTH_ABOVE_POINTS = 200  # dates per key beyond which the time plot shows weekly means
@@ -224,6 +224,7 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
                              for p in sorted(model, key=int)], ("test period", "RMSE", "baseline RMSE", "ratio")))
     else:
         parts.append("<p>No predictions: nothing was trained.</p>")
+    parts += scale_free.section(summary, _table)
     parts += model_comparison.section(summary, _table)
     parts += forecast_report.coverage_section(summary, _table)
     forecast_ledger = ledger["reason"].fillna("").astype(str).str.startswith("forecast") if len(ledger) else None

@@ -229,6 +229,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         split.column(date_column, test=False), split.column(time_column, test=False),
         split.column(target, test=False).astype(float, copy=False),
         split.column(date_column, test=True), split.column(time_column, test=True))
+    seasonal, scale = seasonal_baseline(params, split)
     window_end = plan.end_of(window_start)
     predictions = {
         params.key_column: np.full(len(actual), key, dtype=object),
@@ -239,6 +240,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "predicted": predicted,
         "actual": actual,
         "baseline": baseline,
+        "seasonal_naive": seasonal,
+        "mase_scale": np.full(len(actual), np.nan if scale is None else scale),
         "model": np.full(len(actual), params.model, dtype=object),
     }  # run_id: set with the other lineage columns by the sinks
     metrics = {
@@ -246,6 +249,9 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "test_start": test_start, "rows_train": split.rows_train, "rows_test": split.rows_test,
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
+        **evaluate.scaled_metrics(actual, predicted, scale),
+        **{f"seasonal_naive_{name}": value
+           for name, value in evaluate.scaled_metrics(actual, seasonal, scale).items()},
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
@@ -253,6 +259,16 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
                              features.model_columns(params))
     return GroupResult(ledger, predictions, metrics)
+
+
+def seasonal_baseline(params: PipelineParams, split: WindowSplit) -> tuple[np.ndarray, float | None]:
+    """(seasonal naive of the test rows, MASE's scale) from the training rows, in steps of the key's
+    frequency and --season_length (pipeline.stages.evaluate)."""
+    frequency, train_steps, test_steps = custom_model.history_steps(params, split)
+    season = statistical.season_length(params.season_length, frequency)
+    train_values = split.column(params.target, test=False).astype(float)
+    return (evaluate.seasonal_naive(train_steps, train_values, test_steps, season),
+            evaluate.seasonal_scale(train_steps, train_values, season))
 
 
 def count_group(status: str) -> None:

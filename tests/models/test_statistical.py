@@ -96,3 +96,88 @@ def test_statistical_models_need_no_features_and_check_their_hyperparameters():
         registry.check_model("ets", {"n_estimators": 3})
     with pytest.raises(ParameterError, match="model_params"):
         registry.check_model("ets", {"model": "QQQ"})
+
+
+@pytest.fixture(scope="module")
+def side_by_side_run(tmp_path_factory):
+    """naive, seasonal_naive, ets and ridge side by side on noisy seasonal rows, models saved, forecasts made."""
+    root = tmp_path_factory.mktemp("side_by_side")
+    rows = monthly_rows(noise=2.0, seed=3)
+    future = rows.groupby("shop_id").tail(6).copy()
+    rows = rows.drop(index=future.index)  # the last 6 months of each key become rows to forecast
+    future["sales"] = np.nan
+    pd.concat([rows, future]).to_parquet(root / "rows.parquet")
+    summary = run_pipeline(root / "out", *monthly_args(root / "rows.parquet", "naive,seasonal_naive,ets,ridge"),
+                           f"--model_dir={root / 'models'}", "--run_id=stat-1", "--forecast", "--interval_levels=80")
+    return {"rows": rows, "out": root / "out", "models": root / "models", "summary": summary,
+            "input": root / "rows.parquet"}
+
+
+def test_ets_beats_naive_on_mase_with_noise(side_by_side_run):
+    metrics = read_output(str(side_by_side_run["out"]), "metrics")
+    mase = metrics.groupby("model")["mase"].mean()
+    assert set(mase.index) == {"naive", "seasonal_naive", "ets", "ridge"}
+    assert mase["ets"] < mase["naive"]
+    summary = side_by_side_run["summary"]
+    assert summary["model_comparison"]["select_metric"] == "mase"  # the default with several models
+    assert sum(summary["model_comparison"]["keys_choosing"].values()) == 3
+    # the summary's seasonal naive baseline is the seasonal_naive model's own forecast, pooled the same way
+    snaive = metrics[metrics["model"] == "seasonal_naive"]
+    np.testing.assert_allclose(snaive["mase"], snaive["seasonal_naive_mase"], rtol=1e-12)
+
+
+def test_statistical_models_forecast_with_conformal_bands(side_by_side_run):
+    forecasts = read_output(str(side_by_side_run["out"]), "forecasts")
+    assert len(forecasts) == 3 * 6 and np.isfinite(forecasts["predicted"]).all()
+    assert set(forecasts["model"]) <= {"naive", "seasonal_naive", "ets", "ridge"}
+    assert {"lower_80", "upper_80"} <= set(forecasts.columns)
+
+
+def test_saved_statistical_models_reload_and_predict_the_same_forecasts(side_by_side_run):
+    from pipeline.record import saved_models
+
+    predictions = read_output(str(side_by_side_run["out"]), "predictions")
+    rows = pd.read_parquet(side_by_side_run["input"])
+    checked = 0
+    for model in ("naive", "seasonal_naive", "ets"):
+        for (key, start), expected in predictions[predictions["model"] == model].groupby(["shop_id", "window_start"]):
+            again = saved_models.predict_window(str(side_by_side_run["models"] / model), "stat-1", key, start, rows)
+            expected = expected.sort_values("date", ignore_index=True)
+            assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes()
+            checked += 1
+    assert checked == 3 * 2 * 3  # models x keys x windows (66 observed months: windows at 0 and 12)
+
+
+def test_seasonal_naive_mase_is_zero_on_a_noise_free_season(tmp_path):
+    # 48 months, one window per key: a season repeated exactly, one level lower in the first year (so that
+    # the training periods' in-sample seasonal naive errs and MASE's scale is not 0)
+    rows = monthly_rows(keys=2, noise=0.0).groupby("shop_id").head(48).reset_index(drop=True)
+    season = np.array([3.0, 5, 9, 14, 20, 24, 22, 17, 12, 8, 5, 4])
+    rows["sales"] = np.tile(season, 8) + np.where(np.arange(96) % 48 < 12, -2.0, 0.0)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    summary = run_pipeline(tmp_path / "out", *monthly_args(tmp_path / "rows.parquet", "seasonal_naive"))
+    metrics = read_output(str(tmp_path / "out"), "metrics")
+    assert len(metrics) == 2 and (metrics["mase"] == 0).all() and (metrics["smape"] == 0).all()
+    predictions = read_output(str(tmp_path / "out"), "predictions")
+    assert (predictions["predicted"] == predictions["actual"]).all()
+    assert (predictions["mase_scale"] == 2.0 * 12 / 24).all()  # 12 of the 24 in-sample seasonal pairs err by 2
+    assert summary["scaled_overall"]["mase"] == {"model": 0.0, "seasonal_naive": 0.0}
+
+
+def test_plan_only_counts_and_prices_statistical_fits(tmp_path):
+    rows = monthly_rows()
+    rows.to_parquet(tmp_path / "rows.parquet")
+    document = run_pipeline(tmp_path / "out", *monthly_args(tmp_path / "rows.parquet", "theta,ets"), "--plan_only")
+    assert document["fits_by_model"] == {"theta": 9, "ets": 9}
+    assert set(document["cost_estimate"]["estimated_cpu_seconds_by_model"]) == {"theta", "ets"}
+
+
+def test_summary_and_report_show_the_scale_free_metrics_against_seasonal_naive(side_by_side_run):
+    summary = side_by_side_run["summary"]
+    for name in ("mase", "smape", "wape"):
+        by_period = summary[f"{name}_by_test_period"]
+        assert set(by_period) == {"model", "seasonal_naive"} and len(by_period["model"]) == 24  # 2 windows x 12
+        assert summary["scaled_overall"][name]["seasonal_naive"] > 0
+    assert summary["season_length"] == "from each key's frequency (periods.SEASON_LENGTHS)"
+    report = (side_by_side_run["out"] / "report.html").read_text()
+    assert "Scale-free metrics vs seasonal naive" in report and "MASE seasonal naive" in report
