@@ -181,3 +181,13 @@ def test_summary_and_report_show_the_scale_free_metrics_against_seasonal_naive(s
     assert summary["season_length"] == "from each key's frequency (periods.SEASON_LENGTHS)"
     report = (side_by_side_run["out"] / "report.html").read_text()
     assert "Scale-free metrics vs seasonal naive" in report and "MASE seasonal naive" in report
+
+
+def test_a_target_only_table_runs_with_statistical_models(tmp_path):
+    rows = monthly_rows(keys=2)[["shop_id", "date", "sales"]]  # key, date, target: no period, no feature
+    rows.to_parquet(tmp_path / "rows.parquet")
+    summary = run_pipeline(tmp_path / "out", f"--input={tmp_path / 'rows.parquet'}", "--period=month", "--features=",
+                           "--window_size=48", "--test_periods=12", "--window_period=12", "--model=theta,ets")
+    assert summary["groups_trained"] == summary["groups_planned"] == 2 * 3 * 2
+    ledger = read_output(str(tmp_path / "out"), "ledger")
+    assert set(ledger["model"]) == {"theta", "ets"} and (ledger["status"] == "trained").all()
