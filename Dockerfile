@@ -40,7 +40,10 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY pyproject.toml main.py ./
 COPY pipeline ./pipeline
 RUN pip install --no-cache-dir --no-deps . \
-    && pip check
+    && pip check \
+    && python -c "from pipeline.models import statistical; statistical.warm_up()"
+# ^ the statistical models fit in this image. statsforecast 2.x is compiled C++, not Numba: there is no
+# JIT cache to build (NUMBA_CACHE_DIR would be unused); workers pay its imports once per process (DoFn.setup).
 
 # The image's own URI (workers default to it, see pipeline/run.py) and the source commit.
 ARG PIPELINE_IMAGE=""

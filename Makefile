@@ -113,7 +113,7 @@ template-spec:
 ## Re-resolve the runtime lock (needs the package index).
 lock:
 	rm -rf /tmp/lock-venv && $(PYTHON) -m venv /tmp/lock-venv
-	/tmp/lock-venv/bin/pip install --quiet "apache-beam[gcp]==2.77.0" scikit-learn xgboost-cpu pandas pyarrow duckdb==1.5.5 joblib matplotlib tqdm
+	/tmp/lock-venv/bin/pip install --quiet "apache-beam[gcp]==2.77.0" scikit-learn xgboost-cpu pandas pyarrow duckdb==1.5.5 joblib matplotlib tqdm statsforecast==2.1.1
 	{ echo "# Runtime lock: the image, the local run and CI install exactly this set (pip freeze of a resolved env)."; \
 	  echo "# Regenerate: make lock"; /tmp/lock-venv/bin/pip freeze; } > requirements.txt
 

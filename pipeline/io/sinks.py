@@ -29,6 +29,7 @@ SUMMARY_FILE = "summary.json"
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
 PLAN_NAME = "plan"
 STAGING = "_staging"
+SCALED_METRICS = ("mase", "smape", "wape")  # pipeline.stages.evaluate.scaled_metrics
 GCS_BUCKET_RE = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 
 
@@ -46,15 +47,18 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     # readable periods next to the integers (pipeline.io.labels fills them)
     period_label, window_label, train_label, test_label = ((name, pa.string()) for name in (
         labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
+    # MASE, sMAPE, WAPE of the model and of seasonal naive (pipeline.stages.evaluate)
+    scaled = [(f"{prefix}{name}", pa.float64()) for prefix in ("", "seasonal_naive_") for name in SCALED_METRICS]
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), period_label, *window,
-            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *tail]),
+            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()),
+            ("seasonal_naive", pa.float64()), ("mase_scale", pa.float64()), *bounds, *tail]),
         "metrics": pa.schema([
             key, *window, window_label, ("test_start", pa.int64()), test_label, ("rows_train", pa.int64()),
             ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
-            ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
+            ("baseline_rmse", pa.float64()), *scaled, ("fit_seconds", pa.float64()),
             ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
         "ledger": pa.schema([
             key, *window, window_label, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),

@@ -38,10 +38,10 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipeline.models import registry
+from pipeline.models import registry, statistical
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.utils import threads
+from pipeline.utils import periods, threads
 from pipeline.utils.deadline import DeadlineCaller
 
 ALLOW_LIST_ENV = "PIPELINE_MODEL_MODULES"
@@ -144,6 +144,8 @@ def import_model(model: registry.ModelSpec | str) -> None:
     """Imports what fitting `model` needs (its estimator's library, or the user's module)."""
     if isinstance(model, registry.ModelSpec):
         model.estimator_class()
+        if model.uses_history:
+            statistical.warm_up()
     else:
         load(model, check_allowed=False)
 
@@ -166,6 +168,8 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
     `split` is a `pipeline.stages.train.WindowSplit`: `arrays(...)` for estimators that take matrices
     (converted once per split), `train` / `test` frames for user models.
     """
+    if isinstance(model, registry.ModelSpec) and model.uses_history:
+        return _fit_statistical(params, model, model_params, split)
     if isinstance(model, registry.ModelSpec):
         predicted, fit_seconds, predict_seconds, estimator = registry.fit_predict(
             model, model_params, seed, params.model_threads, *split.arrays(feature_columns, params.target),
@@ -191,6 +195,30 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
     result = target(train_frame, test_frame, **model_params, **extra)
     elapsed = time.perf_counter() - started
     return Fitted(_predictions(result, test_frame, params.date_column), elapsed, 0.0)
+
+
+def history_steps(params: PipelineParams, split) -> tuple[str, np.ndarray, np.ndarray]:
+    """(the key's frequency, the training rows' steps, the test rows' steps) of a split, for the
+    statistical models (pipeline.models.statistical)."""
+    train_dates = split.column(params.date_column, test=False)
+    frequency = statistical.key_frequency(params.frequency, params.period, train_dates)
+    return (frequency, periods.steps(train_dates, frequency),
+            periods.steps(split.column(params.date_column, test=True), frequency))
+
+
+def irregularity(params: PipelineParams, split) -> str:
+    """Why a split's training rows are no regular series for a statistical model ("" when they are one)."""
+    return statistical.irregularity(history_steps(params, split)[1])
+
+
+def _fit_statistical(params: PipelineParams, spec: registry.ModelSpec, model_params: dict, split) -> Fitted:
+    """A statistical model fitted on the split's training target in step order, predicting its test rows."""
+    frequency, train_steps, test_steps = history_steps(params, split)
+    settings = {"season_length": statistical.season_length(params.season_length, frequency),
+                "frequency": frequency, **model_params}
+    estimator = spec.estimator_class()(**settings)
+    return _fit_estimator(estimator, train_steps, split.column(params.target, test=False).astype(float),
+                          test_steps, threads=params.model_threads)
 
 
 def _fit_estimator(estimator, x_train, y_train, x_test, threads: int | None = None) -> Fitted:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.models import statistical
 from pipeline.params.declare import ParameterError
 from pipeline.utils import threads as thread_pools
 
@@ -26,6 +27,7 @@ class ModelSpec:
     seed_param: str | None = "random_state"
     threads_param: str | None = None
     defaults: tuple[tuple[str, Any], ...] = ()
+    uses_history: bool = False  # a statistical model: fits on the target history (pipeline.models.statistical)
 
     def estimator_class(self):
         module, cls = self.estimator_path.split(":")
@@ -40,8 +42,21 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs"),
         ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None),
         ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),)),
+        *(ModelSpec(name, f"{cls.__module__}:{cls.__name__}", seed_param=None, uses_history=True)
+          for name, cls in statistical.MODELS.items()),
     )
 }
+
+
+def uses_history(name: str) -> bool:
+    """A statistical model: fits on the key's target history, not on feature columns."""
+    return name in REGISTRY and REGISTRY[name].uses_history
+
+
+def needs_features(name: str) -> bool:
+    """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
+    here and every user model, package.module:callable); a model of the target history alone does not."""
+    return not uses_history(name)
 
 
 def group_seed(run_seed: int, key: str, window_start: int) -> int:
@@ -78,6 +93,9 @@ def check_model(name: str, params: dict) -> None:
         # import) out of the launching process, whose start-up every worker waits for.
         return
     spec = REGISTRY[name]
+    if spec.uses_history:
+        _check_statistical(spec, params)
+        return
     known = set(spec.estimator_class()().get_params())
     unknown = sorted(set(params) - known)
     if unknown:
@@ -89,6 +107,20 @@ def check_model(name: str, params: dict) -> None:
     try:
         make_estimator(name, params, seed=0).fit(features, target).predict(features)
     except Exception as exc:  # the estimator's own validation message is the useful part
+        raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
+
+
+def _check_statistical(spec: ModelSpec, params: dict) -> None:
+    known = spec.estimator_class().known_params()
+    unknown = sorted(set(params) - known)
+    if unknown:
+        raise ParameterError("model_params", params,
+                             f"unknown hyperparameter(s) {unknown} for {spec.name} (statsforecast "
+                             f"{spec.estimator_class().statsforecast_class}); known: {', '.join(sorted(known))}")
+    history = 10.0 + np.sin(np.arange(36) * np.pi / 2) + np.random.default_rng(0).normal(size=36) * 0.1
+    try:
+        spec.estimator_class()(season_length=4, **params).fit(np.arange(36), history).predict(np.arange(36, 40))
+    except Exception as exc:  # statsforecast's own validation message is the useful part
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 
 
@@ -123,9 +155,3 @@ def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, t
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
     return (*fit_estimator(estimator, train_features, train_target, test_features, threads),
             estimator if keep_model else None)
-
-
-def needs_features(name: str) -> bool:
-    """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
-    here and every user model, package.module:callable); a model of the target history alone does not."""
-    return True

@@ -127,6 +127,11 @@ PARAMS: tuple[Param, ...] = (
     Param("model_threads", "Threads per model",
           "Threads each fit may use. 1 avoids oversubscription when every core runs its own fits.",
           GROUP_MODEL, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE, hidden=True),
+    Param("season_length", "Season length",
+          "The seasonal cycle, in steps of the frequency, of the statistical models (seasonal_naive, theta, ets, "
+          "arima, ces) and of MASE's seasonal naive scale. 0: from each key's frequency (12 monthly, 4 quarterly, "
+          "7 daily, 52 weekly, 1 yearly); recorded in summary.json.",
+          GROUP_MODEL, type=int, default=0, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE),
     Param("fan_out", "Spread the fits",
           "How the key x window fits are spread over the workers: by key (the windows of a key fitted where the "
           "key's rows are, no extra shuffle) or by key x window (one more shuffle, of the windows). auto spreads "
@@ -302,8 +307,14 @@ PARAMS: tuple[Param, ...] = (
           example="my-project:dataset.selection", parent="output_table"),
     Param("select_metric", "Selection metric",
           "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
-          "windows where every model trained (ties: the first model listed); written to selection/.",
-          GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+          "windows where every model trained (ties: the first model listed); written to selection/. mase (the "
+          "default), smape and wape are scale-free: keys of different size weigh alike.",
+          GROUP_MODEL, default="mase", choices=("rmse", "mae", "mape", "mase", "smape", "wape"), param_type="ENUM",
+          choice_help=(("rmse", "root mean squared error"), ("mae", "mean absolute error"),
+                       ("mape", "mean absolute percentage error (non-zero actuals)"),
+                       ("mase", "MAE over the training periods' in-sample seasonal naive MAE"),
+                       ("smape", "symmetric MAPE, 0-200 (Makridakis)"),
+                       ("wape", "sum of absolute errors over sum of absolute actuals"))),
     # -- forecast of the periods that have not happened, with intervals (issue 15) --
     Param("forecast", "Forecast future periods",
           "Also forecast each key's rows with an empty target that come after its last period with a "

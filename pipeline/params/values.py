@@ -37,6 +37,7 @@ class PipelineParams:
     window_anchor: str = "global"  # or key: windows end at each key's own last period
     n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
     period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
+    season_length: int = 0  # the seasonal cycle in steps; 0 = from the frequency (periods.SEASON_LENGTHS)
     quiet: bool = False
     json: bool = False  # print summary.json at the end of a local run (for scripts)
     model_dir: str = ""
@@ -71,7 +72,7 @@ class PipelineParams:
     validation_periods: int = 1
     search_batch_size: int = 16
     # several models: the best one per key (issue 15)
-    select_metric: str = "rmse"
+    select_metric: str = "mase"
     selection_table: str | None = None
     # forecast of future periods, intervals (issue 15)
     forecast: bool = False

@@ -13,6 +13,8 @@ def section(summary: dict, table) -> list[str]:
         return []
     metric, models = comparison["select_metric"], comparison["models"]
     oos = comparison["out_of_sample"]
+    if f"{metric}_by_test_period" not in oos:  # the scale-free selection metrics are not pooled there yet
+        metric = "rmse"
     labels = [*models, "choice", "baseline"]
     by_period = oos[f"{metric}_by_test_period"]
     periods = sorted(oos["rows_by_test_period"], key=int)

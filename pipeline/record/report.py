@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.results import read_json, read_table
 from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
-from pipeline.record import forecast_report, model_comparison, report_keys, report_plots, scores
+from pipeline.record import forecast_report, model_comparison, report_keys, report_plots, scale_free, scores
 
 MANY_ROWS = 24  # a longer table is folded away (<details>) under its chart
 
@@ -199,6 +199,7 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
     parts += [f"<p class='loses'>{html.escape(line)}</p>" for line in scores.warning_lines(found)]
     parts.append(_table(_facts(summary, manifest)))
     parts += _period_section(metrics, models, unit)
+    parts += scale_free.section(summary, _table)
     parts += model_comparison.section(summary, _table)
     coverage = forecast_report.coverage_section(summary, _table)
     if coverage:  # the plot first; the raw fractions folded away under it

@@ -21,6 +21,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import source
 from pipeline.io.artifacts import load_model
+from pipeline.models import registry
 from pipeline.params.values import PipelineParams
 from pipeline.stages import features, rows
 from pipeline.stages.windows import WindowPlan
@@ -44,11 +45,14 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
     params = params_from_meta(meta)
     window = window_rows(source_rows, params, key, window_start)
     test = window[window[params.time_column].isin(meta["test_periods"])].reset_index(drop=True)
-    columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
-    matrix = np.empty((len(test), len(columns)), order="F")  # as the run's: column-major
-    for position, name in enumerate(columns):
-        matrix[:, position] = test[name].to_numpy(dtype=float)
-    predicted = np.asarray(estimator.predict(matrix), dtype=float) if len(test) else np.array([])
+    if registry.uses_history(meta["model"]):  # a statistical model predicts steps after its history
+        predicted = estimator.predict(estimator.steps_of(test[params.date_column].to_numpy()))
+    else:
+        columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
+        matrix = np.empty((len(test), len(columns)), order="F")  # as the run's: column-major
+        for position, name in enumerate(columns):
+            matrix[:, position] = test[name].to_numpy(dtype=float)
+        predicted = np.asarray(estimator.predict(matrix), dtype=float) if len(test) else np.array([])
     return pd.DataFrame({
         params.key_column: str(key), params.date_column: test[params.date_column].to_numpy(),
         params.time_column: test[params.time_column].to_numpy(), "predicted": predicted,

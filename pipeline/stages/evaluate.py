@@ -1,4 +1,14 @@
-"""Evaluation of one key x window: error metrics and a naive baseline to beat."""
+"""Evaluation of one key x window: error metrics, a naive baseline and a seasonal naive baseline to beat.
+
+Scale-free metrics (the forecasting competitions' definitions):
+- MASE: MAE over the in-sample MAE of seasonal naive on the window's training periods,
+  mean |x_t - x_(t-m)| over the training rows whose value m steps earlier is a training row too
+  (m = --season_length, or the key's frequency's cycle). 0 is perfect, 1 is as good in the test periods
+  as seasonal naive was in-sample; None when the scale is 0 or has no pair.
+- sMAPE (Makridakis, 0-200): mean of 200 |y - f| / (|y| + |f|), a term 0 where y = f = 0.
+- WAPE: sum |y - f| / sum |y| (None when every actual is 0).
+"""
+
 
 from __future__ import annotations
 
@@ -81,4 +91,55 @@ def naive_baseline(train_dates: np.ndarray, train_periods: np.ndarray, train_val
     position = np.searchsorted(train_dates, source).clip(max=len(train_dates) - 1)
     found = train_dates[position] == source  # NaT never equals
     baseline = np.where(found, train_values[position], np.nan)
+    return np.where(np.isnan(baseline), float(np.mean(train_values)), baseline)
+
+
+def scaled_metrics(actual: np.ndarray, predicted: np.ndarray, scale: float | None) -> dict:
+    """MASE (over `scale`, see `seasonal_scale`), sMAPE (0-200) and WAPE of one set of predictions."""
+    actual, predicted = np.asarray(actual, dtype=float), np.asarray(predicted, dtype=float)
+    if not len(actual):
+        return {"mase": None, "smape": None, "wape": None}
+    absolute = np.abs(predicted - actual)
+    return {
+        "mase": float(absolute.mean() / scale) if scale else None,
+        "smape": float(np.mean(smape_terms(actual, predicted))),
+        "wape": float(absolute.sum() / np.abs(actual).sum()) if np.abs(actual).sum() else None,
+    }
+
+
+def smape_terms(actual: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+    """200 |y - f| / (|y| + |f|) per row, 0 where both are 0."""
+    denominator = np.abs(actual) + np.abs(predicted)
+    return np.where(denominator > 0, 200 * np.abs(predicted - actual) / np.where(denominator > 0, denominator, 1), 0.0)
+
+
+def _value_steps_earlier(steps: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The value at each `wanted` step of a history in step order; NaN where there is no row."""
+    position = np.searchsorted(steps, wanted).clip(max=len(steps) - 1)
+    return np.where(steps[position] == wanted, values[position], np.nan)
+
+
+def seasonal_scale(train_steps: np.ndarray, train_values: np.ndarray, season: int) -> float | None:
+    """MASE's denominator: the in-sample MAE of seasonal naive over the training rows (None without a pair)."""
+    if len(train_steps) <= season:
+        return None
+    earlier = _value_steps_earlier(train_steps, train_values, train_steps - season)
+    known = ~np.isnan(earlier)
+    if not known.any():
+        return None
+    scale = float(np.abs(train_values[known] - earlier[known]).mean())
+    # A season repeated exactly leaves rounding noise (sin(2 pi t / 12) is not exactly periodic in floats):
+    # no scale then, rather than a MASE of noise over noise.
+    return scale if scale > 1e-12 * float(np.abs(train_values).mean()) else 0.0
+
+
+def seasonal_naive(train_steps: np.ndarray, train_values: np.ndarray, test_steps: np.ndarray,
+                   season: int) -> np.ndarray:
+    """Seasonal naive in steps: each test row gets the last training value of its season (step
+    s - k*m, k the smallest whole number of seasons reaching back into the training rows), or the
+    training mean where that step has no row. Only training values are read."""
+    if not len(train_values):
+        return np.full(len(test_steps), np.nan)
+    seasons_back = -(-(test_steps - train_steps[-1]) // season)  # ceil(h / m)
+    baseline = _value_steps_earlier(train_steps, train_values, test_steps - seasons_back * season)
     return np.where(np.isnan(baseline), float(np.mean(train_values)), baseline)

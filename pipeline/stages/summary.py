@@ -19,6 +19,7 @@ from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.io.results import write_json
 from pipeline.io.sinks import SUMMARY_FILE, staging_path
+from pipeline.stages import evaluate
 from pipeline.stages.fingerprint import input_fingerprint
 
 
@@ -70,11 +71,54 @@ def prediction_counters(frame: pd.DataFrame, time_column: str) -> dict:
     actual = frame["actual"].to_numpy(dtype=float)
     squared = {"sse": (frame["predicted"].to_numpy(dtype=float) - actual) ** 2,
                "base_sse": (frame["baseline"].to_numpy(dtype=float) - actual) ** 2}
+    squared.update(scaled_error_terms(frame, actual))
     sums = {"n": np.bincount(group, minlength=len(periods)).astype(float)}
     sums.update({stat: np.bincount(group, weights=np.nan_to_num(values, nan=0.0), minlength=len(periods))
                  for stat, values in squared.items()})
     return {f"period_{stat}": {str(p): float(total) for p, total in zip(periods.tolist(), sums[stat])}
-            for stat in ("n", "sse", "base_sse")}
+            for stat in sums}
+
+
+# Per row, for the model and seasonal naive: |e| / MASE's scale, the sMAPE term, |e|; and |y|, and
+# whether the row has a scale (summed per test period: pooled MASE, sMAPE and WAPE, see `scaled_summary`).
+_SCALED_SOURCES = (("", "predicted"), ("snaive_", "seasonal_naive"))
+
+
+def scaled_error_terms(frame: pd.DataFrame, actual: np.ndarray) -> dict:
+    if "seasonal_naive" not in frame:
+        return {}
+    scale = frame["mase_scale"].to_numpy(dtype=float)
+    scaled = np.isfinite(scale) & (scale > 0)
+    terms = {"abs_actual": np.abs(actual), "n_scaled": scaled.astype(float)}
+    for prefix, column in _SCALED_SOURCES:
+        predicted = frame[column].to_numpy(dtype=float)
+        absolute = np.abs(predicted - actual)
+        terms[f"{prefix}sae"] = absolute
+        terms[f"{prefix}sase"] = np.where(scaled, absolute / np.where(scaled, scale, 1.0), 0.0)
+        terms[f"{prefix}ssmape"] = evaluate.smape_terms(actual, predicted)
+    return terms
+
+
+def scaled_summary(totals: dict) -> dict:
+    """summary.json's MASE, sMAPE and WAPE of the model and of seasonal naive, per test period and
+    overall, pooled over rows (MASE: the mean of |e| / the row's window scale over rows with a scale)."""
+    sums = {stat: totals.get(f"period_{stat}", {}) for stat in
+            ("n", "n_scaled", "abs_actual", *(f"{p}{s}" for p, _ in _SCALED_SOURCES for s in ("sae", "sase", "ssmape")))}
+    periods = sorted(sums["n"], key=int)
+
+    def ratio(top: str, bottom: str, period_list, times: float = 1.0):
+        numerator = sum(sums[top].get(p, 0.0) for p in period_list)
+        denominator = sum(sums[bottom].get(p, 0.0) for p in period_list)
+        return numerator / denominator * times if denominator else None
+
+    out = {}
+    for label, (prefix, _) in zip(("model", "seasonal_naive"), _SCALED_SOURCES):
+        for metric, top, bottom in (("mase", "sase", "n_scaled"), ("smape", "ssmape", "n"),
+                                    ("wape", "sae", "abs_actual")):
+            out.setdefault(f"{metric}_by_test_period", {})[label] = {
+                p: ratio(prefix + top, bottom, [p]) for p in periods}
+            out.setdefault("scaled_overall", {}).setdefault(metric, {})[label] = ratio(prefix + top, bottom, periods)
+    return out
 
 
 def rejected_counters(frame: pd.DataFrame) -> dict:
@@ -103,6 +147,8 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
         "failed_by_reason": totals.get("failed_by_reason", {}),
         "rmse_by_test_period": {p: math.sqrt(sse[p] / n[p]) for p in periods},
         "baseline_rmse_by_test_period": {p: math.sqrt(base_sse[p] / n[p]) for p in periods},
+        **(scaled_summary(totals) if "period_n_scaled" in totals else {}),
+        "season_length": params.season_length or "from each key's frequency (periods.SEASON_LENGTHS)",
         "predictions": int(sum(n.values())),
         "parameters": params.as_dict(),
     }

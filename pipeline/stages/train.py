@@ -25,7 +25,7 @@ from pipeline.io import artifacts
 from pipeline.models import custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
-from pipeline.models import registry
+from pipeline.models import registry, statistical
 from pipeline.utils import progress, threads
 from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
@@ -152,6 +152,8 @@ def failure_reason(exc: Exception) -> str:
         return "timeout"
     if isinstance(exc, HelperCrashed):
         return "fit_crashed"
+    if getattr(exc, "ledger_reason", None):  # an error that names its own reason (statistical.IrregularSeries)
+        return exc.ledger_reason
     return "fit_error"
 
 
@@ -186,6 +188,8 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
     elif split.rows_train < params.min_train_rows:
         ledger.update(status=SKIPPED, reason="too_few_rows",
                       error_message=f"{split.rows_train} training rows < {params.min_train_rows}")
+    elif registry.uses_history(params.model) and (irregular := custom_model.irregularity(params, split)):
+        ledger.update(status=SKIPPED, reason=statistical.IRREGULAR, error_message=irregular)
     elif not (train_target != train_target[:1]).any():
         # Every estimator would just echo the constant; the naive baseline already does that.
         ledger.update(status=SKIPPED, reason="constant_target",
@@ -225,6 +229,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         split.column(date_column, test=False), split.column(time_column, test=False),
         split.column(target, test=False).astype(float, copy=False),
         split.column(date_column, test=True), split.column(time_column, test=True))
+    seasonal, scale = seasonal_baseline(params, split)
     window_end = plan.end_of(window_start)
     predictions = {
         params.key_column: np.full(len(actual), key, dtype=object),
@@ -235,6 +240,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "predicted": predicted,
         "actual": actual,
         "baseline": baseline,
+        "seasonal_naive": seasonal,
+        "mase_scale": np.full(len(actual), np.nan if scale is None else scale),
         "model": np.full(len(actual), params.model, dtype=object),
     }  # run_id: set with the other lineage columns by the sinks
     metrics = {
@@ -242,6 +249,9 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "test_start": test_start, "rows_train": split.rows_train, "rows_test": split.rows_test,
         **evaluate.regression_metrics(actual, predicted),
         "baseline_rmse": evaluate.rmse(actual, baseline),
+        **evaluate.scaled_metrics(actual, predicted, scale),
+        **{f"seasonal_naive_{name}": value
+           for name, value in evaluate.scaled_metrics(actual, seasonal, scale).items()},
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
     }
@@ -249,6 +259,16 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
                              features.model_columns(params))
     return GroupResult(ledger, predictions, metrics)
+
+
+def seasonal_baseline(params: PipelineParams, split: WindowSplit) -> tuple[np.ndarray, float | None]:
+    """(seasonal naive of the test rows, MASE's scale) from the training rows, in steps of the key's
+    frequency and --season_length (pipeline.stages.evaluate)."""
+    frequency, train_steps, test_steps = custom_model.history_steps(params, split)
+    season = statistical.season_length(params.season_length, frequency)
+    train_values = split.column(params.target, test=False).astype(float)
+    return (evaluate.seasonal_naive(train_steps, train_values, test_steps, season),
+            evaluate.seasonal_scale(train_steps, train_values, season))
 
 
 def count_group(status: str) -> None:
@@ -279,6 +299,8 @@ class TrainAndPredictFn(beam.DoFn):
         # then sets the pools of its own thread (registry.fit_estimator, pipeline.utils.threads).
         threads.set_environment(self._params.model_threads)
         self._deadline = custom_model.time_limited_caller(self._params)
+        if registry.uses_history(self._params.model):
+            statistical.warm_up()  # statsforecast's imports and first calls, once per worker process, untimed
         # Imported modules live as long as the process: keep them out of every later collection.
         gc.freeze()
 

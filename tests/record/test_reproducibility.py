@@ -276,8 +276,9 @@ def test_report_renders_with_decodable_plots(finished_run):
     parser = _Images()
     with open(path, encoding="utf-8") as handle:
         parser.feed(handle.read())
-    assert parser.headings == ["RMSE per test period vs the naive baseline", "Per-key RMSE",
-                               "Predicted vs actual: best, median and worst keys (gbr)", "Every key", "Ledger"]
+    assert parser.headings == ["RMSE per test period vs the naive baseline", "Scale-free metrics vs seasonal naive",
+                               "Per-key RMSE", "Predicted vs actual: best, median and worst keys (gbr)", "Every key",
+                               "Ledger"]
     assert len(parser.images) == 5  # per period, per-key distribution, wins and losses, keys over time, ledger
     for attrs in parser.images:
         prefix = "data:image/png;base64,"

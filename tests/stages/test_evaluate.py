@@ -3,6 +3,7 @@
 import datetime
 
 import numpy as np
+import pytest
 import pandas as pd
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,3 +49,27 @@ def test_one_year_earlier_is_pandas_date_offset(values):
     dates = np.array(values, dtype="datetime64[ns]")
     expected = (pd.DatetimeIndex(dates) - pd.DateOffset(years=1)).to_numpy()
     np.testing.assert_array_equal(evaluate.one_year_earlier(dates), expected)
+
+
+def test_mase_smape_wape_by_hand():
+    actual, predicted = np.array([1.0, 2.0, 3.0, 4.0]), np.array([2.0, 2.0, 2.0, 2.0])
+    # |e| = 1, 0, 1, 2: MAE 1; in-sample seasonal naive (m = 1) of 1, 3, 1, 3, 1, 3 errs by 2 each time
+    scale = evaluate.seasonal_scale(np.arange(6), np.array([1.0, 3, 1, 3, 1, 3]), 1)
+    assert scale == 2.0
+    got = evaluate.scaled_metrics(actual, predicted, scale)
+    assert got["mase"] == 0.5
+    assert got["smape"] == pytest.approx((200 / 3 + 0 + 200 / 5 + 200 * 2 / 6) / 4)
+    assert got["wape"] == pytest.approx(4 / 10)
+    assert evaluate.seasonal_scale(np.arange(6), np.array([1.0, 3, 1, 3, 1, 3]), 2) == 0.0
+    assert evaluate.scaled_metrics(actual, predicted, 0.0)["mase"] is None  # no scale, no MASE
+    zeros = evaluate.scaled_metrics(np.array([0.0, 0.0]), np.array([0.0, 1.0]), 1.0)
+    assert zeros["smape"] == 100.0 and zeros["wape"] is None  # 0/0 term is 0; sum |y| = 0
+
+
+def test_seasonal_scale_skips_missing_steps_and_seasonal_naive_reaches_back_whole_seasons():
+    # step 3 missing: the pair (4, 3) does not exist; pairs (1, 0) and (2, 1) err by 1 and 2
+    assert evaluate.seasonal_scale(np.array([0, 1, 2, 4]), np.array([1.0, 2, 4, 8]), 1) == 1.5
+    steps, values = np.arange(8), np.arange(8.0)
+    # season 4, last training step 7: step 8 <- 4, step 9 <- 5, step 13 (h = 6, two seasons back) <- 5
+    got = evaluate.seasonal_naive(steps, values, np.array([8, 9, 13]), 4)
+    assert got.tolist() == [4.0, 5.0, 5.0]
