@@ -224,7 +224,7 @@ PARAMS: tuple[Param, ...] = (
           GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM", parent="calendar_features",
           choice_help=(("fr", "France"), ("us", "United States"))),
     Param("lags", "Target lags (steps)",
-          "Comma-separated lags in steps of the key's frequency (--frequency): feature lag_<k> is the key's "
+          "Comma-separated lags in steps of the key's frequency (the frequency parameter): feature lag_<k> is the key's "
           "target k steps earlier, calendar-aware (lag_12 of 2021-03 is 2020-03 on monthly rows); a missing row "
           "makes it unknown, not the previous row. Test and forecast rows take the predictions of the earlier "
           "test rows (recursive horizon). Unknown values are missing for the models that accept them "
@@ -233,12 +233,12 @@ PARAMS: tuple[Param, ...] = (
           allowed="comma-separated positive integers (steps)"),
     Param("rolling_means", "Target rolling means (steps)",
           "Comma-separated spans in steps of the key's frequency: feature rolling_mean_<w> is the mean of the "
-          "key's known targets over the w steps before the row, with the same rules as --lags.",
+          "key's known targets over the w steps before the row, with the same rules as the lags.",
           GROUP_FEATURES, type=int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="3,12",
           allowed="comma-separated positive integers (steps)"),
     Param("lag_days", "Target lags (days)",
           "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
-          "For daily rows; as --lags otherwise (test rows take earlier predictions, unknown values missing or "
+          "For daily rows; otherwise as the lags in steps (test rows take earlier predictions, unknown values missing or "
           "imputed).",
           GROUP_FEATURES, type=int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
           allowed="comma-separated positive integers (days)"),
