@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-spark-env bench-spark bench-spark-test bench-scaling metadata docs lint image template-spec fuzz
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-lags bench-spark-env bench-spark bench-spark-test bench-scaling metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -33,6 +33,9 @@ plan: venv
 ## Overhead of the hyperparameter search per configuration against a bare loop (indicative).
 bench-search: dev-venv
 	$(PY) -m bench.search_overhead $(ARGS)
+
+bench-lags: dev-venv  # what generated lag features cost (issue 21; bench/NOTE.md)
+	$(PY) -m bench.lag_features $(ARGS)
 
 ## The import contract (layers, no cycles; pyproject.toml), then all tests.
 test: dev-venv

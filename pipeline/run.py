@@ -70,9 +70,10 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     fan_out_possible = fanout.may_fan_out(params.fan_out, slots, keys_known)
     fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots,
                                                                         fan_out_possible)
-    key_rows = validated[rows.KEY_ROWS]
+    key_rows, generated = validated[rows.KEY_ROWS], {}
     if features.is_enabled(params):
-        key_rows = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
+        generated = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
+        key_rows = generated["rows"]
     # The fan-out path only when the data may choose it; --plan_only: every window straight on (its per-window
     # work is light), plan.json says what a run would do.
     may_fan_out = fan_out_possible and not params.plan_only
@@ -124,7 +125,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         {name: outputs[name] for name in tables} | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(
             params, run_lineage.columns())
     summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints,
-                    "fan_out": fan_out}
+                    "fan_out": fan_out, **({"frequencies": generated[features.FREQUENCIES]}
+                                           if features.FREQUENCIES in generated else {})}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
         run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))

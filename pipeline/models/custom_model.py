@@ -150,6 +150,14 @@ def import_model(model: registry.ModelSpec | str) -> None:
         load(model, check_allowed=False)
 
 
+def imputes(model: str) -> bool:
+    """Whether unknown feature values are imputed for `model` (registry models that take no missing value,
+    user estimator classes); a user function receives them as NaN."""
+    if not is_user_model(model):
+        return not registry.accepts_missing(model)
+    return inspect.isclass(load(model, check_allowed=False))
+
+
 def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
     """The --group_timeout_s helper process for this run's model (None without a limit), started, with
     the model's imports done before the clock of any fit starts."""
@@ -172,19 +180,24 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
         return _fit_statistical(params, model, model_params, split)
     if isinstance(model, registry.ModelSpec):
         predicted, fit_seconds, predict_seconds, estimator = registry.fit_predict(
-            model, model_params, seed, params.model_threads, *split.arrays(feature_columns, params.target),
+            model, model_params, seed, params.model_threads,
+            *split.arrays(feature_columns, params.target, impute=not registry.accepts_missing(model.name)),
             keep_model=bool(params.model_dir))  # a helper process sends the estimator back only when saved
         return Fitted(predicted, fit_seconds, predict_seconds, estimator)
     target = load(model, check_allowed=False)  # allowed at launch; workers only import it
-    train, test = split.train, split.test
     if inspect.isclass(target):
         estimator = target(**model_params)
         if hasattr(estimator, "get_params") and "random_state" in estimator.get_params():
             estimator.set_params(random_state=seed)
         if hasattr(estimator, "get_params") and "n_jobs" in estimator.get_params() and "n_jobs" not in model_params:
             estimator.set_params(n_jobs=params.model_threads)  # scikit-learn's and XGBoost's thread count
-        return _fit_estimator(estimator, train[feature_columns].astype(float), train[params.target].astype(float),
-                              test[feature_columns].astype(float), threads=params.model_threads)
+        x_train, y_train, x_test = split.arrays(feature_columns, params.target)  # imputed: NaN support unknown
+        x_test = x_test.framed(feature_columns) if callable(x_test) else pd.DataFrame(x_test, columns=feature_columns)
+        return _fit_estimator(estimator, pd.DataFrame(x_train, columns=feature_columns), y_train, x_test,
+                              threads=params.model_threads)
+    # A function sees the test rows' target-history features as known at the cutoff (NaN where unknown):
+    # it fits and predicts in one call, so no recursion; it handles missing values itself.
+    train, test = split.train, split.test_as_known()
     columns = [params.key_column, params.time_column, params.date_column, params.target, *feature_columns]
     train_frame = train.assign(**{params.key_column: key})[columns].reset_index(drop=True)
     test_frame = test.assign(**{params.key_column: key, params.target: np.nan})[columns].reset_index(drop=True)

@@ -267,9 +267,23 @@ PARAMS: tuple[Param, ...] = (
           "Public holidays of the holiday calendar feature (bundled): fr (France) or us (United States).",
           GROUP_FEATURES, default="fr", choices=("fr", "us"), param_type="ENUM", parent="calendar_features",
           choice_help=(("fr", "France"), ("us", "United States"))),
+    Param("lags", "Target lags (steps)",
+          "Comma-separated lags in steps of the key's frequency (the frequency parameter): feature lag_<k> is the key's "
+          "target k steps earlier, calendar-aware (lag_12 of 2021-03 is 2020-03 on monthly rows); a missing row "
+          "makes it unknown, not the previous row. Test and forecast rows take the predictions of the earlier "
+          "test rows (recursive horizon). Unknown values are missing for the models that accept them "
+          "(hist_gbr, random_forest, xgboost), else the training mean of the column (counted).",
+          GROUP_FEATURES, type=int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="1,2,12",
+          allowed="comma-separated positive integers (steps)"),
+    Param("rolling_means", "Target rolling means (steps)",
+          "Comma-separated spans in steps of the key's frequency: feature rolling_mean_<w> is the mean of the "
+          "key's known targets over the w steps before the row, with the same rules as the lags.",
+          GROUP_FEATURES, type=int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="3,12",
+          allowed="comma-separated positive integers (steps)"),
     Param("lag_days", "Target lags (days)",
           "Comma-separated lags in days: feature lag_<k> is the key's target k days before the row's date. "
-          "Test rows never see target values from the test period on (unknown values become 0.0).",
+          "For daily rows; otherwise as the lags in steps (test rows take earlier predictions, unknown values missing or "
+          "imputed).",
           GROUP_FEATURES, type=int_tuple, default="", regex=r"^([1-9][0-9]*(,[1-9][0-9]*)*)?$", example="7,364",
           allowed="comma-separated positive integers (days)"),
     Param("rolling_mean_days", "Target rolling means (days)",

@@ -62,6 +62,8 @@ class PipelineParams:
     # feature generation
     calendar_features: tuple[str, ...] = ()
     holiday_calendar: str = "fr"
+    lags: tuple[int, ...] = ()  # in steps of the key's frequency (pipeline.stages.target_history)
+    rolling_means: tuple[int, ...] = ()
     lag_days: tuple[int, ...] = ()
     rolling_mean_days: tuple[int, ...] = ()
     check_leakage: bool = False

@@ -45,7 +45,8 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
 # Parameters added after runs were recorded: hashed only when they differ from their default, so a run
 # that does not use them keeps the params_hash it had before they existed.
 HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels", "period", "frequency",
-                             "window_mode", "window_anchor", "n_windows", "period_gaps_ok", "season_length"})
+                             "window_mode", "window_anchor", "n_windows", "period_gaps_ok", "season_length",
+                             "lags", "rolling_means"})
 LIBRARIES = ("apache-beam", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb",
              "joblib", "threadpoolctl", "matplotlib", "statsforecast")
 GIT_COMMIT_ENV, IMAGE_ENV = "PIPELINE_GIT_COMMIT", "PIPELINE_IMAGE"

@@ -5,8 +5,8 @@
 
 Rows come from --input, else from the run's own source; they go through the pipeline's own validation,
 duplicate rejection and feature generation: generated features (calendar, lags, rolling means) are
-rebuilt from the key's rows, those before the window included, and taken as of the test start, as the
-run did. So the rows must reach back as far as the longest lag / rolling mean.
+rebuilt from the key's rows, those before the window included, and the test rows predicted recursively
+from the test start, as the run did. So the rows must reach back as far as the longest lag / rolling mean.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from pipeline.io import source
 from pipeline.io.artifacts import load_model
 from pipeline.models import registry
 from pipeline.params.values import PipelineParams
-from pipeline.stages import features, rows
+from pipeline.models import custom_model
+from pipeline.stages import features, rows, train
 from pipeline.stages.windows import WindowPlan
 
 
@@ -44,15 +45,17 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
     estimator, meta = load_model(model_dir, run_id, key, window_start)
     params = params_from_meta(meta)
     window = window_rows(source_rows, params, key, window_start)
-    test = window[window[params.time_column].isin(meta["test_periods"])].reset_index(drop=True)
     if registry.uses_history(meta["model"]):  # a statistical model predicts steps after its history
+        test = window[window[params.time_column].isin(meta["test_periods"])].reset_index(drop=True)
         predicted = estimator.predict(estimator.steps_of(test[params.date_column].to_numpy()))
     else:
         columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
-        matrix = np.empty((len(test), len(columns)), order="F")  # as the run's: column-major
-        for position, name in enumerate(columns):
-            matrix[:, position] = test[name].to_numpy(dtype=float)
-        predicted = np.asarray(estimator.predict(matrix), dtype=float) if len(test) else np.array([])
+        # As the run: test rows predicted recursively from the test start, unknown values imputed or not.
+        split = train.split_at(window, min(meta["test_periods"]), params)
+        test = split.test.reset_index(drop=True)
+        _, _, matrix = split.arrays(columns, params.target, impute=custom_model.imputes(params.model))
+        predicted = np.asarray(matrix(estimator.predict) if callable(matrix) else estimator.predict(matrix),
+                               dtype=float) if len(test) else np.array([])
     return pd.DataFrame({
         params.key_column: str(key), params.date_column: test[params.date_column].to_numpy(),
         params.time_column: test[params.time_column].to_numpy(), "predicted": predicted,
@@ -62,7 +65,7 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
 def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, window_start: int) -> pd.DataFrame:
     """One key x window's rows as the run gave them to the model: validated, a second row for a date
     rejected, generated features computed over the key's whole history (rows before the window
-    included), then the window's rows as of its test start (pipeline.stages.features.as_of)."""
+    included), then the window's rows (the test rows' are rebuilt from the test start: train.WindowSplit)."""
     valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
     if params.forecast:  # rows with an empty target (to forecast, or rejected) are in no window
         valid, _ = rows.split_future(valid, params)
@@ -78,7 +81,7 @@ def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, win
     periods = key_rows[params.time_column]
     window = key_rows[(periods >= window_start) & (periods <= plan.end_of(window_start))]
     window = window.sort_values(params.date_column, kind="mergesort", ignore_index=True)
-    return features.as_of(window, plan.test_start(window_start), params)
+    return window
 
 
 def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:

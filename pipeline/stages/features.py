@@ -2,26 +2,25 @@
 
 Calendar features (day_of_week, day_of_year, month, holiday) depend on the date only.
 
-Target-history features are computed per key over all of the key's periods,
-before windowing, so the first training rows of a window still see the periods
-before it:
+Target-history features (pipeline.stages.target_history) are computed per key over all of the key's
+periods, before windowing, so the first training rows of a window still see the periods before it:
 
-- `lag_<k>`: the key's target on the date k days earlier;
-- `rolling_mean_<w>`: the mean of the key's target over the w days before the date
-  (the row's own date excluded).
+- `lag_<k>` (--lags): the key's target k steps of its frequency earlier (calendar-aware: 12 months
+  before 2021-03-01 is 2020-03-01); with --lag_days, k days earlier;
+- `rolling_mean_<w>` (--rolling_means, --rolling_mean_days): the mean of the key's known targets over
+  the w steps (days) before the row, the row's own excluded.
 
-A row never uses its own or a later date. The rule for test rows is stricter: no
-feature of a test row may use a target value at or after the window's test start.
-So every row also carries *as-of variants* of these features, `<name>@<j>`,
-computed with every target value from period `period - j` on treated as unknown.
-`as_of(frame, cutoff)` gives each row at or after `cutoff` its variant
-`j = period - cutoff`: test rows as of the test start, validation rows (search)
-as of the validation start. Unknown values (masked, or no row on that date) become
-0.0, the pipeline's rule for missing feature values.
+The key's frequency is `periods.resolve_frequency` (--frequency, else inferred from the key's dates);
+the run counts the keys per frequency in summary.json. A value that is not known (no row there, or
+before the key's first row) is NaN: models that accept missing values get it as is, the others get
+the training mean of the column (pipeline.stages.train.WindowSplit), counted in the summary as
+`feature_values_imputed`.
 
-`check_no_leakage` verifies the rule on every window: recomputing the features
-with every target value at or after the window's test start masked must give the
-window exactly the features it got. Enabled with --check_leakage (on in tests).
+A row never uses its own or a later date. Test rows (and the search's validation rows, and rows to
+forecast) are predicted recursively: no actual at or after the cutoff, predictions in its place
+(target_history.Recursion). `check_no_leakage` verifies the rule on every window: recomputing the
+features with every target value at or after the window's test start masked must give the window
+exactly the known values it got. Enabled with --check_leakage (on in tests).
 """
 
 from __future__ import annotations
@@ -37,10 +36,13 @@ from pandas.tseries.offsets import Day, Easter
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.stages import target_history
+from pipeline.stages.target_history import TargetFeature
 from pipeline.stages.windows import WindowPlan
+from pipeline.utils import periods
 
 CALENDAR_FEATURES = ("day_of_week", "day_of_year", "month", "holiday")
-VARIANT_SEPARATOR = "@"
+FREQUENCIES = "frequencies"  # the tagged output of GenerateFeatures: keys counted per frequency
 
 
 class FrenchHolidayCalendar(AbstractHolidayCalendar):
@@ -71,31 +73,48 @@ class LeakageError(AssertionError):
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
     calendar: tuple[str, ...] = ()
-    lags: tuple[int, ...] = ()
+    lags: tuple[int, ...] = ()  # in steps of the key's frequency
     rolling_means: tuple[int, ...] = ()
+    lag_days: tuple[int, ...] = ()
+    rolling_mean_days: tuple[int, ...] = ()
     holiday_calendar: str = "fr"
-    variants: int = 1  # as-of variants per row: cutoffs period, period - 1, ...
 
     @classmethod
     def from_params(cls, params: PipelineParams) -> "FeatureSpec":
-        return cls(tuple(params.calendar_features), tuple(params.lag_days), tuple(params.rolling_mean_days),
-                   params.holiday_calendar, max(params.test_periods, params.validation_periods))
+        return cls(tuple(params.calendar_features), tuple(params.lags), tuple(params.rolling_means),
+                   tuple(params.lag_days), tuple(params.rolling_mean_days), params.holiday_calendar)
+
+    @property
+    def target_features(self) -> list[TargetFeature]:
+        step, day = target_history.STEP_COLUMN, target_history.DAY_COLUMN
+        return ([TargetFeature("lag", k, step) for k in self.lags]
+                + [TargetFeature("lag", k, day) for k in self.lag_days]
+                + [TargetFeature("rolling_mean", w, step) for w in self.rolling_means]
+                + [TargetFeature("rolling_mean", w, day) for w in self.rolling_mean_days])
 
     @property
     def target_names(self) -> list[str]:
-        return [f"lag_{k}" for k in self.lags] + [f"rolling_mean_{w}" for w in self.rolling_means]
+        return [feature.name for feature in self.target_features]
+
+    @property
+    def uses_steps(self) -> bool:
+        return bool(self.lags or self.rolling_means)
 
     @property
     def names(self) -> list[str]:
         return list(self.calendar) + self.target_names
 
-    def variant_names(self, j: int) -> list[str]:
-        return [f"{name}{VARIANT_SEPARATOR}{j}" for name in self.target_names]
-
 
 def model_columns(params: PipelineParams) -> list[str]:
     """The columns a model is fitted on: the input's feature columns, then the generated ones."""
     return list(params.features) + FeatureSpec.from_params(params).names
+
+
+def history_columns(params: PipelineParams) -> list[str]:
+    """The hidden columns the recursive horizon needs next to the model columns (positions, counts)."""
+    spec = FeatureSpec.from_params(params)
+    positions = sorted({feature.position_column for feature in spec.target_features})
+    return positions + [feature.count_column for feature in spec.target_features]
 
 
 def check_params(params: PipelineParams) -> None:
@@ -104,10 +123,15 @@ def check_params(params: PipelineParams) -> None:
     if unknown:
         raise ParameterError("calendar_features", ",".join(params.calendar_features),
                              f"names among {', '.join(CALENDAR_FEATURES)} (unknown: {', '.join(unknown)})")
-    for name in ("calendar_features", "lag_days", "rolling_mean_days"):
+    for name in ("calendar_features", "lags", "rolling_means", "lag_days", "rolling_mean_days"):
         values = getattr(params, name)
         if len(set(values)) != len(values):
             raise ParameterError(name, ",".join(map(str, values)), "each value once")
+    for steps, days in (("lags", "lag_days"), ("rolling_means", "rolling_mean_days")):
+        both = sorted(set(getattr(params, steps)) & set(getattr(params, days)))
+        if both:
+            raise ParameterError(days, ",".join(map(str, getattr(params, days))),
+                                 f"values not also in --{steps} (both would be named {steps[:-1]}_{both[0]})")
     clashes = sorted(set(FeatureSpec.from_params(params).names) & set(params.columns))
     if clashes:
         raise ParameterError("features", ",".join(params.features),
@@ -137,89 +161,66 @@ def add_calendar_features(block: pd.DataFrame, spec: FeatureSpec, date_column: s
 
 # -- target history --------------------------------------------------------------
 
-def lag_values(history: pd.Series, dates: pd.DatetimeIndex, days: int) -> np.ndarray:
-    """The target `days` days before each date (NaN where unknown)."""
-    return history.reindex(dates - pd.Timedelta(days=days)).to_numpy(dtype=float)
+TARGET_FEATURES = {"compute": target_history.compute}  # a test replaces it with a leaky one
 
 
-def rolling_mean_values(history: pd.Series, dates: pd.DatetimeIndex, days: int) -> np.ndarray:
-    """Mean of the known target values in [date - days, date - 1 day] (NaN where none)."""
-    first = dates.min() - pd.Timedelta(days=days + 1)  # history's dates are among `dates`
-    daily = history.reindex(pd.date_range(first, dates.max(), freq="D"))
-    sums = np.concatenate([[0.0], np.cumsum(np.nan_to_num(daily.to_numpy(dtype=float)))])
-    counts = np.concatenate([[0], np.cumsum(daily.notna().to_numpy())])
-    end = (dates - first).days.to_numpy()  # index of date - 1 day, plus one (prefix sums)
-    begin = end - days
-    n = counts[end] - counts[begin]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(n > 0, (sums[end] - sums[begin]) / np.maximum(n, 1), np.nan)
+def key_frequency(frame: pd.DataFrame, params: PipelineParams) -> str:
+    """The frequency of one key's rows: the one rule of every stage (periods.resolve_frequency)."""
+    return periods.resolve_frequency(params.frequency, params.period, _dates(frame, params))
 
 
-TARGET_FEATURES = {"lag": lag_values, "rolling_mean": rolling_mean_values}
-
-
-def target_history(frame: pd.DataFrame, spec: FeatureSpec, params: PipelineParams,
-                   cutoff: int | None = None) -> pd.DataFrame:
-    """Lags and rolling means for every row of one key's frame; target values in periods >= cutoff
-    are treated as unknown. Missing results become 0.0."""
-    known = frame[params.target].where(frame[params.time_column] < cutoff) if cutoff is not None \
-        else frame[params.target]
-    dates = pd.DatetimeIndex(pd.to_datetime(frame[params.date_column]))
-    history = pd.Series(known.to_numpy(dtype=float), index=dates).dropna()
-    columns = {}
-    for kind, values in (("lag", spec.lags), ("rolling_mean", spec.rolling_means)):
-        for days in values:
-            columns[f"{kind}_{days}"] = TARGET_FEATURES[kind](history, dates, days)
-    return pd.DataFrame(columns, index=frame.index).fillna(0.0)
+def _dates(frame: pd.DataFrame, params: PipelineParams) -> np.ndarray:
+    return pd.to_datetime(frame[params.date_column]).to_numpy()
 
 
 def add_target_features(frame: pd.DataFrame, spec: FeatureSpec, params: PipelineParams) -> pd.DataFrame:
-    """One key's rows (all periods) -> with target-history features and their as-of variants."""
+    """One key's rows (all periods) -> in date order, with the target-history features (NaN where
+    unknown), their counts and the rows' positions (pipeline.stages.target_history)."""
     frame = frame.sort_values(params.date_column, kind="mergesort", ignore_index=True)
-    periods = frame[params.time_column]
-    parts = [frame, target_history(frame, spec, params)]
-    for j in range(spec.variants):
-        variant = pd.DataFrame(index=frame.index, columns=spec.variant_names(j), dtype=float)
-        for cutoff in sorted(set(periods - j)):
-            rows = (periods == cutoff + j).to_numpy()
-            variant.loc[rows] = target_history(frame, spec, params, cutoff).loc[rows].to_numpy()
-        parts.append(variant)
-    return pd.concat(parts, axis=1)
+    dates = _dates(frame, params)
+    columns = {}
+    if spec.uses_steps:
+        columns[target_history.STEP_COLUMN] = periods.steps(dates, key_frequency(frame, params))
+    if spec.lag_days or spec.rolling_mean_days:
+        columns[target_history.DAY_COLUMN] = periods.ordinals(dates, "day")
+    values = frame[params.target].to_numpy(dtype=float)
+    for feature in spec.target_features:
+        columns[feature.name], columns[feature.count_column] = TARGET_FEATURES["compute"](
+            columns[feature.position_column], values, feature)
+    return pd.concat([frame, pd.DataFrame(columns, index=frame.index)], axis=1)
 
 
-def as_of(frame: pd.DataFrame, cutoff: int, params: PipelineParams) -> pd.DataFrame:
-    """Rows at or after `cutoff` get the features computed without target values from `cutoff` on;
-    variant columns are dropped."""
+def known_at(frame: pd.DataFrame, cutoff: int, params: PipelineParams) -> pd.DataFrame:
+    """The target-history features of `frame`'s rows as known at `cutoff`: rows from `cutoff` on get the
+    values computed without any target from `cutoff` on (NaN where nothing is known); no prediction."""
     spec = FeatureSpec.from_params(params)
-    if not spec.target_names:
+    is_test = (frame[params.time_column] >= cutoff).to_numpy()
+    if not spec.target_names or not is_test.any():
         return frame
-    out = frame.drop(columns=[c for c in frame.columns if VARIANT_SEPARATOR in str(c)])
-    offset = (frame[params.time_column] - cutoff).to_numpy()
-    if (offset >= spec.variants).any():
-        raise ValueError(f"rows {offset.max()} periods after cutoff {cutoff}; only {spec.variants} variants")
-    for j in range(spec.variants):
-        rows = offset == j
-        if rows.any():
-            out.loc[rows, spec.target_names] = frame.loc[rows, spec.variant_names(j)].to_numpy()
+    test = frame.loc[is_test]
+    recursion = target_history.Recursion.of(spec.target_features, lambda name: test[name].to_numpy(),
+                                            test[params.target].to_numpy(dtype=float))
+    out = frame.copy()
+    out.loc[is_test, spec.target_names] = recursion.values(np.arange(len(test)), None)
     return out
 
 
 def check_no_leakage(key: str, frame: pd.DataFrame, spec: FeatureSpec, params: PipelineParams,
                      plan: WindowPlan) -> int:
-    """Raises LeakageError unless, for every window of this key, the features the window gets equal
-    those recomputed with every target value at or after its test start masked. Returns the number
-    of windows checked. `frame` is the key's output of `add_target_features`."""
-    periods = frame[params.time_column]
-    starts = range(int(periods.min()) - plan.size + 1, int(periods.max()) + 1)
+    """Raises LeakageError unless, for every window of this key, the features the window's rows know
+    at its test start equal those recomputed with every target value at or after its test start
+    masked. Returns the number of windows checked. `frame` is the key's output of `add_target_features`."""
+    periods_of_rows = frame[params.time_column]
+    starts = range(int(periods_of_rows.min()) - plan.size + 1, int(periods_of_rows.max()) + 1)
     cutoffs = sorted({plan.test_start(s) for s in starts if s % plan.period == 0})
-    raw = frame.drop(columns=[c for c in frame.columns if VARIANT_SEPARATOR in str(c)] + spec.target_names)
+    raw = frame.drop(columns=spec.target_names + history_columns(params))
     for cutoff in cutoffs:
-        rows = (periods < cutoff + plan.test_periods).to_numpy()
+        rows = (periods_of_rows < cutoff + plan.test_periods).to_numpy()
         if not rows.any():
             continue
-        masked = raw.assign(**{params.target: raw[params.target].where(periods < cutoff)})
-        expected = as_of(add_target_features(masked, spec, params).loc[rows], cutoff, params)[spec.target_names]
-        got = as_of(frame.loc[rows], cutoff, params)[spec.target_names]
+        masked = raw.assign(**{params.target: raw[params.target].where(periods_of_rows < cutoff)})
+        expected = add_target_features(masked, spec, params).loc[rows, spec.target_names]
+        got = known_at(frame.loc[rows], cutoff, params)[spec.target_names]
         differs = ~np.isclose(got.to_numpy(dtype=float), expected.to_numpy(dtype=float), equal_nan=True)
         if differs.any():
             column = spec.target_names[int(np.argmax(differs.any(axis=0)))]
@@ -245,6 +246,8 @@ class _TargetFeaturesFn(beam.DoFn):
 
     def process(self, element):
         key, rows = element
+        if self._spec.uses_steps:
+            yield beam.pvalue.TaggedOutput(FREQUENCIES, {"keys_by_frequency": {key_frequency(rows, self._params): 1}})
         rows = add_target_features(rows, self._spec, self._params)
         if self._params.check_leakage:
             self._checked.inc(check_no_leakage(key, rows, self._spec, self._params, self._plan))
@@ -252,7 +255,8 @@ class _TargetFeaturesFn(beam.DoFn):
 
 
 class GenerateFeatures(beam.PTransform):
-    """(key, the key's rows) -> the same with generated feature columns.
+    """(key, the key's rows) -> {"rows": the same with generated feature columns, FREQUENCIES: with
+    --lags or --rolling_means, one counter dict per key, its frequency (for summary.json)}.
 
     Each element already holds the key's whole history (pipeline.stages.rows), so the
     target-history features need no further shuffle.
@@ -268,6 +272,8 @@ class GenerateFeatures(beam.PTransform):
         if spec.calendar:
             key_rows = key_rows | "CalendarFeatures" >> beam.MapTuple(
                 lambda key, rows: (key, add_calendar_features(rows, spec, date_column)))
-        if spec.target_names:
-            key_rows = key_rows | "TargetHistoryFeatures" >> beam.ParDo(_TargetFeaturesFn(self._params))
-        return key_rows
+        if not spec.target_names:
+            return {"rows": key_rows}
+        generated = key_rows | "TargetHistoryFeatures" >> beam.ParDo(_TargetFeaturesFn(self._params)).with_outputs(
+            FREQUENCIES, main="rows")
+        return {"rows": generated["rows"], **({FREQUENCIES: generated[FREQUENCIES]} if spec.uses_steps else {})}

@@ -97,12 +97,12 @@ def training_rows(observed: pd.DataFrame, params: PipelineParams) -> tuple[pd.Da
     last = int(periods.max())
     span = range(last - params.train_periods + 1, last + 1)
     rows = observed if params.window_mode == "expanding" else observed.loc[periods >= span.start]
-    return rows.drop(columns=[c for c in rows.columns if features.VARIANT_SEPARATOR in str(c)]), span
+    return rows, span
 
 
 def future_features(observed: pd.DataFrame, future: pd.DataFrame, params: PipelineParams) -> pd.DataFrame:
-    """Generated features of the rows to forecast, as a test row's: target values at or after the first
-    forecast period unknown."""
+    """Generated features of the rows to forecast, as a test row's: from the key's observed rows (their
+    targets unknown), then predicted recursively (pipeline.stages.target_history)."""
     spec = features.FeatureSpec.from_params(params)
     future = future.sort_values(params.date_column, kind="mergesort", ignore_index=True)
     if spec.calendar:
@@ -111,10 +111,10 @@ def future_features(observed: pd.DataFrame, future: pd.DataFrame, params: Pipeli
         base = [params.time_column, params.date_column, params.target]
         combined = pd.concat([observed[base], future[base]], ignore_index=True)
         is_future = np.r_[np.zeros(len(observed), bool), np.ones(len(future), bool)]
-        cutoff = int(future[params.time_column].min())
-        history = features.target_history(combined, spec, params, cutoff)
-        for name in spec.target_names:
-            future[name] = history[name].to_numpy()[is_future]
+        history = features.add_target_features(combined.assign(__future=is_future), spec, params)
+        history = history.loc[history["__future"].to_numpy()]
+        for name in spec.target_names + features.history_columns(params):
+            future[name] = history[name].to_numpy()
     return future
 
 
@@ -155,10 +155,11 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
     if not (target != target[:1]).any():
         return skipped("constant_target", f"all {len(rows)} training targets equal {target[0]!r}")
 
-    columns = [params.time_column, params.date_column, params.target, *features.model_columns(params)]
+    columns = [params.time_column, params.date_column, params.target, *features.model_columns(params),
+               *features.history_columns(params)]
     to_predict = future_features(observed, future, params)
     data = pd.concat([rows[columns], to_predict[columns]], ignore_index=True)
-    split = train.WindowSplit(data, params.time_column, int(periods.min()))
+    split = train.split_at(data, int(periods.min()), params)
     seed = registry.group_seed(params.seed, key, SEED_LABEL)
     try:
         fitted = train.fit_in_time(each, model_params, split, key, seed, deadline)

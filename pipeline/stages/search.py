@@ -43,7 +43,6 @@ from apache_beam.metrics import Metrics
 
 from pipeline.models import custom_model
 from pipeline.stages import evaluate
-from pipeline.stages import features
 from pipeline.models import registry
 from pipeline.stages import train
 from pipeline.params.declare import ParameterError
@@ -110,8 +109,7 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
     cutoff = validation_start(plan, window_start, params.validation_periods)
     if (train_data[params.time_column] >= plan.test_start(window_start)).any():
         raise ValueError("the scoring step received test-period rows")  # the guarantee, enforced
-    data = features.as_of(train_data, cutoff, params)
-    split = train.WindowSplit(data, params.time_column, cutoff)  # "test" here: the validation periods
+    split = train.split_at(train_data, cutoff, params)  # "test" here: the validation periods, recursive
     fit, validation = split.train, split.test
     seed = registry.group_seed(params.seed, key, window_start)
     base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
@@ -155,7 +153,7 @@ class _PlanSearchFn(train.TrainAndPredictFn):
         yield (key, start), window_data
         _, ledger = train.split_window(key, start, window_data, params, plan)
         if ledger["status"] == train.TRAINED:
-            # The raw rows, feature variants included: scoring takes them as of its own cutoff.
+            # The training rows with their history columns: scoring predicts from its own cutoff on.
             is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
             train_data = window_data.loc[is_train].reset_index(drop=True)
             for batch in self._batches:

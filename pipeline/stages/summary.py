@@ -56,6 +56,8 @@ def ledger_counters(row: dict) -> dict:
         return {"forecast_keys": 1, f"forecast_keys_{status}": 1,
                 **({f"forecast_{status}_by_reason": {reason: 1}} if status != "trained" else {})}
     counters = {"groups_planned": 1, f"groups_{status}": 1}
+    if row.get("feature_values_imputed"):  # not an output column: the summary's count (pipeline.stages.train)
+        counters["feature_values_imputed"] = row["feature_values_imputed"]
     if status != "trained":
         counters[f"{status}_by_reason"] = {reason: 1}
     return counters
@@ -139,6 +141,7 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
         "rows_rejected_by_reason": totals.get("rows_rejected_by_reason", {}),
         "feature_values_coerced": totals.get("feature_values_coerced", 0),
         "feature_values_missing": totals.get("feature_values_missing", 0),
+        "feature_values_imputed": totals.get("feature_values_imputed", 0),
         "groups_planned": totals.get("groups_planned", 0),
         "groups_trained": totals.get("groups_trained", 0),
         "groups_skipped": totals.get("groups_skipped", 0),
@@ -152,6 +155,11 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
         "predictions": int(sum(n.values())),
         "parameters": params.as_dict(),
     }
+    by_frequency = totals.get("keys_by_frequency")
+    if by_frequency or params.frequency:  # the spacing lags and rolling means counted in
+        summary["frequency"] = {"given": params.frequency or None, "keys_by_frequency": by_frequency or {},
+                                "most_keys": max(sorted(by_frequency), key=by_frequency.get) if by_frequency
+                                else params.frequency}
     if "input_rows" in totals:
         summary["input_fingerprint"] = input_fingerprint(totals)
     if run_lineage is not None:
@@ -235,6 +243,7 @@ class WriteSummary(beam.PTransform):
                         lambda: beam.Map(prediction_counters, time_column)),
             inputs["rejected_rows"] | "RejectedCounters" >> beam.Map(rejected_counters),
             *([inputs["input_fingerprint"]] if "input_fingerprint" in inputs else []),
+            *([inputs["frequencies"]] if "frequencies" in inputs else []),  # --lags: keys per frequency
             *([inputs["forecasts"] | "ForecastCounters" >> beam.Map(lambda f: {"forecast_rows_predicted": len(f)})]
               if "forecasts" in inputs else []),
         ) | "AllCounters" >> beam.Flatten()

@@ -24,7 +24,7 @@ from apache_beam.metrics import Metrics
 from pipeline.io import artifacts
 from pipeline.models import custom_model
 from pipeline.stages import evaluate
-from pipeline.stages import features
+from pipeline.stages import features, target_history
 from pipeline.models import registry, statistical
 from pipeline.utils import progress, threads
 from pipeline.utils.tagged import declare_outputs
@@ -55,10 +55,17 @@ class WindowSplit:
     """One key x window's rows in date order, cut into the training and the test periods.
 
     The frames are views made on first use; `arrays` gives the registry models their
-    matrices from one conversion of the window, not one per frame."""
+    matrices from one conversion of the window, not one per frame.
 
-    def __init__(self, data: pd.DataFrame, time_column: str, test_start: int):
+    With target-history features (`target_features`), the test rows are predicted recursively
+    (pipeline.stages.target_history.Recursion), and unknown values are imputed, for the models that
+    take no missing value, with the training mean of the column (0.0 when the column has no known
+    training value)."""
+
+    def __init__(self, data: pd.DataFrame, time_column: str, test_start: int,
+                 target_features: tuple = (), target: str | None = None):
         self.data, self._values, self._arrays = data, {}, {}
+        self._target_features, self._target = list(target_features), target
         self.is_test = self.values(time_column) >= test_start
         self.rows_test = int(self.is_test.sum())
         self.rows_train = len(data) - self.rows_test
@@ -90,13 +97,48 @@ class WindowSplit:
             return values[self.rows_train:] if test else values[:self.rows_train]
         return values[self.is_test if test else ~self.is_test]
 
-    def arrays(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def arrays(self, feature_columns: list[str], target: str, impute: bool = True) -> tuple:
         """(X train, y train, X test) as float arrays, column-major like pandas' own (tree learners
-        scan columns); converted once per split (the search fits many configurations on one)."""
-        cache_key = (tuple(feature_columns), target)
+        scan columns); converted once per split (the search fits many configurations on one). With
+        target-history features, "X test" is a RecursiveTest: called with the fitted model's predict,
+        it predicts the test rows. `impute`: replace unknown values (else they stay NaN)."""
+        cache_key = (tuple(feature_columns), target, impute)
         if cache_key not in self._arrays:
-            self._arrays[cache_key] = self._convert(feature_columns, target)
+            x_train, y_train, x_test = self._convert(feature_columns, target)
+            history = [feature_columns.index(f.name) for f in self._target_features]
+            means = None
+            if history and impute:
+                known = ~np.isnan(x_train[:, history])
+                sums = np.where(known, x_train[:, history], 0.0).sum(axis=0)
+                means = np.where(known.any(axis=0), sums / np.maximum(known.sum(axis=0), 1), 0.0)
+                x_train = x_train.copy(order="F")
+                _fill(x_train, history, means)
+            if history and self.rows_test:
+                x_test = RecursiveTest(self.recursion, x_test, history, means)
+            self._arrays[cache_key] = x_train, y_train, x_test
         return self._arrays[cache_key]
+
+    @functools.cached_property
+    def recursion(self) -> target_history.Recursion:
+        """The test rows' target-history features as known at the cutoff, and how to predict them."""
+        return target_history.Recursion.of([f for f in self._target_features], lambda name: self.column(name, True),
+                                           self.column(self._target, test=True).astype(float))
+
+    def unknown_values(self, feature_columns: list[str]) -> int:
+        """Target-history values of the model's inputs that no known target or prediction gives (imputed
+        for a model that takes no missing value)."""
+        names = [f.name for f in self._target_features]
+        if not names:
+            return 0
+        train = sum(int(np.isnan(self.column(name, test=False).astype(float)).sum()) for name in names)
+        return train + (self.recursion.unknown() if self.rows_test else 0)
+
+    def test_as_known(self) -> pd.DataFrame:
+        """The test rows with their target-history features as known at the cutoff (NaN where unknown)."""
+        if not self._target_features or not self.rows_test:
+            return self.test
+        names = [f.name for f in self._target_features]
+        return self.test.assign(**dict(zip(names, self.recursion.values(np.arange(self.rows_test), None).T)))
 
     def _convert(self, feature_columns: list[str], target: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         def matrix(test: bool) -> np.ndarray:
@@ -108,6 +150,39 @@ class WindowSplit:
             return out
 
         return matrix(test=False), self.column(target, test=False).astype(float, copy=False), matrix(test=True)
+
+
+def _fill(matrix: np.ndarray, columns: list[int], values: np.ndarray) -> None:
+    """Unknown (NaN) entries of `columns` <- the column's value in `values`, in place."""
+    part = matrix[:, columns]
+    unknown = np.isnan(part)
+    if unknown.any():
+        matrix[:, columns] = np.where(unknown, values, part)
+
+
+class RecursiveTest:
+    """A split's test rows for a fitted model: `test(predict)` -> the predictions, made step by step
+    (target_history.Recursion), unknown values imputed with `means` (None: left missing). Picklable:
+    a --group_timeout_s helper process receives it with the split's matrices."""
+
+    def __init__(self, recursion, matrix: np.ndarray, columns: list[int], means: np.ndarray | None):
+        self.recursion, self.matrix, self.columns, self.means = recursion, matrix, columns, means
+
+    def __call__(self, predict) -> np.ndarray:
+        fill = (lambda m: _fill(m, self.columns, self.means)) if self.means is not None else (lambda m: None)
+        return self.recursion.predict(predict, self.matrix, self.columns, fill)
+
+    def framed(self, feature_columns: list[str]) -> "RecursiveTest":
+        """The same, for an estimator that predicts from DataFrames of the feature columns."""
+        return _FramedRecursiveTest(self, feature_columns)
+
+
+class _FramedRecursiveTest:
+    def __init__(self, test: RecursiveTest, feature_columns: list[str]):
+        self._test, self._columns = test, feature_columns
+
+    def __call__(self, predict) -> np.ndarray:
+        return self._test(lambda matrix: predict(pd.DataFrame(matrix, columns=self._columns)))
 
 
 class GroupResult:
@@ -157,17 +232,22 @@ def failure_reason(exc: Exception) -> str:
     return "fit_error"
 
 
+def split_at(data: pd.DataFrame, cutoff: int, params: PipelineParams) -> WindowSplit:
+    """`data` (one key's rows in date order) cut at `cutoff`, with the run's target-history features."""
+    return WindowSplit(data, params.time_column, cutoff, features.FeatureSpec.from_params(params).target_features,
+                       params.target)
+
+
 def split_window(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
                  plan: WindowPlan, model_params: dict | None = None) -> tuple[WindowSplit, dict]:
     """(the window's split, ledger) of one key x window. The ledger's status is TRAINED while the
     group is eligible, else SKIPPED with its reason; plan-only mode applies the same rules.
-    Generated features of test rows are taken as of the test start (see features.as_of)."""
+    Test rows' target-history features: as known at the test start, then recursive (WindowSplit)."""
     time_column, date_column = params.time_column, params.date_column
     test_start = plan.test_start(window_start)
     if not window_data[date_column].is_monotonic_increasing:
         window_data = window_data.sort_values(date_column, kind="mergesort", ignore_index=True)
-    window_data = features.as_of(window_data, test_start, params)
-    split = WindowSplit(window_data, time_column, test_start)
+    split = split_at(window_data, test_start, params)
     periods = split.values(time_column)
     used = params.model_params if model_params is None else model_params
     ledger = {
@@ -225,6 +305,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
+    if custom_model.imputes(params.model):  # counted in summary.json (not an output column)
+        ledger["feature_values_imputed"] = split.unknown_values(features.model_columns(params))
     baseline = evaluate.naive_baseline(  # training values only: never an earlier test period's actuals
         split.column(date_column, test=False), split.column(time_column, test=False),
         split.column(target, test=False).astype(float, copy=False),

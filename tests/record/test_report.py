@@ -82,7 +82,7 @@ def two_model_run(tmp_path_factory):
     pd.concat([rows, future], ignore_index=True).to_parquet(path, index=False)
     out = root / "out"
     summary = run_pipeline(out, f"--input={path}", "--model=ridge,gbr", '--model_params={"gbr": {"n_estimators": 10}}',
-                           "--forecast", "--interval_levels=80")
+                           "--forecast", "--interval_levels=80", "--select_metric=rmse")
     return out, summary, keys
 
 
@@ -97,7 +97,8 @@ def test_the_key_table_lists_every_key_with_its_chosen_model(two_model_run):
     expected = selection[selection["chosen"]].set_index("shop_id")["model"].to_dict()
     assert chosen == expected
     assert len(page.templates) == len(keys) and page.scripts == 1  # a plot per key, and the sort/search script
-    assert page.headings == ["RMSE per test period vs the naive baseline", "Models compared (RMSE, out of sample)",
+    assert page.headings == ["RMSE per test period vs the naive baseline", "Scale-free metrics vs seasonal naive",
+                             "Models compared (RMSE, out of sample)",
                              "Interval coverage (out of sample)", "Per-key RMSE",
                              "Predicted vs actual: best, median and worst keys (each key's chosen model)",
                              "Forecast: best, median and worst keys", "Every key", "Ledger"]

@@ -59,10 +59,12 @@ def test_json_prints_summary_json_for_scripts(tmp_path, losing_input, capsys):
 
 def test_several_models_show_each_models_rmse_and_the_keys_each_wins(tmp_path, write_parquet, capsys):
     path = write_parquet(make_rows({k: [2001, 2002, 2003, 2004] for k in "ABC"}, days=15))
-    run_pipeline(tmp_path / "out", f"--input={path}", "--model=ridge,gbr", '--model_params={"gbr": {"n_estimators": 10}}')
+    run_pipeline(tmp_path / "out", f"--input={path}", "--model=ridge,gbr", '--model_params={"gbr": {"n_estimators": 10}}',
+                 "--select_metric=rmse")
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if "baseline RMSE" in line)
-    assert header.split() == ["ridge", "RMSE", "gbr", "RMSE", "baseline", "RMSE", "keys"]
+    assert header.split() == ["ridge", "RMSE", "ridge", "MASE", "gbr", "RMSE", "gbr", "MASE", "baseline", "RMSE",
+                              "keys"]
     assert "WARNING" not in printed and "ridge beats the naive baseline" in printed
     assert "Keys won (chosen on the backtest, by RMSE): ridge " in printed
 

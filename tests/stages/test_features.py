@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline.models import custom_model
-from pipeline.stages import features
+from pipeline.stages import features, target_history
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
 from pipeline.stages.windows import WindowPlan
@@ -39,7 +39,7 @@ def key_frame(seed=0):
 
 def reference(frame, known_until=None):
     """Plain pandas, row by row: lag = value k days earlier; rolling mean of the known values in
-    [d - w days, d - 1 day]; unknown -> 0.0. With `known_until`, values from that year on are unknown."""
+    [d - w days, d - 1 day]; unknown -> NaN. With `known_until`, values from that year on are unknown."""
     known = frame if known_until is None else frame[frame["year"] < known_until]
     series = known.set_index("date")["sales"]
     out = {}
@@ -48,7 +48,7 @@ def reference(frame, known_until=None):
     for w in SPANS:
         out[f"rolling_mean_{w}"] = [series[(series.index >= d - pd.Timedelta(days=w)) & (series.index < d)].mean()
                                     for d in frame["date"]]
-    return pd.DataFrame(out).fillna(0.0)
+    return pd.DataFrame(out)
 
 
 def test_lags_and_rolling_means_match_pandas():
@@ -59,11 +59,11 @@ def test_lags_and_rolling_means_match_pandas():
     expected = reference(frame)
     pd.testing.assert_frame_equal(got[spec.target_names], expected[spec.target_names], check_dtype=False)
     # and pandas' own time-based rolling window where every row is known
-    rolled = frame.set_index("date")["sales"].rolling("10D", closed="left").mean().fillna(0.0)
+    rolled = frame.set_index("date")["sales"].rolling("10D", closed="left").mean()
     np.testing.assert_allclose(got["rolling_mean_10"], rolled.to_numpy())
-    # as of the test start 2003: rows from 2003 on see no target value from 2003 on
+    # known at the test start 2003: rows from 2003 on see no target value from 2003 on
     window = (frame["year"] <= 2003).to_numpy()
-    as_of = features.as_of(got.loc[window], 2003, params)
+    as_of = features.known_at(got.loc[window], 2003, params)
     test_rows = (frame["year"] == 2003).to_numpy()
     masked = reference(frame, known_until=2003)
     train_rows = (frame["year"] < 2003).to_numpy()
@@ -71,17 +71,16 @@ def test_lags_and_rolling_means_match_pandas():
                                masked.loc[test_rows, spec.target_names])
     np.testing.assert_allclose(as_of.loc[train_rows[window], spec.target_names],
                                expected.loc[train_rows, spec.target_names])
-    assert not [c for c in as_of.columns if "@" in c]
 
 
 def test_every_row_uses_only_earlier_dates():
     params = params_for()
     spec = features.FeatureSpec.from_params(params)
     frame = key_frame(seed=1)
-    got = features.target_history(frame, spec, params)
+    got = features.add_target_features(frame, spec, params)[spec.target_names]
     for i in range(len(frame)):
         future_changed = frame.assign(sales=np.where(frame["date"] >= frame.loc[i, "date"], 1e6, frame["sales"]))
-        again = features.target_history(future_changed, spec, params)
+        again = features.add_target_features(future_changed, spec, params)[spec.target_names]
         np.testing.assert_allclose(again.loc[i], got.loc[i], err_msg=f"row {i} depends on its own or later dates")
 
 
@@ -97,10 +96,13 @@ def test_calendar_features_and_bundled_holidays():
     assert list(us["holiday"]) == [0, 0, 0, 0, 0, 1]  # Thanksgiving
 
 
-def centered_rolling_mean(history, dates, days):
+def centered_rolling_mean(positions, values, feature):
     """Deliberately leaky: a centered window also averages the days after each date."""
-    values = history.reindex(pd.date_range(dates.min(), dates.max())).rolling(days, center=True, min_periods=1)
-    return values.mean().reindex(dates).to_numpy()
+    if feature.kind != "rolling_mean":
+        return target_history.compute(positions, values, feature)
+    series = pd.Series(values, index=positions).reindex(range(positions.min(), positions.max() + 1))
+    mean = series.rolling(feature.size, center=True, min_periods=1).mean().reindex(positions).to_numpy()
+    return mean, np.ones(len(positions))
 
 
 def test_leakage_check_accepts_the_features_and_fails_a_leaky_one(monkeypatch):
@@ -110,14 +112,14 @@ def test_leakage_check_accepts_the_features_and_fails_a_leaky_one(monkeypatch):
     frame = features.add_target_features(key_frame(), spec, params)
     assert features.check_no_leakage("A", frame, spec, params, plan) == 6  # test starts 2001 - 2006
 
-    monkeypatch.setitem(features.TARGET_FEATURES, "rolling_mean", centered_rolling_mean)
+    monkeypatch.setitem(features.TARGET_FEATURES, "compute", centered_rolling_mean)
     leaky = features.add_target_features(key_frame(), spec, params)
     with pytest.raises(features.LeakageError, match="rolling_mean_3 of key 'A' uses target values at or after"):
         features.check_no_leakage("A", leaky, spec, params, plan)
 
 
 def test_pipeline_fails_a_leaky_feature(tmp_path, write_parquet, monkeypatch):
-    monkeypatch.setitem(features.TARGET_FEATURES, "rolling_mean", centered_rolling_mean)
+    monkeypatch.setitem(features.TARGET_FEATURES, "compute", centered_rolling_mean)
     data = contiguous_rows(["A"], periods=(2001, 2002, 2003), days=20)
     with pytest.raises(Exception, match="LeakageError|uses target values at or after"):
         run_pipeline(tmp_path / "out", f"--input={write_parquet(data)}", "--model=ridge",
@@ -133,7 +135,7 @@ def test_test_rows_see_only_values_before_the_test_start_on_every_window(tmp_pat
     for column in ("lag_7", "rolling_mean_10"):
         out = tmp_path / column
         summary = run_pipeline(out, f"--input={path}", "--model=tests.helpers.user_models.probes:echo_feature",
-                               f'--model_params={{"column": "{column}"}}', "--lag_days=7,40",
+                               f'--model_params={{"column": "{column}", "missing": -1.0}}', "--lag_days=7,40",
                                "--rolling_mean_days=10", "--calendar_features=day_of_week,holiday",
                                "--check_leakage=true")
         assert summary["groups_failed"] == 0 and summary["groups_trained"] == 4
@@ -144,13 +146,14 @@ def test_test_rows_see_only_values_before_the_test_start_on_every_window(tmp_pat
             series = shop_rows[shop_rows["year"] < test_start].set_index("date")["sales"]
             dates = pd.to_datetime(got["date"])
             if column.startswith("lag_"):
-                expected = series.reindex(dates - pd.Timedelta(days=int(column[4:]))).fillna(0.0).to_numpy()
+                expected = series.reindex(dates - pd.Timedelta(days=int(column[4:]))).fillna(-1.0).to_numpy()
             else:
                 expected = [series[(series.index >= d - pd.Timedelta(days=10)) & (series.index < d)].mean()
                             for d in dates]
-                expected = np.nan_to_num(np.array(expected, dtype=float))
+                expected = np.nan_to_num(np.array(expected, dtype=float), nan=-1.0)
             np.testing.assert_allclose(got["predicted"], expected, err_msg=f"{column} {shop} {start}")
-            assert (expected[:7] != 0).all() and (expected[10:] == 0).all()  # known, then masked
+            # known, then masked: a user function sees no prediction (no recursion) and no actual
+            assert (expected[:7] != -1).all() and (expected[10:] == -1).all()
             assert (got["year"] >= test_start).all()
 
 

@@ -138,8 +138,9 @@ def test_future_rows_get_features_as_test_rows_do():
     to_predict = future("A", 2005, days=3).drop(columns="shop_id")
     to_predict["date"] = pd.to_datetime(["2004-01-11", "2004-01-12", "2004-01-13"])
     got = forecast.future_features(observed, to_predict, params)
-    # The first future date's lag_1 is the last observed target; later ones would need unknown targets: 0.
-    assert got["lag_1"].tolist() == [observed["sales"].iloc[-1], 0.0, 0.0]
+    # The first future date's lag_1 is the last observed target; later ones need targets not known: NaN
+    # here, the earlier rows' predictions when forecast (recursive, pipeline.stages.target_history).
+    assert got["lag_1"].iloc[0] == observed["sales"].iloc[-1] and got["lag_1"].iloc[1:].isna().all()
     assert got["day_of_week"].tolist() == [float(d) for d in pd.to_datetime(got["date"]).dt.day_of_week]
 
 

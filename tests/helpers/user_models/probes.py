@@ -3,9 +3,11 @@
 import numpy as np
 
 
-def echo_feature(train, test, column):
-    """Predicts the value of one feature column: the predictions show what the model saw."""
-    return test[column].to_numpy()
+def echo_feature(train, test, column, missing=None):
+    """Predicts the value of one feature column: the predictions show what the model saw (a missing value
+    as `missing` when given)."""
+    values = test[column].to_numpy(dtype=float)
+    return values if missing is None else np.where(np.isnan(values), missing, values)
 
 
 def mean_of_training(train, test, seed=None):
