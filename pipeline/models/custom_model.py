@@ -38,7 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipeline.models import registry
+from pipeline.models import combination, registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.utils import threads
@@ -148,13 +148,19 @@ def import_model(model: registry.ModelSpec | str) -> None:
         load(model, check_allowed=False)
 
 
+def import_models(*models: registry.ModelSpec | str) -> None:
+    """Imports what fitting each of `models` needs (a combination's members)."""
+    for model in models:
+        import_model(model)
+
+
 def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
     """The --group_timeout_s helper process for this run's model (None without a limit), started, with
     the model's imports done before the clock of any fit starts."""
     if params.group_timeout_s <= 0:
         return None
     caller = DeadlineCaller(params.group_timeout_s, params.model_threads,
-                            warmup=(import_model, (resolve(params.model),)))
+                            warmup=(import_models, tuple(resolve(m) for m in combination.members(params.model))))
     caller.start()
     return caller
 

@@ -12,6 +12,7 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import json
@@ -22,7 +23,7 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline.io import artifacts
-from pipeline.models import custom_model
+from pipeline.models import combination, custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
 from pipeline.models import registry
@@ -40,7 +41,19 @@ UNEXPECTED = "unexpected"
 def fit_in_time(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
                 deadline: DeadlineCaller | None) -> custom_model.Fitted:
     """Fits and predicts, in this process or in the deadline's helper process (which receives the
-    model itself, registry entry or user spec, so it needs no state of this process)."""
+    model itself, registry entry or user spec, so it needs no state of this process).
+
+    A combination (`a+b`, pipeline.models.combination) fits each member here as it would be fitted
+    alone (same split and seed, its own hyperparameters) and predicts their mean."""
+    if combination.is_combination(params.model):
+        names = combination.members(params.model)
+        fits = [fit_in_time(dataclasses.replace(params, model=name), combination.member_params(model_params, name),
+                            split, key, seed, deadline) for name in names]
+        estimators = [fit.estimator for fit in fits]
+        return custom_model.Fitted(
+            combination.mean_of([fit.predicted for fit in fits]), sum(fit.fit_seconds for fit in fits),
+            sum(fit.predict_seconds for fit in fits),
+            combination.MeanOfModels(names, estimators) if all(e is not None for e in estimators) else None)
     call = deadline.call if deadline is not None else _call_here
     return call(custom_model.fit_predict, params, custom_model.resolve(params.model), model_params,
                 features.model_columns(params), split, key, seed)
