@@ -65,7 +65,8 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             *tail]),
         "selection": pa.schema([
             key, ("model", pa.string()), ("select_metric", pa.string()), ("score", pa.float64()),
-            ("windows_compared", pa.int64()), ("chosen", pa.bool_()), *lineage]),
+            ("windows_compared", pa.int64()), ("chosen", pa.bool_()), ("select_rule", pa.string()),
+            ("chosen_by", pa.string()), *lineage]),
         "forecasts": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), ("predicted", pa.float64()),
             *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()), ("rows_train", pa.int64()),

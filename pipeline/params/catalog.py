@@ -262,9 +262,15 @@ PARAMS: tuple[Param, ...] = (
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
           example="my-project:dataset.selection", parent="output_table"),
     Param("select_metric", "Selection metric",
-          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
+          "With several models: the score each candidate is chosen by (--select), its mean over the backtest "
           "windows where every model trained (ties: the first model listed); written to selection/.",
           GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+    Param("select", "Selection rule",
+          "With several candidates, which one each key keeps: per_key (its own best mean score), global (the "
+          "best mean over every key's windows, for every key) or auto (the global choice, unless the key's own "
+          "best beats it on every one of at least 2 windows and by 10% on average). summary.json reports each "
+          "rule's out-of-sample value (chosen on earlier windows, scored on the next).",
+          GROUP_MODEL, default="auto", choices=("per_key", "global", "auto"), param_type="ENUM"),
     # -- forecast of the periods that have not happened, with intervals (issue 15) --
     Param("forecast", "Forecast future periods",
           "Also forecast each key's rows with an empty target that come after its last period with a "
