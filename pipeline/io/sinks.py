@@ -42,19 +42,22 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
     bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
+    # --fallback_model: which model produced the row and why it was not the candidate (pipeline.stages.train)
+    fallback = [("fitted_model", pa.string()), ("fallback", pa.string())] if params.fallback_model else []
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
-            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *tail]),
+            ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *fallback,
+            *tail]),
         "metrics": pa.schema([
             key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
-            ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
+            ("predict_seconds", pa.float64()), *coverage, *chosen, *fallback, *tail]),
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *fallback, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),
@@ -70,7 +73,7 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         "forecasts": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), ("predicted", pa.float64()),
             *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()), ("rows_train", pa.int64()),
-            ("model_params", pa.string()), *tail]),
+            ("model_params", pa.string()), *fallback, *tail]),
         PLAN_NAME: pa.schema([
             key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
             ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),

@@ -160,7 +160,8 @@ def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
     if params.group_timeout_s <= 0:
         return None
     caller = DeadlineCaller(params.group_timeout_s, params.model_threads,
-                            warmup=(import_models, tuple(resolve(m) for m in combination.members(params.model))))
+                            warmup=(import_models, tuple(resolve(m) for m in [*combination.members(params.model),
+                                                                               *filter(None, [params.fallback_model])])))
     caller.start()
     return caller
 

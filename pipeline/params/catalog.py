@@ -262,9 +262,15 @@ PARAMS: tuple[Param, ...] = (
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
           example="my-project:dataset.selection", parent="output_table"),
     Param("select_metric", "Selection metric",
-          "With several models: the score each candidate is chosen by (--select), its mean over the backtest "
+          "With several models: the score each candidate is chosen by (see the selection rule), its mean over the backtest "
           "windows where every model trained (ties: the first model listed); written to selection/.",
           GROUP_MODEL, default="rmse", choices=("rmse", "mae", "mape"), param_type="ENUM"),
+    Param("fallback_model", "Fallback model",
+          "A registry model (e.g. seasonal_naive, ridge) fitted instead wherever a candidate fails (fit_error, "
+          "timeout, fit_crashed) or is skipped for too little history (too_few_periods, too_few_rows), in a "
+          "backtest window or a forecast; the ledger (reason 'fallback: <why>') and every prediction row "
+          "(fitted_model, fallback) say so. Empty: no fallback.",
+          GROUP_MODEL, default=""),
     Param("select", "Selection rule",
           "With several candidates, which one each key keeps: per_key (its own best mean score), global (the "
           "best mean over every key's windows, for every key) or auto (the global choice, unless the key's own "

@@ -68,6 +68,7 @@ class PipelineParams:
     # several models: the best one per key (issue 15)
     select_metric: str = "rmse"
     select: str = "auto"
+    fallback_model: str = ""
     selection_table: str | None = None
     # forecast of future periods, intervals (issue 15)
     forecast: bool = False

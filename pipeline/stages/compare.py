@@ -25,7 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import artifacts
-from pipeline.models import combination
+from pipeline.models import combination, registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages import search, train
@@ -62,6 +62,10 @@ def check_params(params: PipelineParams) -> None:
     """The model list and the per-model shape of --model_params / --param_grid; each model's own
     checks then run on `params_for` (pipeline.run.parse_args)."""
     models = model_names(params)
+    if params.fallback_model and (params.fallback_model not in registry.REGISTRY
+                                  or combination.is_combination(params.fallback_model)):
+        raise ParameterError("fallback_model", params.fallback_model,
+                             f"empty, or one of the registry's models: {', '.join(registry.REGISTRY)}")
     if len(models) != len(set(models)):
         raise ParameterError("model", params.model, "distinct models (a model is listed twice)")
     for model in models:

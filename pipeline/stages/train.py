@@ -214,19 +214,26 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     model_params = params.model_params if model_params is None else model_params
     test_start = plan.test_start(window_start)
     split, ledger = split_window(key, window_start, window_data, params, plan, model_params)
-    if ledger["status"] == SKIPPED:
-        return GroupResult(ledger)
-
+    if params.fallback_model:
+        ledger.update(fitted_model=params.model, fallback="")
     seed = registry.group_seed(params.seed, key, window_start)
-    try:
-        fitted = fit_in_time(params, model_params, split, key, seed, deadline)
-        predicted = fitted.predicted
-        if not np.isfinite(predicted).all():
-            raise FloatingPointError("the model predicted NaN or infinite values")
-    except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
-        return GroupResult({**ledger, "status": FAILED, "reason": failure_reason(exc),
-                            "error_class": getattr(exc, "class_name", type(exc).__name__),
-                            "error_message": str(exc)[:1000]})
+    if ledger["status"] == SKIPPED:
+        if not may_fall_back(params, ledger["reason"], split):
+            return GroupResult(ledger)
+        fitted, ledger = fit_fallback(params, split, key, seed, deadline, ledger)
+    else:
+        try:
+            fitted = fit_checked(params, model_params, split, key, seed, deadline)
+        except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
+            ledger = {**ledger, "status": FAILED, "reason": failure_reason(exc),
+                      "error_class": getattr(exc, "class_name", type(exc).__name__),
+                      "error_message": str(exc)[:1000]}
+            if not may_fall_back(params, ledger["reason"], split):
+                return GroupResult(ledger)
+            fitted, ledger = fit_fallback(params, split, key, seed, deadline, ledger)
+    if fitted is None:
+        return GroupResult(ledger)
+    predicted = fitted.predicted
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
@@ -245,6 +252,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "actual": actual,
         "baseline": baseline,
         "model": np.full(len(actual), params.model, dtype=object),
+        **({"fitted_model": np.full(len(actual), ledger["fitted_model"], dtype=object),
+            "fallback": np.full(len(actual), ledger["fallback"], dtype=object)} if params.fallback_model else {}),
     }  # run_id: set with the other lineage columns by the sinks
     metrics = {
         params.key_column: key, "window_start": window_start, "window_end": window_end,
@@ -253,11 +262,47 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "baseline_rmse": evaluate.rmse(actual, baseline),
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
+        **({name: ledger[name] for name in ("fitted_model", "fallback")} if params.fallback_model else {}),
     }
     if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
         artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
                              features.model_columns(params))
     return GroupResult(ledger, predictions, metrics)
+
+
+# Why a candidate's key x window (or forecast) is fitted with --fallback_model instead: it failed, or it was
+# skipped for too little history. A constant target is not among them (every model would echo it).
+FALLBACK_REASONS = ("fit_error", "timeout", "fit_crashed", "too_few_periods", "too_few_rows")
+
+
+def may_fall_back(params: PipelineParams, reason: str, split: WindowSplit) -> bool:
+    return bool(params.fallback_model) and reason in FALLBACK_REASONS and split.rows_train > 0 and \
+        split.rows_test > 0 and params.fallback_model != params.model
+
+
+def fit_checked(params: PipelineParams, model_params: dict, split: WindowSplit, key: str, seed: int,
+                deadline) -> custom_model.Fitted:
+    """`fit_in_time`, with predictions that are not all finite an error."""
+    fitted = fit_in_time(params, model_params, split, key, seed, deadline)
+    if not np.isfinite(fitted.predicted).all():
+        raise FloatingPointError("the model predicted NaN or infinite values")
+    return fitted
+
+
+def fit_fallback(params: PipelineParams, split: WindowSplit, key: str, seed: int, deadline, ledger: dict
+                 ) -> tuple[custom_model.Fitted | None, dict]:
+    """(the fallback's fit or None, the ledger row): trained with reason `fallback: <why>` and the
+    candidate's error kept; failed (the original reason, both errors in the message) if the fallback fails."""
+    why = ledger["reason"]
+    try:
+        fitted = fit_checked(dataclasses.replace(params, model=params.fallback_model), {}, split, key, seed,
+                             deadline)
+    except Exception as exc:  # recorded, as the candidate's own failure is
+        return None, {**ledger, "status": FAILED if ledger["status"] == FAILED else ledger["status"],
+                      "error_message": f"{ledger['error_message'][:480]}; fallback {params.fallback_model} "
+                                       f"failed too: {type(exc).__name__}: {str(exc)[:480]}"}
+    return fitted, {**ledger, "status": TRAINED, "reason": f"fallback: {why}",
+                    "fitted_model": params.fallback_model, "fallback": why}
 
 
 def count_group(status: str) -> None:
