@@ -56,3 +56,22 @@ def test_a_fallback_outside_the_registry_is_refused(value):
     with pytest.raises(ParameterError) as error:
         parse_args(["--model=gbr", f"--fallback_model={value}"])
     assert error.value.name == "fallback_model"
+
+
+def test_a_forecast_whose_model_fails_is_the_fallbacks_and_says_so(tmp_path, faulty_model):
+    import pandas as pd
+    from tests.stages.test_forecast import future
+
+    path = tmp_path / "rows.parquet"
+    pd.concat([make_rows(SPEC, days=25), future("A", 2005), future("C", 2005)], ignore_index=True).to_parquet(
+        path, index=False)
+    run_pipeline(tmp_path / "out", f"--input={path}", "--model=faulty", "--fallback_model=ridge", "--forecast=true",
+                 '--model_params={"fail_fraction": 1.0}', "--run_id=fbf")
+    forecasts = read_output(str(tmp_path / "out"), "forecasts")
+    assert set(forecasts["shop_id"]) == {"A", "C"}
+    assert set(forecasts["model"]) == {"faulty"} and set(forecasts["fitted_model"]) == {"ridge"}
+    assert set(forecasts["fallback"]) == {"fit_error"}
+    ledger = read_output(str(tmp_path / "out"), "ledger")
+    rows = ledger[ledger["reason"].str.startswith("forecast")]
+    assert set(rows["reason"]) == {"forecast_fallback: fit_error"} and set(rows["status"]) == {"trained"}
+    assert set(rows["error_class"]) == {"InjectedFault"}
