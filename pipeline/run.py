@@ -42,7 +42,8 @@ SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 PARAMETER_CHECKS = (windows.check_params, summary.check_params, columns.check_params, source.check_params,
                     bigquery.check_params, custom_model.check_params, features.check_params, search.check_params,
                     select.check_params, forecast.check_params, intervals.check_params)
-# With several models (--model=a,b), these run once per model on that model's own parameters.
+# With several models (--model=a,b), these run once per model on that model's own parameters (a combination
+# a+b: once per member).
 PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 
 
@@ -52,7 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     params = columns.with_period_column(params)  # --period: the derived period column's name
     compare.check_params(params)
     for check in PARAMETER_CHECKS:
-        for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):
+        for each in (compare.per_member(params) if check in PER_MODEL_CHECKS else [params]):
             check(each)
     return params, beam_args
 

@@ -49,21 +49,23 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
     # MASE, sMAPE, WAPE of the model and of seasonal naive (pipeline.stages.evaluate)
     scaled = [(f"{prefix}{name}", pa.float64()) for prefix in ("", "seasonal_naive_") for name in SCALED_METRICS]
+    # --fallback_model: which model produced the row and why it was not the candidate (pipeline.stages.train)
+    fallback = [("fitted_model", pa.string()), ("fallback", pa.string())] if params.fallback_model else []
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), period_label, *window,
             ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()),
-            ("seasonal_naive", pa.float64()), ("mase_scale", pa.float64()), *bounds, *tail]),
+            ("seasonal_naive", pa.float64()), ("mase_scale", pa.float64()), *bounds, *fallback, *tail]),
         "metrics": pa.schema([
             key, *window, window_label, ("test_start", pa.int64()), test_label, ("rows_train", pa.int64()),
             ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), *scaled, ("fit_seconds", pa.float64()),
-            ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
+            ("predict_seconds", pa.float64()), *coverage, *chosen, *fallback, *tail]),
         "ledger": pa.schema([
             key, *window, window_label, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *fallback, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),
@@ -74,12 +76,13 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             *tail]),
         "selection": pa.schema([
             key, ("model", pa.string()), ("select_metric", pa.string()), ("score", pa.float64()),
-            ("windows_compared", pa.int64()), ("chosen", pa.bool_()), *lineage]),
+            ("windows_compared", pa.int64()), ("chosen", pa.bool_()), ("select_rule", pa.string()),
+            ("chosen_by", pa.string()), *lineage]),
         "forecasts": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), period_label,
             ("predicted", pa.float64()), *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()),
             train_label, ("rows_train", pa.int64()),
-            ("model_params", pa.string()), *tail]),
+            ("model_params", pa.string()), *fallback, *tail]),
         PLAN_NAME: pa.schema([
             key, *window, window_label, ("train_start", pa.int64()), ("train_end", pa.int64()), train_label,
             ("test_start", pa.int64()), ("test_end", pa.int64()), test_label, ("periods_present", pa.int64()),

@@ -38,7 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from pipeline.models import registry, statistical
+from pipeline.models import combination, registry, statistical
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.utils import periods, threads
@@ -153,9 +153,17 @@ def import_model(model: registry.ModelSpec | str) -> None:
 def imputes(model: str) -> bool:
     """Whether unknown feature values are imputed for `model` (registry models that take no missing value,
     user estimator classes); a user function receives them as NaN."""
+    if combination.is_combination(model):  # counted when any member's are imputed
+        return any(imputes(member) for member in combination.members(model))
     if not is_user_model(model):
         return not registry.accepts_missing(model)
     return inspect.isclass(load(model, check_allowed=False))
+
+
+def import_models(*models: registry.ModelSpec | str) -> None:
+    """Imports what fitting each of `models` needs (a combination's members)."""
+    for model in models:
+        import_model(model)
 
 
 def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
@@ -164,7 +172,8 @@ def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
     if params.group_timeout_s <= 0:
         return None
     caller = DeadlineCaller(params.group_timeout_s, params.model_threads,
-                            warmup=(import_model, (resolve(params.model),)))
+                            warmup=(import_models, tuple(resolve(m) for m in [*combination.members(params.model),
+                                                                               *filter(None, [params.fallback_model])])))
     caller.start()
     return caller
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.models import statistical
+from pipeline.models import combination, statistical
 from pipeline.params.declare import ParameterError
 from pipeline.utils import threads as thread_pools
 
@@ -49,14 +49,15 @@ REGISTRY: dict[str, ModelSpec] = {
 
 
 def uses_history(name: str) -> bool:
-    """A statistical model: fits on the key's target history, not on feature columns."""
-    return name in REGISTRY and REGISTRY[name].uses_history
+    """A statistical model, or a combination with one among its members: fits on the key's target history."""
+    return any(member in REGISTRY and REGISTRY[member].uses_history for member in combination.members(name))
 
 
 def needs_features(name: str) -> bool:
     """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
-    here and every user model, package.module:callable); a model of the target history alone does not."""
-    return not uses_history(name)
+    here and every user model, package.module:callable), and so does a combination with one among its
+    members; a model of the target history alone does not."""
+    return any(not (member in REGISTRY and REGISTRY[member].uses_history) for member in combination.members(name))
 
 
 # Registry models that fit and predict with missing (NaN) feature values; the others get them imputed.
@@ -64,8 +65,9 @@ ACCEPTS_MISSING = frozenset({"hist_gbr", "random_forest", "xgboost"})
 
 
 def accepts_missing(name: str) -> bool:
-    """Whether the registry model `name` takes NaN feature values as missing (False for a user model)."""
-    return name in ACCEPTS_MISSING
+    """Whether the registry model `name` (every member of a combination) takes NaN feature values as
+    missing (False for a user model)."""
+    return all(member in ACCEPTS_MISSING for member in combination.members(name))
 
 
 def group_seed(run_seed: int, key: str, window_start: int) -> int:

@@ -320,8 +320,8 @@ PARAMS: tuple[Param, ...] = (
           GROUP_BIGQUERY, param_type="BIGQUERY_TABLE", regex=BQ_TABLE_RE, allowed=BQ_TABLE_ALLOWED,
           example="my-project:dataset.selection", parent="output_table"),
     Param("select_metric", "Selection metric",
-          "With several models: each key keeps the model with the lowest mean of this metric over the backtest "
-          "windows where every model trained (ties: the first model listed); written to selection/. mase (the "
+          "With several models: the score each candidate is chosen by (see the selection rule), its mean over "
+          "the backtest windows where every model trained (ties: the first model listed); written to selection/. mase (the "
           "default), smape and wape are scale-free: keys of different size weigh alike.",
           GROUP_MODEL, default="mase", choices=("rmse", "mae", "mape", "mase", "smape", "wape"), param_type="ENUM",
           choice_help=(("rmse", "root mean squared error"), ("mae", "mean absolute error"),
@@ -329,6 +329,18 @@ PARAMS: tuple[Param, ...] = (
                        ("mase", "MAE over the training periods' in-sample seasonal naive MAE"),
                        ("smape", "symmetric MAPE, 0-200 (Makridakis)"),
                        ("wape", "sum of absolute errors over sum of absolute actuals"))),
+    Param("fallback_model", "Fallback model",
+          "A registry model (e.g. seasonal_naive, ridge) fitted instead wherever a candidate fails (fit_error, "
+          "timeout, fit_crashed) or is skipped for too little history (too_few_periods, too_few_rows), in a "
+          "backtest window or a forecast; the ledger (reason 'fallback: <why>') and every prediction row "
+          "(fitted_model, fallback) say so. Empty: no fallback.",
+          GROUP_MODEL, default=""),
+    Param("select", "Selection rule",
+          "With several candidates, which one each key keeps: per_key (its own best mean score), global (the "
+          "best mean over every key's windows, for every key) or auto (the global choice, unless the key's own "
+          "best beats it on every one of at least 2 windows and by 10% on average). summary.json reports each "
+          "rule's out-of-sample value (chosen on earlier windows, scored on the next).",
+          GROUP_MODEL, default="auto", choices=("per_key", "global", "auto"), param_type="ENUM"),
     # -- forecast of the periods that have not happened, with intervals (issue 15) --
     Param("forecast", "Forecast future periods",
           "Also forecast each key's rows with an empty target that come after its last period with a "

@@ -38,7 +38,8 @@ RUN_ID_RE = r"^([A-Za-z0-9][A-Za-z0-9_.-]{0,62})?$"  # empty: generated
 NON_BLANK_RE = r"^\s*\S[\s\S]*$"
 JSON_OBJECT_RE = r"^\s*\{[\s\S]*\}\s*$"
 _ONE_MODEL_RE = "(" + "|".join(MODEL_NAMES) + r"|[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*)"
-MODEL_RE = f"^{_ONE_MODEL_RE}(,{_ONE_MODEL_RE})*$"  # one model, or several side by side (comma-separated)
+_CANDIDATE_RE = f"{_ONE_MODEL_RE}(\\+{_ONE_MODEL_RE})*"  # a model, or a combination (a+b: their mean)
+MODEL_RE = f"^{_CANDIDATE_RE}(,{_CANDIDATE_RE})*$"  # one candidate, or several side by side (comma-separated)
 JSON_GRID_RE = r"^(\s*[\[{][\s\S]*[\]}]\s*)?$"  # empty, a JSON object or a JSON list
 BOOL_RE = r"^([Tt]rue|TRUE|[Ff]alse|FALSE|1|0|[Yy]es|YES|[Nn]o|NO)$"  # for BOOLEAN params (type=parse_bool)
 # Regexes are also Dataflow template regexes (metadata.json), checked by the service and the

@@ -75,6 +75,8 @@ class PipelineParams:
     search_batch_size: int = 16
     # several models: the best one per key (issue 15)
     select_metric: str = "mase"
+    select: str = "auto"
+    fallback_model: str = ""
     selection_table: str | None = None
     # forecast of future periods, intervals (issue 15)
     forecast: bool = False

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 
+from pipeline.stages.select import BASELINE, CHOICES
+
 
 def section(summary: dict, table) -> list[str]:
     """HTML parts from summary.json's `model_comparison` (none for a one-model run). `table(rows,
@@ -13,9 +15,9 @@ def section(summary: dict, table) -> list[str]:
         return []
     metric, models = comparison["select_metric"], comparison["models"]
     oos = comparison["out_of_sample"]
-    if f"{metric}_by_test_period" not in oos:  # the scale-free selection metrics are not pooled there yet
+    if f"{metric}_by_test_period" not in oos:  # a metric the out-of-sample pool does not carry
         metric = "rmse"
-    labels = [*models, "choice", "baseline"]
+    labels = [*models, *CHOICES.values(), BASELINE]
     by_period = oos[f"{metric}_by_test_period"]
     periods = sorted(oos["rows_by_test_period"], key=int)
     rows = [(p, oos["rows_by_test_period"][p], *(by_period[label].get(p) for label in labels)) for p in periods]
@@ -26,8 +28,9 @@ def section(summary: dict, table) -> list[str]:
     return [
         f"<h2>Models compared ({html.escape(metric.upper())}, out of sample)</h2>",
         "<p>Per test period, on the key x windows where every model trained and an earlier window exists: "
-        "each model alone, the per-key choice made on earlier windows only (scored on this one), and the "
-        f"naive baseline. {oos['windows_scored']} key x windows scored.</p>",
+        "each model alone, each selection rule's choice (per key, global, auto) made on earlier windows only "
+        f"(scored on this one), and the naive baseline. This run keeps {html.escape(comparison.get('select', ''))}"
+        f"'s choice. {oos['windows_scored']} key x windows scored.</p>",
         table([tuple(r) for r in rows], ("test period", "rows", *labels)),
         "<p>Keys choosing each model on the whole backtest (selection/):</p>",
         table(chosen, ("model", "keys")),

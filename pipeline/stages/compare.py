@@ -11,6 +11,9 @@ With several models, `--model_params` and `--param_grid` are JSON objects keyed 
 (`{"gbr": {"max_depth": [2, 3]}, "ridge": {"alpha": [0.1, 1]}}`); a model missing from the object
 gets `{}` (no search). Saved models of model M go to `<model_dir>/<M>/` (M percent-encoded), in the
 usual layout below that, so `pipeline.record.saved_models` reads them from there.
+
+A candidate may be a combination, `ridge+gbr` (pipeline.models.combination): one candidate like any
+other, whose prediction is the mean of its members' (its `--model_params` keyed by member name; no grid).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import artifacts
+from pipeline.models import combination, registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages import search, train
@@ -37,6 +41,18 @@ def is_enabled(params: PipelineParams) -> bool:
     return len(model_names(params)) > 1
 
 
+def per_member(params: PipelineParams) -> list[PipelineParams]:
+    """Each single model of the run with its own parameters: the candidates, a combination's members apart
+    (what the per-model checks run on)."""
+    out = []
+    for each in per_model(params):
+        names = combination.members(each.model)
+        out += [each] if len(names) == 1 else [
+            dataclasses.replace(each, model=name, model_params=combination.member_params(each.model_params, name))
+            for name in names]
+    return out
+
+
 def _keyed_by_model(value, models: list[str]) -> bool:
     return (isinstance(value, dict) and bool(value) and set(value) <= set(models)
             and all(isinstance(v, (dict, list)) for v in value.values()))
@@ -46,8 +62,22 @@ def check_params(params: PipelineParams) -> None:
     """The model list and the per-model shape of --model_params / --param_grid; each model's own
     checks then run on `params_for` (pipeline.run.parse_args)."""
     models = model_names(params)
+    if params.fallback_model and (params.fallback_model not in registry.REGISTRY
+                                  or combination.is_combination(params.fallback_model)):
+        raise ParameterError("fallback_model", params.fallback_model,
+                             f"empty, or one of the registry's models: {', '.join(registry.REGISTRY)}")
     if len(models) != len(set(models)):
         raise ParameterError("model", params.model, "distinct models (a model is listed twice)")
+    for model in models:
+        names = combination.members(model)
+        if len(names) != len(set(names)) or not all(names):
+            raise ParameterError("model", params.model, f"distinct members in a combination ({model})")
+        grid = params.param_grid if len(models) == 1 or not isinstance(params.param_grid, dict) \
+            else params.param_grid.get(model)
+        if len(names) > 1 and grid is not None:
+            raise ParameterError("param_grid", json.dumps(params.param_grid),
+                                 f"empty with a combination ({model}): a combination's members take "
+                                 "--model_params, not a search")
     if len(models) < 2:
         return
     example = ", ".join(f'"{m}": {{...}}' for m in models[:2])

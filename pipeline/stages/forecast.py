@@ -25,6 +25,7 @@ windows.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import apache_beam as beam
@@ -147,13 +148,23 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
     ledger.update(window_start=span.start, rows_train=len(rows))
     present = rows[params.time_column].loc[lambda p: p >= span.start].nunique()
     target = rows[params.target].to_numpy(dtype=float)
+    short = None  # too little history: the fallback's case, else a skip
     if present < len(span):
-        return skipped("too_few_periods", f"{present} of the last {len(span)} observed periods "
-                                          f"({span.start}-{span.stop - 1}) present")
-    if len(rows) < params.min_train_rows:
-        return skipped("too_few_rows", f"{len(rows)} training rows < {params.min_train_rows}")
-    if not (target != target[:1]).any():
+        short = ("too_few_periods", f"{present} of the last {len(span)} observed periods "
+                                    f"({span.start}-{span.stop - 1}) present")
+    elif len(rows) < params.min_train_rows:
+        short = ("too_few_rows", f"{len(rows)} training rows < {params.min_train_rows}")
+    elif not (target != target[:1]).any():
         return skipped("constant_target", f"all {len(rows)} training targets equal {target[0]!r}")
+    attempts = [(each, model_params, "")]  # (parameters, hyperparameters, why not the candidate)
+    fallback_ok = bool(params.fallback_model) and params.fallback_model != model and len(rows) > 0
+    if short is not None:
+        if not fallback_ok:
+            return skipped(*short)
+        attempts = [(dataclasses.replace(each, model=params.fallback_model), {}, short[0])]
+        ledger.update(error_message=short[1])
+    elif fallback_ok:
+        attempts.append((dataclasses.replace(each, model=params.fallback_model), {}, None))  # why: the failure
 
     columns = [params.time_column, params.date_column, params.target, *features.model_columns(params),
                *features.history_columns(params)]
@@ -161,17 +172,25 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
     data = pd.concat([rows[columns], to_predict[columns]], ignore_index=True)
     split = train.split_at(data, int(periods.min()), params)
     seed = registry.group_seed(params.seed, key, SEED_LABEL)
-    try:
-        fitted = train.fit_in_time(each, model_params, split, key, seed, deadline)
-        if not np.isfinite(fitted.predicted).all():
-            raise FloatingPointError("the model predicted NaN or infinite values")
-    except Exception as exc:  # one key's failure must not stop the run; it is recorded instead
-        return KeyForecast({**ledger, "status": train.FAILED,
-                            "reason": f"{FORECAST_REASON}_{train.failure_reason(exc)}",
-                            "error_class": getattr(exc, "class_name", type(exc).__name__),
-                            "error_message": str(exc)[:1000]})
-    ledger.update(status=train.TRAINED, reason=FORECAST_REASON, fit_seconds=fitted.fit_seconds,
-                  predict_seconds=fitted.predict_seconds)
+    failure, fitted, fitted_by, why = None, None, model, ""
+    for fit_params, fit_model_params, reason in attempts:
+        try:
+            fitted = train.fit_checked(fit_params, fit_model_params, split, key, seed, deadline)
+            fitted_by, why = fit_params.model, reason if reason is not None else failure["reason"]
+            break
+        except Exception as exc:  # one key's failure must not stop the run; it is recorded instead
+            failure = failure or {"reason": train.failure_reason(exc),
+                                  "error_class": getattr(exc, "class_name", type(exc).__name__),
+                                  "error_message": str(exc)[:1000]}
+    if fitted is None:
+        return KeyForecast({**ledger, "status": train.FAILED, **failure,
+                            "reason": f"{FORECAST_REASON}_{failure['reason']}"})
+    if failure is not None:
+        ledger.update(error_class=failure["error_class"], error_message=failure["error_message"])
+    ledger.update(status=train.TRAINED, reason=f"{FORECAST_REASON}_fallback: {why}" if why else FORECAST_REASON,
+                  fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
+    if params.fallback_model:
+        ledger.update(fitted_model=fitted_by, fallback=why)
     n = len(to_predict)
     frame = pd.DataFrame({
         params.key_column: np.full(n, key, dtype=object),
@@ -183,6 +202,8 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
         "train_end": np.full(n, span.stop - 1, dtype=np.int64),
         "rows_train": np.full(n, len(rows), dtype=np.int64),
         "model_params": np.full(n, ledger["model_params"], dtype=object),
+        **({"fitted_model": np.full(n, fitted_by, dtype=object), "fallback": np.full(n, why, dtype=object)}
+           if params.fallback_model else {}),
     })
     frame = intervals.add_forecast_bands(frame, predictions, model, params)
     return KeyForecast(ledger, frame, fitted.estimator, seed)

@@ -58,7 +58,7 @@ def ledger_counters(row: dict) -> dict:
     counters = {"groups_planned": 1, f"groups_{status}": 1}
     if row.get("feature_values_imputed"):  # not an output column: the summary's count (pipeline.stages.train)
         counters["feature_values_imputed"] = row["feature_values_imputed"]
-    if status != "trained":
+    if status != "trained" or reason:  # a trained row with a reason: fitted by --fallback_model
         counters[f"{status}_by_reason"] = {reason: 1}
     return counters
 
@@ -148,6 +148,7 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
         "groups_failed": totals.get("groups_failed", 0),
         "skipped_by_reason": totals.get("skipped_by_reason", {}),
         "failed_by_reason": totals.get("failed_by_reason", {}),
+        **({"fallback_by_reason": totals.get("trained_by_reason", {})} if params.fallback_model else {}),
         "rmse_by_test_period": {p: math.sqrt(sse[p] / n[p]) for p in periods},
         "baseline_rmse_by_test_period": {p: math.sqrt(base_sse[p] / n[p]) for p in periods},
         **(scaled_summary(totals) if "period_n_scaled" in totals else {}),

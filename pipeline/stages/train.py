@@ -12,6 +12,7 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import json
@@ -22,7 +23,7 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline.io import artifacts
-from pipeline.models import custom_model
+from pipeline.models import combination, custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features, target_history
 from pipeline.models import registry, statistical
@@ -40,7 +41,19 @@ UNEXPECTED = "unexpected"
 def fit_in_time(params: PipelineParams, model_params: dict, split: "WindowSplit", key: str, seed: int,
                 deadline: DeadlineCaller | None) -> custom_model.Fitted:
     """Fits and predicts, in this process or in the deadline's helper process (which receives the
-    model itself, registry entry or user spec, so it needs no state of this process)."""
+    model itself, registry entry or user spec, so it needs no state of this process).
+
+    A combination (`a+b`, pipeline.models.combination) fits each member here as it would be fitted
+    alone (same split and seed, its own hyperparameters) and predicts their mean."""
+    if combination.is_combination(params.model):
+        names = combination.members(params.model)
+        fits = [fit_in_time(dataclasses.replace(params, model=name), combination.member_params(model_params, name),
+                            split, key, seed, deadline) for name in names]
+        estimators = [fit.estimator for fit in fits]
+        return custom_model.Fitted(
+            combination.mean_of([fit.predicted for fit in fits]), sum(fit.fit_seconds for fit in fits),
+            sum(fit.predict_seconds for fit in fits),
+            combination.MeanOfModels(names, estimators) if all(e is not None for e in estimators) else None)
     call = deadline.call if deadline is not None else _call_here
     return call(custom_model.fit_predict, params, custom_model.resolve(params.model), model_params,
                 features.model_columns(params), split, key, seed)
@@ -289,19 +302,26 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
     model_params = params.model_params if model_params is None else model_params
     test_start = plan.test_start(window_start)
     split, ledger = split_window(key, window_start, window_data, params, plan, model_params)
-    if ledger["status"] == SKIPPED:
-        return GroupResult(ledger)
-
+    if params.fallback_model:
+        ledger.update(fitted_model=params.model, fallback="")
     seed = registry.group_seed(params.seed, key, window_start)
-    try:
-        fitted = fit_in_time(params, model_params, split, key, seed, deadline)
-        predicted = fitted.predicted
-        if not np.isfinite(predicted).all():
-            raise FloatingPointError("the model predicted NaN or infinite values")
-    except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
-        return GroupResult({**ledger, "status": FAILED, "reason": failure_reason(exc),
-                            "error_class": getattr(exc, "class_name", type(exc).__name__),
-                            "error_message": str(exc)[:1000]})
+    if ledger["status"] == SKIPPED:
+        if not may_fall_back(params, ledger["reason"], split):
+            return GroupResult(ledger)
+        fitted, ledger = fit_fallback(params, split, key, seed, deadline, ledger)
+    else:
+        try:
+            fitted = fit_checked(params, model_params, split, key, seed, deadline)
+        except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
+            ledger = {**ledger, "status": FAILED, "reason": failure_reason(exc),
+                      "error_class": getattr(exc, "class_name", type(exc).__name__),
+                      "error_message": str(exc)[:1000]}
+            if not may_fall_back(params, ledger["reason"], split):
+                return GroupResult(ledger)
+            fitted, ledger = fit_fallback(params, split, key, seed, deadline, ledger)
+    if fitted is None:
+        return GroupResult(ledger)
+    predicted = fitted.predicted
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
@@ -325,6 +345,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "seasonal_naive": seasonal,
         "mase_scale": np.full(len(actual), np.nan if scale is None else scale),
         "model": np.full(len(actual), params.model, dtype=object),
+        **({"fitted_model": np.full(len(actual), ledger["fitted_model"], dtype=object),
+            "fallback": np.full(len(actual), ledger["fallback"], dtype=object)} if params.fallback_model else {}),
     }  # run_id: set with the other lineage columns by the sinks
     metrics = {
         params.key_column: key, "window_start": window_start, "window_end": window_end,
@@ -336,6 +358,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
            for name, value in evaluate.scaled_metrics(actual, seasonal, scale).items()},
         "fit_seconds": ledger["fit_seconds"], "predict_seconds": ledger["predict_seconds"],
         "model": params.model, "model_params": ledger["model_params"], "run_id": params.run_id,
+        **({name: ledger[name] for name in ("fitted_model", "fallback")} if params.fallback_model else {}),
     }
     if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
         artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
@@ -351,6 +374,41 @@ def seasonal_baseline(params: PipelineParams, split: WindowSplit) -> tuple[np.nd
     train_values = split.column(params.target, test=False).astype(float)
     return (evaluate.seasonal_naive(train_steps, train_values, test_steps, season),
             evaluate.seasonal_scale(train_steps, train_values, season))
+
+
+# Why a candidate's key x window (or forecast) is fitted with --fallback_model instead: it failed, or it was
+# skipped for too little history. A constant target is not among them (every model would echo it).
+FALLBACK_REASONS = ("fit_error", "timeout", "fit_crashed", "too_few_periods", "too_few_rows")
+
+
+def may_fall_back(params: PipelineParams, reason: str, split: WindowSplit) -> bool:
+    return bool(params.fallback_model) and reason in FALLBACK_REASONS and split.rows_train > 0 and \
+        split.rows_test > 0 and params.fallback_model != params.model
+
+
+def fit_checked(params: PipelineParams, model_params: dict, split: WindowSplit, key: str, seed: int,
+                deadline) -> custom_model.Fitted:
+    """`fit_in_time`, with predictions that are not all finite an error."""
+    fitted = fit_in_time(params, model_params, split, key, seed, deadline)
+    if not np.isfinite(fitted.predicted).all():
+        raise FloatingPointError("the model predicted NaN or infinite values")
+    return fitted
+
+
+def fit_fallback(params: PipelineParams, split: WindowSplit, key: str, seed: int, deadline, ledger: dict
+                 ) -> tuple[custom_model.Fitted | None, dict]:
+    """(the fallback's fit or None, the ledger row): trained with reason `fallback: <why>` and the
+    candidate's error kept; failed (the original reason, both errors in the message) if the fallback fails."""
+    why = ledger["reason"]
+    try:
+        fitted = fit_checked(dataclasses.replace(params, model=params.fallback_model), {}, split, key, seed,
+                             deadline)
+    except Exception as exc:  # recorded, as the candidate's own failure is
+        return None, {**ledger, "status": FAILED if ledger["status"] == FAILED else ledger["status"],
+                      "error_message": f"{ledger['error_message'][:480]}; fallback {params.fallback_model} "
+                                       f"failed too: {type(exc).__name__}: {str(exc)[:480]}"}
+    return fitted, {**ledger, "status": TRAINED, "reason": f"fallback: {why}",
+                    "fitted_model": params.fallback_model, "fallback": why}
 
 
 def count_group(status: str) -> None:
