@@ -54,7 +54,9 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen,
+            ("artifact_sha256", pa.string()),  # --model_dir: the saved model file's hash (pipeline.io.artifacts)
+            *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),
