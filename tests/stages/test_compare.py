@@ -119,5 +119,6 @@ def test_saved_models_one_artifact_per_model(tmp_path, data_path):
     out, models = tmp_path / "out", tmp_path / "models"
     run_pipeline(out, f"--input={data_path}", "--model=ridge,gbr", f"--model_dir={models}", "--run_id=saved")
     for model, estimator_class in (("ridge", "Ridge"), ("gbr", "GradientBoostingRegressor")):
-        estimator, meta = load_model(str(models / model), "saved", "A", 2001, artifact_record(str(out), "A", 2001, model))
+        record = artifact_record(str(out), "A", 2001, model)
+        estimator, meta = load_model(str(models / model), "saved", "A", 2001, record)
         assert type(estimator).__name__ == estimator_class and meta["model"] == model
