@@ -42,6 +42,8 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
     bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
+    # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.artifacts)
+    artifact = [("artifact_sha256", pa.string())] if params.model_dir else []
     return {
         "predictions": pa.schema([
             key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
@@ -54,9 +56,7 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         "ledger": pa.schema([
             key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *chosen,
-            ("artifact_sha256", pa.string()),  # --model_dir: the saved model file's hash (pipeline.io.artifacts)
-            *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *artifact, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),

@@ -44,6 +44,9 @@ def artifact_record(run_output: str, key: str, window_start: int, model: str | N
     """The run's published record of one key x window's saved model: its trained ledger row."""
     key_column = read_json(run_output, SUMMARY_FILE)["parameters"]["key_column"]
     ledger = read_table(run_output, "ledger", where=(key_column, [str(key)]))
+    if len(ledger) and "artifact_sha256" not in ledger:
+        raise ArtifactRefused(f"the ledger of {run_output} records no model hashes (a run without --model_dir, or "
+                              "from before they were recorded): its saved models cannot be verified")
     if len(ledger):
         ledger = ledger[(ledger[key_column].astype(str) == str(key)) & (ledger["window_start"] == int(window_start))
                         & ledger["artifact_sha256"].notna()]

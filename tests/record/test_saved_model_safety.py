@@ -127,3 +127,12 @@ def test_bounded_folder_names_stay_apart():
     # A short key that looks like a bounded name cannot take one's place: "+" is always encoded.
     assert artifacts.key_folder(artifacts.key_folder(LONG_KEY)) != artifacts.key_folder(LONG_KEY)
     assert artifacts.key_folder("S/01") == "S%2F01"  # short keys: their encoding, as before
+
+
+def test_the_hash_column_only_with_model_dir():
+    from pipeline.io import sinks
+    from pipeline.run import parse_args
+
+    without, with_models = (sinks.output_schemas(parse_args(argv)[0])["ledger"].names
+                            for argv in ([], ["--model_dir=/tmp/models"]))
+    assert "artifact_sha256" not in without and "artifact_sha256" in with_models  # existing tables keep their schema
