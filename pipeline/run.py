@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline import runner
-from pipeline.io import bigquery, bigquery_beam, columns, publish, sinks, source
+from pipeline.io import bigquery, bigquery_beam, columns, period_values, publish, sinks, source
 from pipeline.io.results import read_summary
 from pipeline.models import custom_model
 from pipeline.params import parse
@@ -49,6 +49,7 @@ PER_MODEL_CHECKS = (custom_model.check_params, search.check_params)
 def parse_args(argv: Sequence[str] | None) -> tuple[PipelineParams, list[str]]:
     """argv -> (validated parameters, Beam's flags): parsing, then every module's own checks."""
     params, beam_args = parse.parse_args(argv, runner.beam_flags())
+    params = columns.with_period_column(params)  # --period: the derived period column's name
     compare.check_params(params)
     for check in PARAMETER_CHECKS:
         for each in (compare.per_model(params) if check in PER_MODEL_CHECKS else [params]):
@@ -179,6 +180,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     if runner.is_dataflow(options):
         check_dataflow_params(params, kind)
     source.check_columns(params, kind)
+    period_values.check(params, kind)  # integer periods that read as yyyymm(dd): refused before any work
     # Every check before any change: BigQuery's over every table (changes nothing), then the files'
     # (--if_output_exists); only then are tables created and, with --if_run_exists=replace, the run's
     # earlier rows deleted. A refused run deletes nothing.

@@ -163,7 +163,8 @@ def check_source_schema(params: PipelineParams, client, service_account: str | N
     """Every column the parameters name exists, with a BigQuery type the pipeline can use."""
     fields = {field.name: field for field in source_fields(params, client, service_account)}
     require_columns(params, list(fields))
-    roles = [(name, getattr(params, name)) for name in ("key_column", "time_column", "date_column", "target")]
+    roles = [(name, getattr(params, name)) for name in ("key_column", "time_column", "date_column", "target")
+             if name != "time_column" or not params.period]  # --period: derived from the date, not read
     roles += [("features", feature) for feature in params.features]
     for role, column in roles:
         field = fields[column]

@@ -19,7 +19,7 @@ from apache_beam.io.gcp.internal.clients.bigquery import DatasetReference
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipeline.io import sinks
+from pipeline.io import labels, sinks
 from pipeline.io.bigquery import output_tables, parse_dataset, table_layout, table_schema
 from pipeline.io.columns import CHUNK_ROWS
 from pipeline.params.values import PipelineParams
@@ -96,7 +96,8 @@ class WriteTable(beam.PTransform):
         streaming = params.bq_write_method == WriteToBigQuery.Method.STREAMING_INSERTS
         temp = params.bq_temp_location
         result = (elements
-                  | "Batch" >> sinks.ToArrowTables(schema, self._constants)
+                  | "Batch" >> sinks.ToArrowTables(schema, self._constants,
+                                                   labeller=labels.Labeller.from_params(params))
                   | "ToRows" >> beam.FlatMap(bigquery_rows)
                   | "Write" >> WriteToBigQuery(
                       self._table,

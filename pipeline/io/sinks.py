@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
+from pipeline.io import labels
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.utils import packing  # noqa: F401  (registers the coder of the Arrow tables written)
@@ -44,17 +45,21 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
     # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.artifacts)
     artifact = [("artifact_sha256", pa.string())] if params.model_dir else []
+    # readable periods next to the integers (pipeline.io.labels fills them)
+    period_label, window_label, train_label, test_label = ((name, pa.string()) for name in (
+        labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
     return {
         "predictions": pa.schema([
-            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), *window,
+            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), period_label, *window,
             ("predicted", pa.float64()), ("actual", pa.float64()), ("baseline", pa.float64()), *bounds, *tail]),
         "metrics": pa.schema([
-            key, *window, ("test_start", pa.int64()), ("rows_train", pa.int64()), ("rows_test", pa.int64()),
+            key, *window, window_label, ("test_start", pa.int64()), test_label, ("rows_train", pa.int64()),
+            ("rows_test", pa.int64()),
             ("rmse", pa.float64()), ("mae", pa.float64()), ("mape", pa.float64()), ("bias", pa.float64()),
             ("baseline_rmse", pa.float64()), ("fit_seconds", pa.float64()),
             ("predict_seconds", pa.float64()), *coverage, *chosen, *tail]),
         "ledger": pa.schema([
-            key, *window, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
+            key, *window, window_label, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
             ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *artifact, *tail]),
         "rejected_rows": pa.schema([
@@ -69,12 +74,14 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
             key, ("model", pa.string()), ("select_metric", pa.string()), ("score", pa.float64()),
             ("windows_compared", pa.int64()), ("chosen", pa.bool_()), *lineage]),
         "forecasts": pa.schema([
-            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), ("predicted", pa.float64()),
-            *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()), ("rows_train", pa.int64()),
+            key, (params.date_column, pa.date32()), (params.time_column, pa.int64()), period_label,
+            ("predicted", pa.float64()), *bounds, ("train_start", pa.int64()), ("train_end", pa.int64()),
+            train_label, ("rows_train", pa.int64()),
             ("model_params", pa.string()), *tail]),
         PLAN_NAME: pa.schema([
-            key, *window, ("train_start", pa.int64()), ("train_end", pa.int64()), ("test_start", pa.int64()),
-            ("test_end", pa.int64()), ("periods_present", pa.int64()), ("rows_train", pa.int64()),
+            key, *window, window_label, ("train_start", pa.int64()), ("train_end", pa.int64()), train_label,
+            ("test_start", pa.int64()), ("test_end", pa.int64()), test_label, ("periods_present", pa.int64()),
+            ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("status", pa.string()), ("reason", pa.string()), *tail]),
     }
 
@@ -133,7 +140,9 @@ def prepare_output(params: PipelineParams) -> None:
 ROWS_PER_TABLE = 100_000  # rows per Arrow table written (a Parquet row group): bounded memory, few files
 
 
-def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
+def to_table(frame: pd.DataFrame, schema: pa.Schema, labeller: labels.Labeller | None = None) -> pa.Table:
+    if labeller is not None:
+        frame = labeller.fill(frame, schema.names)
     columns = {}
     for field in schema:
         values = frame[field.name] if field.name in frame else pd.Series([None] * len(frame))
@@ -155,8 +164,9 @@ class _ArrowTablesFn(beam.DoFn):
     `constants` (the lineage columns) set once per table. Elements are the global window's (the
     pipeline cuts its sliding windows itself), so what a bundle leaves is emitted there."""
 
-    def __init__(self, schema: pa.Schema, constants: dict, rows_per_table: int):
+    def __init__(self, schema: pa.Schema, constants: dict, rows_per_table: int, labeller=None):
         self._schema, self._constants, self._rows_per_table = schema, constants, rows_per_table
+        self._labeller = labeller
 
     def start_bundle(self):
         self._items, self._rows = [], 0
@@ -174,22 +184,25 @@ class _ArrowTablesFn(beam.DoFn):
     def _table(self) -> pa.Table:
         frame = _concat(self._items).assign(**self._constants)
         self._items, self._rows = [], 0
-        return to_table(frame, self._schema)
+        return to_table(frame, self._schema, self._labeller)
 
 
 class ToArrowTables(beam.PTransform):
     """An output's DataFrames or row dicts -> Arrow tables of its schema (see _ArrowTablesFn);
     the file and the BigQuery sinks both write from these."""
 
-    def __init__(self, schema: pa.Schema, constants: dict | None = None, rows_per_table: int = ROWS_PER_TABLE):
+    def __init__(self, schema: pa.Schema, constants: dict | None = None, rows_per_table: int = ROWS_PER_TABLE,
+                 labeller: labels.Labeller | None = None):
         super().__init__()
         self._schema, self._constants, self._rows_per_table = schema, constants or {}, rows_per_table
+        self._labeller = labeller
 
     def expand(self, elements):
         if not isinstance(elements.windowing.windowfn, beam.transforms.window.GlobalWindows):
             raise ValueError(f"{self.label}: outputs are written from the global window")
         return elements | "ToArrow" >> beam.ParDo(
-            _ArrowTablesFn(self._schema, self._constants, self._rows_per_table)).with_output_types(pa.Table)
+            _ArrowTablesFn(self._schema, self._constants, self._rows_per_table, self._labeller)
+        ).with_output_types(pa.Table)
 
 
 class WriteFrames(beam.PTransform):
@@ -219,7 +232,8 @@ class WriteFrames(beam.PTransform):
 
     def _convert(self, frames, label: str, csv: bool):
         """`frames` as Arrow tables of the output's schema (ToArrowTables), or as CSV text without the header."""
-        tables = frames | f"Batch{label}" >> ToArrowTables(self._schema, self._constants)
+        tables = frames | f"Batch{label}" >> ToArrowTables(self._schema, self._constants,
+                                                           labeller=labels.Labeller.from_params(self._params))
         if csv:
             return tables | f"ToCsv{label}" >> beam.Map(lambda t: t.to_pandas().to_csv(
                 index=False, header=False, lineterminator="\n").rstrip("\n"))

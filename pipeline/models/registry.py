@@ -123,3 +123,9 @@ def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, t
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
     return (*fit_estimator(estimator, train_features, train_target, test_features, threads),
             estimator if keep_model else None)
+
+
+def needs_features(name: str) -> bool:
+    """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
+    here and every user model, package.module:callable); a model of the target history alone does not."""
+    return True

@@ -45,7 +45,8 @@ PARAMS: tuple[Param, ...] = (
           example="gs://my-bucket/sales/*.parquet", parent="source", parent_values=("file",)),
     Param("time_column", "Period column",
           "Column holding each row's integer period (a year, a month number, a week index); windows slide "
-          "over its values.",
+          "over its values. With the period from the date it names the derived column in the outputs (left at "
+          "year, the column is named after the unit: year, quarter, month, week or day).",
           GROUP_SOURCE, default="year", regex=COLUMN_RE),
     Param("period", "Period from the date",
           "Derive each row's period from the date column instead of reading the period column: year, quarter, "
@@ -68,8 +69,10 @@ PARAMS: tuple[Param, ...] = (
           regex=COLUMN_RE),
     Param("features", "Feature columns",
           "Comma-separated feature columns, no spaces. Non-numeric values become missing, and missing values "
-          "become 0.0; both are counted in the run summary.",
-          GROUP_SOURCE, default="attr1,attr2,attr3", regex=COLUMN_LIST_RE),
+          "become 0.0; both are counted in the run summary. Empty (a table of key, date and target only) when "
+          "features are generated (calendar features, lags, rolling means) or every model needs none.",
+          GROUP_SOURCE, default="attr1,attr2,attr3", regex=r"^([A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*)?$",
+          allowed="empty, or comma-separated column names (letters, digits and _), no spaces"),
     # -- windows --------------------------------------------------------------
     Param("window_size", "Window size", "Periods per sliding window (train + test), at least 2.",
           GROUP_WINDOWS, type=int, default=3, param_type="NUMBER", regex=WINDOW_SIZE_RE),
@@ -78,6 +81,26 @@ PARAMS: tuple[Param, ...] = (
     Param("test_periods", "Test periods",
           "The last N periods of each window are predicted; the earlier ones train the model.",
           GROUP_WINDOWS, type=int, default=1, param_type="NUMBER", regex=POSITIVE_INT_RE),
+    Param("window_mode", "Window mode",
+          "sliding: each window trains on its own periods only (window size minus test periods). expanding: "
+          "each window trains on every earlier period of the key as well; the window size is then the "
+          "minimum length of a window (train plus test periods).",
+          GROUP_WINDOWS, default="sliding", choices=("sliding", "expanding"), param_type="ENUM",
+          choice_help=(("sliding", "train on the window's own periods"),
+                       ("expanding", "train on every earlier period of the key"))),
+    Param("window_anchor", "Window anchor",
+          "global: windows start on multiples of the window period inside the data's period range, the same "
+          "for every key (every shop on calendar years). key: each key's last window ends at its own last "
+          "observed period and the earlier ones step back by the window period, so series of different "
+          "lengths and end dates are backtested just before their own forecast origin; a key too short for a "
+          "window gets a ledger row (reason too_short_history).",
+          GROUP_WINDOWS, default="global", choices=("global", "key"), param_type="ENUM",
+          choice_help=(("global", "the same windows for every key"), ("key", "windows ending at each key's end"))),
+    Param("n_windows", "Backtest windows",
+          "How many backtest windows, the latest ones: with key anchoring the last N of each key (a key "
+          "with a shorter history gets a too_short_history ledger row for each one missing); with global "
+          "anchoring the last N of the grid. 0: every window that fits.",
+          GROUP_WINDOWS, type=int, default=0, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE),
     Param("min_train_rows", "Minimum training rows",
           "A key x window with fewer training rows is skipped (reason too_few_rows).",
           GROUP_WINDOWS, type=int, default=2, param_type="NUMBER", regex=POSITIVE_INT_RE),
@@ -148,9 +171,16 @@ PARAMS: tuple[Param, ...] = (
           "Rows whose period is below this are rejected (reason period_out_of_range).",
           GROUP_SOURCE, type=int, default=0, param_type="NUMBER", regex=INT_RE, hidden=True),
     Param("max_period", "Last plausible period",
-          "Rows whose period is above this are rejected (reason period_out_of_range). The default admits "
-          "period indices, years, yyyymm and yyyymmdd.",
+          "Rows whose period is above this are rejected (reason period_out_of_range). Neither bound applies "
+          "to periods derived from the date.",
           GROUP_SOURCE, type=int, default=99_999_999, param_type="NUMBER", regex=INT_RE, hidden=True),
+    Param("period_gaps_ok", "Period gaps are meant",
+          "An integer period column whose values look like yyyymm or yyyymmdd (202112 then 202201: a gap of 88 "
+          "periods each new year) is refused before any fit, since windows would slide over the missing "
+          "\"months\" 13 to 100; "
+          "derive the periods from the date instead (Period from the date: month or day). "
+          "true: the gaps are meant, run anyway.",
+          GROUP_SOURCE, type=parse_bool, default=False, param_type="BOOLEAN", regex=BOOL_RE, hidden=True),
     Param("group_timeout_s", "Time limit per key x window",
           "Seconds one key x window may spend fitting and predicting; beyond it the fit is stopped and the "
           "group is recorded as failed (reason timeout). 0 = no limit. With a limit, fits run in a helper "

@@ -33,6 +33,10 @@ class PipelineParams:
     plan_only: bool = False
     period: str = ""  # derive the period from the date: year, quarter, month, week or day (pipeline.utils.periods)
     frequency: str = ""  # the spacing of a key's rows: D, W, M, Q, Y; empty = inferred per key
+    window_mode: str = "sliding"  # or expanding: train on every earlier period (pipeline.stages.window_plan)
+    window_anchor: str = "global"  # or key: windows end at each key's own last period
+    n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
+    period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
     quiet: bool = False
     model_dir: str = ""
     # robustness (issue 5)
@@ -81,7 +85,9 @@ class PipelineParams:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        return (self.key_column, self.time_column, self.date_column, self.target, *self.features)
+        """The columns read from the source (with --period the period comes from the date)."""
+        period = () if self.period else (self.time_column,)
+        return (self.key_column, *period, self.date_column, self.target, *self.features)
 
     def as_dict(self) -> dict:
         out = dataclasses.asdict(self)

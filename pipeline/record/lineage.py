@@ -44,7 +44,8 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
                                    "bq_temp_location", "selection_table", "forecast_table"})
 # Parameters added after runs were recorded: hashed only when they differ from their default, so a run
 # that does not use them keeps the params_hash it had before they existed.
-HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels",
+HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels", "period", "frequency",
+                             "window_mode", "window_anchor", "n_windows", "period_gaps_ok",
                              "max_key_rows", "max_key_bytes"})  # (stages/key_size.py)
 LIBRARIES = ("apache-beam", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb",
              "joblib", "threadpoolctl", "matplotlib")

@@ -37,7 +37,8 @@ def _periods(params: dict, window_start: int) -> tuple[int | None, int]:
     """(first, last) period the re-run reads: the window's, or every one up to its last (first None)
     with lags or rolling means, since those features read the rows before the window."""
     last = int(window_start) + int(params["window_size"]) - 1
-    reads_history = bool(params.get("lag_days") or params.get("rolling_mean_days"))
+    reads_history = bool(params.get("lag_days") or params.get("rolling_mean_days")
+                         or params.get("window_mode") == "expanding")  # expanding: trains on every earlier period
     return (None if reads_history else int(window_start)), last
 
 

@@ -91,11 +91,12 @@ def configuration(params: PipelineParams, metric_rows: list[dict]) -> dict | Non
 
 
 def training_rows(observed: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFrame, range]:
-    """The key's rows in its last `window_size - test_periods` observed periods, and those periods."""
+    """The key's rows in its last `window_size - test_periods` observed periods, and those periods
+    (--window_mode=expanding: every observed row; the span stays the periods that must be present)."""
     periods = observed[params.time_column]
     last = int(periods.max())
     span = range(last - params.train_periods + 1, last + 1)
-    rows = observed.loc[periods >= span.start]
+    rows = observed if params.window_mode == "expanding" else observed.loc[periods >= span.start]
     return rows.drop(columns=[c for c in rows.columns if features.VARIANT_SEPARATOR in str(c)]), span
 
 
@@ -144,7 +145,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
         return skipped("no_history", "no row with a target")
     rows, span = training_rows(observed, params)
     ledger.update(window_start=span.start, rows_train=len(rows))
-    present = rows[params.time_column].nunique()
+    present = rows[params.time_column].loc[lambda p: p >= span.start].nunique()
     target = rows[params.target].to_numpy(dtype=float)
     if present < len(span):
         return skipped("too_few_periods", f"{present} of the last {len(span)} observed periods "

@@ -38,11 +38,13 @@ def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: Pip
              plan: WindowPlan) -> dict:
     _, ledger = train.split_window(key, window_start, window_data, params, plan)
     train_periods, test_periods = plan.train_periods(window_start), plan.test_periods_of(window_start)
+    periods = window_data[params.time_column]
+    train_start = min(int(periods.min()), window_start) if len(periods) else window_start  # expanding: earlier
     return {
         params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
-        "train_start": train_periods[0], "train_end": train_periods[-1],
+        "train_start": train_start, "train_end": train_periods[-1],
         "test_start": test_periods[0], "test_end": test_periods[-1],
-        "periods_present": int(window_data[params.time_column].nunique()),
+        "periods_present": int(periods[periods >= window_start].nunique()),
         "rows_train": ledger["rows_train"], "rows_test": ledger["rows_test"],
         "status": WOULD_SKIP if ledger["status"] == train.SKIPPED else WOULD_TRAIN,
         "reason": ledger["reason"], "model": params.model, "run_id": params.run_id,
@@ -174,23 +176,25 @@ def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips:
     """A compact text view: one line per window, the skipped groups, then the totals and estimate."""
     lines = ["Fold plan (one line per window; every key x window is a row in plan/):", ""]
     if len(table):
-        table = table.assign(train=_span(table["train_start"], table["train_end"]),
-                             test=_span(table["test_start"], table["test_end"]),
+        labelled = "train_label" in table  # written plans carry readable periods (pipeline.io.labels)
+        train_span = table["train_label"] if labelled else _span(table["train_start"], table["train_end"])
+        test_span = table["test_label"] if labelled else _span(table["test_start"], table["test_end"])
+        window = table["window_label"] if labelled else table["window_start"]
+        table = table.assign(window=window, train=train_span, test=test_span,
                              trains=table["status"].eq(WOULD_TRAIN),
                              train_rows=table["rows_train"].where(table["status"].eq(WOULD_TRAIN), 0),
                              test_rows=table["rows_test"].where(table["status"].eq(WOULD_TRAIN), 0))
-        per_window = (table.groupby(["window_start", "train", "test"])
+        per_window = (table.groupby(["window_start", "window", "train", "test"])
                       .agg(keys=(key_column, "size"), fits=("trains", "sum"),
                            rows_train=("train_rows", "sum"), rows_test=("test_rows", "sum"))
                       .reset_index())
         per_window["skips"] = per_window["keys"] - per_window["fits"]
-        lines.append(per_window[["window_start", "train", "test", "keys", "fits", "skips", "rows_train",
+        lines.append(per_window[["window", "train", "test", "keys", "fits", "skips", "rows_train",
                                  "rows_test"]].to_string(index=False))
         skipped = table[~table["trains"]].sort_values([key_column, "window_start"])
         if len(skipped):
             lines += ["", f"Would skip ({len(skipped)}):"]
-            shown = skipped.head(max_skips)[[key_column, "window_start", "periods_present", "rows_train",
-                                             "reason"]]
+            shown = skipped.head(max_skips)[[key_column, "window", "periods_present", "rows_train", "reason"]]
             lines.append(shown.to_string(index=False))
             if len(skipped) > max_skips:
                 lines.append(f"... and {len(skipped) - max_skips} more in plan/")

@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline.utils import packing
+from pipeline.utils import packing, periods
 from pipeline.params.values import PipelineParams
 from pipeline.stages import fanout
-from pipeline.stages.windows import PeriodRangeFn
+from pipeline.stages.windows import DISTINCT_PERIODS_CHECKED, PeriodRangeFn
 from pipeline.utils.tagged import declare_outputs
 
 REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
@@ -58,11 +58,12 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
     key_text = key.astype("string").str.strip()
     checks.append((params.key_column, "missing_key", key.isna() | (key_text == "")))
 
-    period = _numeric(chunk[params.time_column])
-    checks.append((params.time_column, "bad_period",
-                   period.isna() | ~np.isfinite(period) | (period != np.floor(period))))
-    checks.append((params.time_column, "period_out_of_range",
-                   (period < params.min_period) | (period > params.max_period)))
+    if not params.period:  # --period: derived from the date below, no period column is read
+        period = _numeric(chunk[params.time_column])
+        checks.append((params.time_column, "bad_period",
+                       period.isna() | ~np.isfinite(period) | (period != np.floor(period))))
+        checks.append((params.time_column, "period_out_of_range",
+                       (period < params.min_period) | (period > params.max_period)))
 
     dates = pd.to_datetime(chunk[params.date_column], errors="coerce", utc=False, format="mixed")
     if getattr(dates.dt, "tz", None) is not None:
@@ -84,10 +85,12 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
             bad_any |= mask
 
     good = ~bad_any
+    good_dates = dates[good].astype("datetime64[ns]").to_numpy()
     valid = pd.DataFrame({
         "__key": key_text[good].astype(str).to_numpy(),
-        params.time_column: period[good].astype("int64").to_numpy(),
-        params.date_column: dates[good].astype("datetime64[ns]").to_numpy(),
+        params.time_column: (periods.ordinals(good_dates, params.period) if params.period
+                             else period[good].astype("int64").to_numpy()),
+        params.date_column: good_dates,
         params.target: target[good].to_numpy(),
     })
     if params.forecast and (future & good).any():
@@ -107,9 +110,15 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
     return valid, rejected, counts
 
 
+def refuses_calendar_integers(params: PipelineParams) -> bool:
+    """Whether integer periods that read as yyyymm(dd) fail the run: read from a period column, gaps not meant."""
+    return not params.period and not params.period_gaps_ok
+
+
 class _ValidateChunk(beam.DoFn):
     def __init__(self, params: PipelineParams, key_cap: int):
         self._params, self._key_cap = params, key_cap
+        self._refuse_calendar_integers = refuses_calendar_integers(params)
         self._rows_read = Metrics.counter("rows", "rows_read")
         self._rows_rejected = Metrics.counter("rows", "rows_rejected")
         self._coerced = Metrics.counter("rows", "feature_values_coerced")
@@ -127,8 +136,11 @@ class _ValidateChunk(beam.DoFn):
             yield beam.pvalue.TaggedOutput(_CHUNK_KEYS, [str(key) for key in itertools.islice(parts, self._key_cap)])
         observed = columns[columns[self._params.target].notna()] if self._params.forecast else columns
         if len(observed):  # the windows are planned over the periods with a target only
-            periods = observed[time_column]
-            yield beam.pvalue.TaggedOutput(_PERIOD_SPANS, (int(periods.min()), int(periods.max())))
+            distinct = np.unique(observed[time_column].to_numpy())
+            span = (int(distinct[0]), int(distinct[-1]))
+            if self._refuse_calendar_integers:  # and checked for yyyymm(dd) integers (windows.PeriodRangeFn)
+                span += (distinct[:DISTINCT_PERIODS_CHECKED + 1].tolist(),)
+            yield beam.pvalue.TaggedOutput(_PERIOD_SPANS, span)
         if len(rejected):
             yield beam.pvalue.TaggedOutput(REJECTED, rejected)
         yield beam.pvalue.TaggedOutput(COUNTS, counts)
@@ -272,7 +284,8 @@ class ValidateAndGroupByKey(beam.PTransform):
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
-        period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(PeriodRangeFn())
+        period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(
+            PeriodRangeFn(refuses_calendar_integers(self._params), self._params.time_column))
         key_count = validated[_CHUNK_KEYS] | "CountKeys" >> beam.CombineGlobally(fanout.CountKeysFn(self._key_cap))
         return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range,
                 KEY_COUNT: key_count, FORECAST_ROWS: merged[FORECAST_ROWS]}

@@ -174,9 +174,13 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
         "fit_seconds": 0.0, "predict_seconds": 0.0, "error_class": "", "error_message": "",
         "model": params.model, "model_params": json.dumps(used, sort_keys=True), "run_id": params.run_id,
     }
-    periods_present = len(np.unique(periods))
+    periods_present = len(np.unique(periods[periods >= window_start]))  # expanding: the earlier ones are extra
     train_target = split.column(params.target, test=False)
-    if periods_present < plan.size:
+    if not len(window_data):  # key anchoring: a window that starts before the key's first period
+        ledger.update(status=SKIPPED, reason="too_short_history",
+                      error_message=f"the key's history starts after this window's start {window_start} "
+                                    f"(window_anchor=key: its windows end at its own last period)")
+    elif periods_present < plan.size:
         ledger.update(status=SKIPPED, reason="too_few_periods",
                       error_message=f"{periods_present} of {plan.size} periods present")
     elif split.rows_train < params.min_train_rows:

@@ -16,6 +16,13 @@ A window is *planned* when it lies entirely inside the data's period range
 groups). A planned key x window with fewer distinct periods than the window
 size is skipped with reason `too_few_periods`.
 
+`--window_mode=expanding` trains each window on every earlier period of the key too (the window
+keeps its start and end: the test periods and the minimum length). `--window_anchor=key` places the
+windows at each key's own end instead (the last one ends at its last observed period, the earlier
+ones step back by --window_period, the last --n_windows of them); a window the key's history is too
+short for is a group with no row, skipped with reason `too_short_history`. Both are cut from each
+key's own periods (`WindowPlan.cut`), never by listing every start of the global range.
+
 The windows are Beam's own: `WindowPlan.window_fn()` (in `window_plan`, which imports Beam only
 there, so that code without Beam can cut the same windows) is the SlidingWindows the article
 uses, and the tests check that `CutWindows` puts every row in exactly the
@@ -31,10 +38,11 @@ from __future__ import annotations
 
 import apache_beam as beam
 
+from pipeline.io.columns import calendar_integer_error
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.stages.window_plan import WindowPlan
-from pipeline.utils import progress
+from pipeline.stages.window_plan import EXPANDING, GLOBAL, KEY, SLIDING, WindowPlan
+from pipeline.utils import periods, progress
 
 
 def check_params(params: PipelineParams) -> None:
@@ -48,6 +56,12 @@ def check_params(params: PipelineParams) -> None:
     if params.window_period > params.window_size:
         raise ParameterError("window_period", params.window_period,
                              f"at most --window_size={params.window_size}, or some periods are never tested")
+    if params.window_mode not in (SLIDING, EXPANDING):
+        raise ParameterError("window_mode", params.window_mode, f"one of {SLIDING}, {EXPANDING}")
+    if params.window_anchor not in (GLOBAL, KEY):
+        raise ParameterError("window_anchor", params.window_anchor, f"one of {GLOBAL}, {KEY}")
+    if params.n_windows < 0:
+        raise ParameterError("n_windows", params.n_windows, "0 (every window that fits) or a positive integer")
     if params.min_period > params.max_period:
         raise ParameterError("max_period", params.max_period,
                              f"an integer >= --min_period={params.min_period}")
@@ -57,24 +71,49 @@ def check_params(params: PipelineParams) -> None:
                              f"in --min_period..--max_period")
 
 
+DISTINCT_PERIODS_CHECKED = 100_000  # distinct periods kept to recognise yyyymm(dd) integers; beyond, none is
+
+
 class PeriodRangeFn(beam.CombineFn):
-    """(first, last) period over (first, last) pairs; None when there is none."""
+    """(first, last) period over (first, last[, distinct periods]) spans; None when there is none.
+
+    With `refuse_calendar_integers` (an integer period column, no --period_gaps_ok), up to
+    DISTINCT_PERIODS_CHECKED distinct periods are kept and the job fails, before any fit (every window
+    waits on this range), when they read as yyyymm or yyyymmdd (utils.periods.calendar_integer_unit)."""
+
+    def __init__(self, refuse_calendar_integers: bool = False, time_column: str = ""):
+        self._refuse, self._time_column = refuse_calendar_integers, time_column
 
     def create_accumulator(self):
         return None
 
     def add_input(self, acc, span):
-        return span if acc is None else (min(acc[0], span[0]), max(acc[1], span[1]))
+        first, last, *distinct = span
+        return self._merge(acc, (first, last, set(distinct[0]) if self._refuse and distinct else None))
 
     def merge_accumulators(self, accumulators):
         merged = None
         for acc in accumulators:
-            if acc is not None:
-                merged = self.add_input(merged, acc)
+            merged = self._merge(merged, acc)
         return merged
 
+    @staticmethod
+    def _merge(one, other):
+        if one is None or other is None:
+            return other if one is None else one
+        kept = None if one[2] is None or other[2] is None else one[2] | other[2]
+        if kept is not None and len(kept) > DISTINCT_PERIODS_CHECKED:
+            kept = None  # too many to tell: a yyyymmdd column of 270 years, not worth the memory
+        return min(one[0], other[0]), max(one[1], other[1]), kept
+
     def extract_output(self, acc):
-        return acc
+        if acc is None:
+            return None
+        if self._refuse and acc[2]:
+            unit = periods.calendar_integer_unit(sorted(acc[2]))
+            if unit:
+                raise ValueError(calendar_integer_error(unit, self._time_column))
+        return acc[0], acc[1]
 
 
 STRAIGHT, FANNED_OUT = "straight", "fanned_out"  # CutWindows' two paths (pipeline.stages.fanout)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime
 
 import numpy as np
+import pandas as pd
 
 UNITS = ("year", "quarter", "month", "week", "day")
 FREQUENCIES = ("D", "W", "M", "Q", "Y")
@@ -110,3 +111,28 @@ def resolve_frequency(frequency: str, period_unit: str, dates) -> str:
     if frequency:
         return frequency
     return infer_frequency(dates) or FREQUENCY_OF_UNIT.get(period_unit, "D")
+
+
+# Integers that read as calendar dates: (unit they stand for, digits, strptime format).
+_CALENDAR_INTEGERS = (("month", 6, "%Y%m"), ("day", 8, "%Y%m%d"))
+
+
+def calendar_integer_unit(values) -> str | None:
+    """"month" when the distinct integer periods `values` read as yyyymm (202112, 202201: every one a
+    valid year and month, and two consecutive months present that are not consecutive integers, the
+    gap of 88 each new year), "day" for yyyymmdd likewise; None otherwise. Windows, lags and horizons
+    count such values as integers, so they would slide over 88 "months" that do not exist."""
+    distinct = np.unique(np.asarray(values, dtype="int64"))
+    if len(distinct) < 2:
+        return None
+    for unit, digits, pattern in _CALENDAR_INTEGERS:
+        if distinct[0] < 10 ** (digits - 1) or distinct[-1] >= 10 ** digits:
+            continue
+        dates = pd.to_datetime(pd.Series(distinct.astype(str)), format=pattern, errors="coerce")
+        if dates.isna().any():
+            continue
+        calendar = ordinals(dates.to_numpy(), unit)
+        consecutive = np.diff(calendar) == 1
+        if (np.diff(distinct)[consecutive] != 1).any():
+            return unit
+    return None

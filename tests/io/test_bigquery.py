@@ -295,3 +295,13 @@ def test_target_tables_are_checked_before_any_work(bq, client):
                             "--write_disposition=WRITE_TRUNCATE", "--run_id=x"])
     bigquery.prepare(params, pipeline_options([f"--project={PROJECT}"]), "bigquery")  # truncation: no run rule
     assert run_count(client, metrics, "x") == 1
+
+
+def test_a_source_without_period_column_is_checked_with_period_from_the_date(bq, client):
+    """--period derives the period from the date: the query needs no period column (issue 21 §1)."""
+    query = "--query=SELECT date, shop_id, sales, attr1, attr2, attr3 FROM sales.daily"
+    error = prepare_error(["--source=bigquery", query])
+    assert error.name == "time_column"
+    params, _ = parse_args(["--source=bigquery", query, "--period=month"])
+    assert params.time_column == "month" and "month" not in params.columns
+    bigquery.prepare(params, pipeline_options([f"--project={PROJECT}"]), "bigquery")

@@ -22,7 +22,7 @@ from apache_beam.portability.api import beam_runner_api_pb2
 from pipeline.io import bigquery
 from pipeline.stages import rows
 from pipeline import run
-from pipeline.io import sinks
+from pipeline.io import labels, sinks
 from pipeline.params.catalog import PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
@@ -138,7 +138,8 @@ def test_table_schemas_derive_from_the_output_schemas():
     params, _ = parse_args(["--target=revenue", "--features=a,b", "--date_column=day", "--key_column=store"])
     schemas = sinks.output_schemas(params)
     predictions = {f["name"]: f["type"] for f in bigquery.table_schema(schemas["predictions"])["fields"]}
-    assert predictions == {"store": "STRING", "day": "DATE", "year": "INTEGER", "window_start": "INTEGER",
+    assert predictions == {"store": "STRING", "day": "DATE", "year": "INTEGER", "period_label": "STRING",
+                           "window_start": "INTEGER",
                            "window_end": "INTEGER", "predicted": "FLOAT", "actual": "FLOAT",
                            "baseline": "FLOAT", "model": "STRING", "run_id": "STRING",
                            "params_hash": "STRING", "code_version": "STRING"}
@@ -180,9 +181,10 @@ def test_written_rows_are_json_ready_and_nan_becomes_null():
     frame = pd.DataFrame({"shop_id": ["S1"], "date": [pd.Timestamp("2016-02-29")], "year": [2016],
                           "window_start": [2014], "window_end": [2016], "predicted": [1.5],
                           "actual": [2.25], "baseline": [float("nan")], "model": ["ridge"], "run_id": ["r"]})
-    table = sinks.to_table(frame, sinks.output_schemas(params)["predictions"])
+    table = sinks.to_table(frame, sinks.output_schemas(params)["predictions"], labels.Labeller.from_params(params))
     assert bigquery_beam.bigquery_rows(table) == [{
-        "shop_id": "S1", "date": "2016-02-29", "year": 2016, "window_start": 2014, "window_end": 2016,
+        "shop_id": "S1", "date": "2016-02-29", "year": 2016, "period_label": "2016", "window_start": 2014,
+        "window_end": 2016,
         "predicted": 1.5, "actual": 2.25, "baseline": None, "model": "ridge", "run_id": "r",
         "params_hash": None, "code_version": None}]
 

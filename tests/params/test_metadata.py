@@ -194,7 +194,8 @@ def test_console_form_uses_typed_pickers(document):
                                "rejected_table")} == {"BIGQUERY_TABLE"}
     assert {p.name for p in PARAMS if p.param_type == "ENUM"} == {p.name for p in PARAMS if p.choices}
     assert {p.name for p in PARAMS if p.type is declare.parse_bool} == {
-        p.name for p in PARAMS if p.param_type == "BOOLEAN"} == {"plan_only", "check_leakage", "forecast", "quiet"}
+        p.name for p in PARAMS if p.param_type == "BOOLEAN"} == {"plan_only", "check_leakage", "forecast", "quiet",
+                                                                   "period_gaps_ok"}
     for param in PARAMS:  # a text field for a number or a yes/no would be a missed picker
         if param.type in (int, float):
             assert types[param.name] == "NUMBER", param.name

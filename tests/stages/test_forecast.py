@@ -215,7 +215,7 @@ def test_forecasts_go_to_their_bigquery_table_partitioned_by_date():
     assert layout and all("'field': 'date'" in v for v in layout)
     params = parse_args(["--forecast=true", "--interval_levels=80,95"])[0]
     names = [f["name"] for f in bigquery.table_schema(sinks.output_schemas(params)["forecasts"])["fields"]]
-    assert names[:4] == ["shop_id", "date", "year", "predicted"]
+    assert names[:5] == ["shop_id", "date", "year", "period_label", "predicted"]
     assert {"lower_80", "upper_80", "lower_95", "upper_95", "calibration_residuals", "train_start",
             "train_end", "model", "run_id", "params_hash", "code_version"} <= set(names)
 
