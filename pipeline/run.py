@@ -32,8 +32,8 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report, run_summary
-from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
-                             select, summary, train, windows)
+from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, key_size, plan, rows,
+                             search, select, summary, train, windows)
 from pipeline.utils import packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
@@ -71,7 +71,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     fan_out_possible = fanout.may_fan_out(params.fan_out, slots, keys_known)
     fan_out = validated[rows.KEY_COUNT] | "FanOutDecision" >> beam.Map(fanout.decide, params.fan_out, slots,
                                                                         fan_out_possible)
-    key_rows, generated = validated[rows.KEY_ROWS], {}
+    sized = validated[rows.KEY_ROWS] | "RefuseHotKeys" >> key_size.RefuseHotKeys(params)
+    key_rows, generated = sized["key_rows"], {}
     if features.is_enabled(params):
         generated = key_rows | "GenerateFeatures" >> features.GenerateFeatures(params)
         key_rows = generated["rows"]
@@ -84,8 +85,10 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
     publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
     if params.plan_only:
-        counters = (validated[rows.COUNTS], fingerprints) | "PlanInputCounters" >> beam.Flatten()
-        planned = key_windows[windows.STRAIGHT] | "PlanWindows" >> plan.PlanWindows(params, counters, slots, fan_out)
+        refused = sized[key_size.REFUSED] | "RefusedCounters" >> beam.Map(key_size.refused_counters)
+        counters = (validated[rows.COUNTS], fingerprints, refused) | "PlanInputCounters" >> beam.Flatten()
+        planned = key_windows[windows.STRAIGHT] | "PlanWindows" >> plan.PlanWindows(
+            params, counters, slots, fan_out, sized[key_size.LARGEST_KEY])
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
         manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
@@ -99,6 +102,7 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     # the parts; what needs one PCollection flattens them (`one`), which the local runner materialises.
     outputs = dict(key_windows | "TrainAndPredict" >> fanout.FitWindows(lambda: fit_transform(params), fitted,
                                                                         may_fan_out))
+    outputs[train.LEDGER] = key_size.with_refused(outputs[train.LEDGER], sized[key_size.REFUSED])
 
     def one(*names: str) -> dict:
         for name in names:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
@@ -12,11 +13,35 @@ from pipeline.io.publish import published_files
 from pipeline.io.sinks import PLAN_SUMMARY_FILE, SUMMARY_FILE
 
 
+NON_FINITE = "non_finite_values"  # where a document's NaN or infinite numbers were, and why they are null
+
+
+def _finite(value, path: str, replaced: dict):
+    if isinstance(value, float) and not math.isfinite(value):
+        replaced[path] = ("not a number" if math.isnan(value) else
+                          f"{value}: beyond the float range (values about 1e154 or larger overflow when squared)")
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v, f"{path}.{k}" if path else str(k), replaced) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, f"{path}[{i}]", replaced) for i, v in enumerate(value)]
+    return value
+
+
+def finite_json(document: dict) -> dict:
+    """The document with every NaN or infinite number replaced by null (strict JSON has neither), and
+    NON_FINITE naming each replaced value's place and what it was."""
+    replaced = {}
+    cleaned = _finite(document, "", replaced)
+    return {**cleaned, NON_FINITE: {**cleaned.get(NON_FINITE, {}), **replaced}} if replaced else cleaned
+
+
 def write_json(path: str, document: dict) -> None:
-    """Writes via a temporary name and a rename, so readers never see half a file."""
+    """Writes strict JSON (finite_json) via a temporary name and a rename, so readers never see half a file."""
     temporary = path + ".tmp"
+    text = json.dumps(finite_json(document), indent=2, sort_keys=False, default=str, allow_nan=False)
     with FileSystems.create(temporary) as handle:
-        handle.write(json.dumps(document, indent=2, sort_keys=False, default=str).encode())
+        handle.write(text.encode())
     if FileSystems.exists(path):
         FileSystems.delete([path])
     FileSystems.rename([temporary], [path])

@@ -44,6 +44,8 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
     bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
+    # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.artifacts)
+    artifact = [("artifact_sha256", pa.string())] if params.model_dir else []
     # readable periods next to the integers (pipeline.io.labels fills them)
     period_label, window_label, train_label, test_label = ((name, pa.string()) for name in (
         labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
@@ -65,7 +67,7 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
         "ledger": pa.schema([
             key, *window, window_label, ("status", pa.string()), ("reason", pa.string()), ("rows_train", pa.int64()),
             ("rows_test", pa.int64()), ("fit_seconds", pa.float64()), ("predict_seconds", pa.float64()),
-            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *fallback, *tail]),
+            ("error_class", pa.string()), ("error_message", pa.string()), *chosen, *fallback, *artifact, *tail]),
         "rejected_rows": pa.schema([
             ("stage", pa.string()), ("reason", pa.string()), ("field", pa.string()),
             ("row_json", pa.string()), *lineage]),

@@ -204,6 +204,16 @@ PARAMS: tuple[Param, ...] = (
           "The job fails, after writing every output, when more than this fraction of the key x windows it "
           "tried to fit failed (failed / (trained + failed)). 1 = never.",
           GROUP_MODEL, type=float, default=0.05, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
+    Param("max_key_rows", "Most rows of one key",
+          "A key with more rows than this (after validation) is refused before any of its fits: one worker holds "
+          "a key's rows whole. It becomes a failed ledger row (reason key_too_large, with its rows and bytes); the "
+          "plan dry run reports the largest key. 0 = no limit.",
+          GROUP_MODEL, type=int, default=50_000_000, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE, hidden=True),
+    Param("max_key_bytes", "Most bytes of one key",
+          "A key whose rows take more memory than this (bytes, as pandas holds them) is refused like one over "
+          "the most rows of one key. 0 = no limit.",
+          GROUP_MODEL, type=int, default=4_000_000_000, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE,
+          hidden=True),
     # -- BigQuery source and sinks (pipeline/bigquery.py) -----------------------
     Param("input_table", "BigQuery input table",
           "BigQuery table to read instead of running a query (only the columns named here are read).",

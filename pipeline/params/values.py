@@ -46,6 +46,8 @@ class PipelineParams:
     max_period: int = 99_999_999
     group_timeout_s: float = 0.0
     max_failure_rate: float = 0.05
+    max_key_rows: int = 50_000_000  # a key over either limit is refused before its fits (pipeline.stages.key_size)
+    max_key_bytes: int = 4_000_000_000
     fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.fanout)
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"

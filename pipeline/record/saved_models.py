@@ -1,7 +1,12 @@
 """Re-predicting one key x window from its saved model (see `pipeline.io.artifacts` for the layout).
 
-    python -m pipeline.record.saved_models predict --model_dir DIR --run_id RUN --key S001 --window 2013 \
-        [--input rows.parquet] [--output predictions.csv]
+    python -m pipeline.record.saved_models predict --model_dir DIR --run_output OUT --run_id RUN --key S001 \
+        --window 2013 [--model ridge] [--input rows.parquet] [--output predictions.csv]
+
+A saved model is loaded only as the run's published ledger (under the run's --output, `--run_output`)
+records it: the ledger row of the key x window gives the model (hence the loader) and the model file's
+SHA-256, checked before anything is deserialised (pipeline.io.artifacts.load_model). With several
+models (--model=a,b), `--model` says whose artifact, and --model_dir is <model_dir>/<model>.
 
 Rows come from --input, else from the run's own source; they go through the pipeline's own validation,
 duplicate rejection and feature generation: generated features (calendar, lags, rolling means) are
@@ -20,7 +25,9 @@ import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import source
-from pipeline.io.artifacts import load_model
+from pipeline.io.artifacts import ArtifactRecord, ArtifactRefused, load_model, read_meta
+from pipeline.io.results import read_json, read_table
+from pipeline.io.sinks import SUMMARY_FILE
 from pipeline.models import registry
 from pipeline.params.values import PipelineParams
 from pipeline.models import custom_model
@@ -35,14 +42,36 @@ def params_from_meta(meta: dict) -> PipelineParams:
     return PipelineParams(**{k: v for k, v in values.items() if k in known})
 
 
-def predict_window(model_dir: str, run_id: str, key: str, window_start: int,
-                   source_rows: pd.DataFrame) -> pd.DataFrame:
-    """Re-predicts the test periods of one key x window from its saved model.
+def artifact_record(run_output: str, key: str, window_start: int, model: str | None = None) -> ArtifactRecord:
+    """The run's published record of one key x window's saved model: its trained ledger row."""
+    key_column = read_json(run_output, SUMMARY_FILE)["parameters"]["key_column"]
+    ledger = read_table(run_output, "ledger", where=(key_column, [str(key)]))
+    if len(ledger) and "artifact_sha256" not in ledger:
+        raise ArtifactRefused(f"the ledger of {run_output} records no model hashes (a run without --model_dir, or "
+                              "from before they were recorded): its saved models cannot be verified")
+    if len(ledger):
+        ledger = ledger[(ledger[key_column].astype(str) == str(key)) & (ledger["window_start"] == int(window_start))
+                        & ledger["artifact_sha256"].notna()]
+        if model is not None:
+            ledger = ledger[ledger["model"] == model]
+    if len(ledger) != 1:
+        found = "no saved model" if not len(ledger) else f"saved models of {sorted(ledger['model'])} (give --model)"
+        raise ArtifactRefused(f"the ledger of {run_output} records {found} for key {key!r}, window {window_start}"
+                              + (f", model {model!r}" if model else ""))
+    row = ledger.iloc[0]
+    return ArtifactRecord(model=str(row["model"]), sha256=str(row["artifact_sha256"]))
+
+
+def predict_window(model_dir: str, run_id: str, key: str, window_start: int, source_rows: pd.DataFrame,
+                   run_output: str, model: str | None = None) -> pd.DataFrame:
+    """Re-predicts the test periods of one key x window from its saved model, as the ledger of the
+    run's output (`run_output`) records it (artifact_record).
 
     `source_rows` are rows as the source returns them (any keys and periods); see `window_rows`.
     Returns key, date, period, predicted, actual, sorted by date.
     """
-    estimator, meta = load_model(model_dir, run_id, key, window_start)
+    record = artifact_record(run_output, key, window_start, model)
+    estimator, meta = load_model(model_dir, run_id, key, window_start, record)
     params = params_from_meta(meta)
     window = window_rows(source_rows, params, key, window_start)
     if registry.uses_history(meta["model"]):  # a statistical model predicts steps after its history
@@ -103,19 +132,31 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     predict = sub.add_parser("predict")
     predict.add_argument("--model_dir", required=True)
+    predict.add_argument("--run_output", required=True,
+                         help="the run's --output: its ledger vouches for the saved model (SHA-256, model)")
+    predict.add_argument("--model", help="with several models (--model=a,b): whose saved model")
     predict.add_argument("--run_id", required=True)
     predict.add_argument("--key", required=True)
     predict.add_argument("--window", required=True, type=int, help="window_start")
     predict.add_argument("--input", help="rows (Parquet/CSV/JSONL); default: the run's own source")
     predict.add_argument("--output", help="CSV file to write (local or gs://); default: print")
     args = parser.parse_args(argv)
+    try:
+        return _predict(args)
+    except ArtifactRefused as exc:
+        print(f"refused: {exc}", file=sys.stderr)
+        return 2
+
+
+def _predict(args: argparse.Namespace) -> int:
     if args.input:
         with FileSystems.open(args.input) as handle:
             source_rows = source.read_file_table(args.input, handle)
     else:
-        _, meta = load_model(args.model_dir, args.run_id, args.key, args.window)
+        meta = read_meta(args.model_dir, args.run_id, args.key, args.window)  # JSON only: nothing is loaded
         source_rows = source_rows_of_run(params_from_meta(meta))
-    result = predict_window(args.model_dir, args.run_id, args.key, args.window, source_rows)
+    result = predict_window(args.model_dir, args.run_id, args.key, args.window, source_rows, args.run_output,
+                            args.model)
     if args.output:  # local or gs://
         with FileSystems.create(args.output) as handle:
             handle.write(result.to_csv(index=False).encode())

@@ -227,12 +227,13 @@ class _ForecastKeyFn(train.TrainAndPredictFn):
             if result.estimator is not None:
                 each = compare.params_for(params, result.ledger["model"])
                 if each.model_dir and hasattr(result.estimator, "get_params"):
-                    artifacts.save_forecast_model(result.estimator, each, key, result.seed, {
-                        "train_periods": list(range(result.ledger["window_start"],
-                                                    int(result.frame["train_end"].iloc[0]) + 1)),
-                        "forecast_periods": sorted(set(result.frame[params.time_column].tolist())),
-                        "model_params": json.loads(result.ledger["model_params"]),
-                        "model_columns": features.model_columns(params)})
+                    result.ledger["artifact_sha256"] = artifacts.save_forecast_model(
+                        result.estimator, each, key, result.seed, {
+                            "train_periods": list(range(result.ledger["window_start"],
+                                                        int(result.frame["train_end"].iloc[0]) + 1)),
+                            "forecast_periods": sorted(set(result.frame[params.time_column].tolist())),
+                            "model_params": json.loads(result.ledger["model_params"]),
+                            "model_columns": features.model_columns(params)})
         except Exception as exc:  # anything else for one key: its failed ledger row
             result = KeyForecast({params.key_column: key, "window_start": None, "window_end": None,
                                   "status": train.FAILED, "reason": f"{FORECAST_REASON}_unexpected_error",

@@ -21,7 +21,7 @@ import apache_beam as beam
 import pandas as pd
 
 from pipeline.models import registry
-from pipeline.stages import compare, train
+from pipeline.stages import compare, key_size, train
 from pipeline.params.values import PipelineParams
 from pipeline.io.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
 from pipeline.io.results import read_json, read_table, write_json
@@ -115,6 +115,7 @@ def assemble_plan(params: PipelineParams, totals: dict, timing: dict, slots: int
         "groups_planned": totals.get("groups_planned", 0), "fits": fits, "would_skip": totals.get("would_skip", 0),
         "fits_by_model": totals.get("fits_by_model", {}),
         "would_skip_by_reason": totals.get("would_skip_by_reason", {}),
+        "keys_too_large": totals.get("keys_too_large", 0),  # refused before their fits (stages/key_size.py)
         "rows_train": rows_train, "rows_test": totals.get("rows_test", 0),
         "cost_estimate": estimate,
         "input_fingerprint": input_fingerprint(totals),
@@ -130,9 +131,10 @@ class PlanWindows(beam.PTransform):
     Returns {"plan": plan rows, "plan_summary": the plan document}.
     """
 
-    def __init__(self, params: PipelineParams, counters, slots: int | None, fan_out=None):
+    def __init__(self, params: PipelineParams, counters, slots: int | None, fan_out=None, largest_key=None):
         super().__init__()
         self._params, self._counters, self._slots, self._fan_out = params, counters, slots, fan_out
+        self._largest_key = largest_key  # a singleton: the key with the most rows (stages/key_size.py)
 
     def expand(self, windows):
         params, slots = self._params, self._slots
@@ -152,6 +154,10 @@ class PlanWindows(beam.PTransform):
         if self._fan_out is not None:  # whether a run would spread the fits by key x window (stages/fanout.py)
             document = document | "AddFanOut" >> beam.Map(lambda doc, fan_out: {**doc, "fan_out": fan_out},
                                                           beam.pvalue.AsSingleton(self._fan_out))
+        if self._largest_key is not None:
+            document = document | "AddLargestKey" >> beam.Map(
+                lambda doc, largest: {**doc, "largest_key": key_size.plan_facts(largest, params)},
+                beam.pvalue.AsSingleton(self._largest_key))
         written = document | "WritePlanJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
         return {PLAN_NAME: plan_rows, "plan_summary": written}
 
@@ -197,6 +203,11 @@ def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips:
               f"would skip: {document['would_skip']} {document['would_skip_by_reason']}",
               f"Training rows: {document['rows_train']}   test rows: {document['rows_test']}   "
               f"rows read: {document['rows_read']}"]
+    largest = document.get("largest_key")
+    if largest and largest["key"] is not None:
+        lines.append(f"Largest key: {largest['key']!r}, {largest['rows']} rows, {largest['bytes']} bytes "
+                     f"(--max_key_rows={largest['max_key_rows']}, --max_key_bytes={largest['max_key_bytes']}); "
+                     f"keys too large: {document.get('keys_too_large', 0)}")
     if len(document.get("fits_by_model", {})) > 1:
         lines.append("Fits by model: " + ", ".join(f"{m}: {n}" for m, n in document["fits_by_model"].items()))
     if "estimated_cpu_seconds" in estimate:

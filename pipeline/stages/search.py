@@ -5,6 +5,12 @@ list of configurations ([{"alpha": 1}, {"alpha": 10, "fit_intercept": false}]).
 `--search=grid` tries them all; `--search=random` tries `--n_configs` of them,
 drawn without replacement with `--seed`, so the same seed gives the same
 configurations. Each configuration is applied on top of `--model_params`.
+A grid is never built: configuration i is decoded from i (a mixed-radix number
+over the lists, the last name fastest, itertools.product's order), so a random
+search over 10^8 combinations costs what its `--n_configs` draws cost. Caps:
+a run tries at most MAX_CONFIGS_TRIED configurations per key x window (a grid
+search's grid, or --n_configs), and a random search's grid has at most
+MAX_GRID_SIZE combinations.
 
 For each key x window, each configuration is fitted on the training periods
 before the validation split (the last `--validation_periods` training periods)
@@ -32,7 +38,6 @@ budget (--max_failure_rate) counts them.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import random
@@ -60,21 +65,59 @@ def is_enabled(params: PipelineParams) -> bool:
     return params.param_grid is not None
 
 
-def all_configurations(param_grid) -> list[dict]:
-    """Every configuration of a grid (dict of lists) or the list of configurations itself."""
+MAX_CONFIGS_TRIED = 10_000  # configurations fitted per key x window: a grid search's grid, or --n_configs
+MAX_GRID_SIZE = 10 ** 12  # combinations of a random search's grid (drawn by index, never built)
+
+
+def grid_size(param_grid) -> int:
+    """How many configurations a grid (dict of lists) or a list of configurations holds."""
     if isinstance(param_grid, list):
-        return [dict(config) for config in param_grid]
-    names = sorted(param_grid)
-    return [dict(zip(names, values)) for values in itertools.product(*(param_grid[n] for n in names))]
+        return len(param_grid)
+    return math.prod(len(values) for values in param_grid.values())
+
+
+def configuration_at(param_grid, index: int) -> dict:
+    """Configuration `index` of a grid (itertools.product's order over the sorted names: the last name
+    varies fastest), decoded as a mixed-radix number; of a list, its item."""
+    if isinstance(param_grid, list):
+        return dict(param_grid[index])
+    config = {}
+    for name in sorted(param_grid, reverse=True):
+        index, digit = divmod(index, len(param_grid[name]))
+        config[name] = param_grid[name][digit]
+    return dict(sorted(config.items()))
 
 
 def configurations(params: PipelineParams) -> list[dict]:
     """The configurations this run tries, in config_id order; identical on every worker."""
-    configs = all_configurations(params.param_grid)
+    size = grid_size(params.param_grid)
+    indices = range(size)
     if params.search == RANDOM:
-        chosen = sorted(random.Random(params.seed).sample(range(len(configs)), min(params.n_configs, len(configs))))
-        configs = [configs[i] for i in chosen]
-    return configs
+        indices = sorted(random.Random(params.seed).sample(indices, min(params.n_configs, size)))
+    return [configuration_at(params.param_grid, i) for i in indices]
+
+
+def _covering_configurations(param_grid) -> list[dict]:
+    """Configurations in which every value of the grid appears at least once (each of a list)."""
+    if isinstance(param_grid, list):
+        return [dict(config) for config in param_grid]
+    longest = max(len(values) for values in param_grid.values())
+    return [{name: values[i % len(values)] for name, values in sorted(param_grid.items())} for i in range(longest)]
+
+
+def _check_size(params: PipelineParams) -> None:
+    size = grid_size(params.param_grid)
+    if params.search == RANDOM and size > MAX_GRID_SIZE:
+        raise ParameterError("param_grid", f"a grid of {size:,} configurations",
+                             f"at most {MAX_GRID_SIZE:.0e} configurations (the cap of a random search's grid, "
+                             "MAX_GRID_SIZE in pipeline/stages/search.py)")
+    if params.search == RANDOM and params.n_configs > MAX_CONFIGS_TRIED:
+        raise ParameterError("n_configs", params.n_configs,
+                             f"at most {MAX_CONFIGS_TRIED} configurations per key x window (MAX_CONFIGS_TRIED)")
+    if params.search == GRID and size > MAX_CONFIGS_TRIED:
+        raise ParameterError("param_grid", f"a grid of {size:,} configurations",
+                             f"at most {MAX_CONFIGS_TRIED} configurations for --search=grid, which fits every "
+                             "one per key x window (MAX_CONFIGS_TRIED); or --search=random with --n_configs")
 
 
 def check_params(params: PipelineParams) -> None:
@@ -92,7 +135,8 @@ def check_params(params: PipelineParams) -> None:
                              f"an integer in 1..{params.train_periods - 1}: the search fits on the training "
                              f"periods before the validation split, and a window has {params.train_periods} "
                              "training periods (--window_size - --test_periods)")
-    for config in configurations(params):
+    _check_size(params)
+    for config in _covering_configurations(grid):  # every value once, not every combination
         custom_model.check_model(params.model, {**params.model_params, **config})
 
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.io.results import write_json
+from pipeline.io.results import finite_json, write_json
 from pipeline.io.sinks import SUMMARY_FILE, staging_path
 from pipeline.stages import evaluate
 from pipeline.stages.fingerprint import input_fingerprint
@@ -261,6 +261,6 @@ class WriteSummary(beam.PTransform):
         if "intervals" in inputs:  # --interval_levels (pipeline.stages.intervals)
             documents = documents | "AddIntervals" >> beam.Map(
                 lambda doc, coverage: {**doc, "intervals": coverage}, beam.pvalue.AsSingleton(inputs["intervals"]))
-        return documents | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or doc)
+        return documents | "WriteJson" >> beam.Map(lambda doc: write_json(path, doc) or finite_json(doc))
 
 

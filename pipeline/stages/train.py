@@ -361,8 +361,8 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         **({name: ledger[name] for name in ("fitted_model", "fallback")} if params.fallback_model else {}),
     }
     if params.model_dir and hasattr(fitted.estimator, "get_params"):  # a user function has no model to save
-        artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed, metrics,
-                             features.model_columns(params))
+        ledger["artifact_sha256"] = artifacts.save_model(fitted.estimator, params, plan, key, window_start, seed,
+                                                         metrics, features.model_columns(params))
     return GroupResult(ledger, predictions, metrics)
 
 

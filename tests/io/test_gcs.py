@@ -101,13 +101,13 @@ def test_models_on_gcs_repredict_the_run_exactly(finished):
     model_objects = objects(f"{models}/on-gcs")
     assert sorted({path.split("/")[0] for path in model_objects}) == sorted(artifacts.encode_key(k) for k in KEYS)
     for (key, start), expected in predictions.groupby(["shop_id", "window_start"]):
-        again = saved_models.predict_window(models, "on-gcs", key, start, rows())
+        again = saved_models.predict_window(models, "on-gcs", key, start, rows(), out)
         assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes(), (key, start)
 
     # The command line: the model from gs://, the rows from the run's own gs:// --input, the CSV to gs://.
     target = f"{finished['prefix']}/repredicted/B.csv"
     done = subprocess.run([sys.executable, "-m", "pipeline.record.saved_models", "predict", f"--model_dir={models}",
-                           "--run_id=on-gcs", "--key=B", "--window=2001", f"--output={target}"],
+                           f"--run_output={out}", "--run_id=on-gcs", "--key=B", "--window=2001", f"--output={target}"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     written = pd.read_csv(io.BytesIO(read_bytes(target)))

@@ -51,7 +51,8 @@ def run_predictions(out: str, key: str, start: int) -> pd.DataFrame:
 
 
 def test_meta_records_every_model_column(feature_run):
-    _, meta = artifacts.load_model(feature_run["models"], RUN, "A", 2002)
+    _, meta = artifacts.load_model(feature_run["models"], RUN, "A", 2002,
+                                   saved_models.artifact_record(feature_run["out"], "A", 2002))
     assert meta["model_columns"] == ["attr1", "attr2", "attr3", *GENERATED]
     assert meta["features"] == ["attr1", "attr2", "attr3"]
 
@@ -59,7 +60,7 @@ def test_meta_records_every_model_column(feature_run):
 @pytest.mark.parametrize("key,start", [("A", 2001), ("A", 2002), ("B/1", 2002)])
 def test_saved_model_repredicts_bit_for_bit(feature_run, key, start):
     source_rows = pd.read_parquet(feature_run["input"])
-    again = saved_models.predict_window(feature_run["models"], RUN, key, start, source_rows)
+    again = saved_models.predict_window(feature_run["models"], RUN, key, start, source_rows, feature_run["out"])
     expected = run_predictions(feature_run["out"], key, start)
     assert len(again) == len(expected) == 365
     assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes()
@@ -68,7 +69,8 @@ def test_saved_model_repredicts_bit_for_bit(feature_run, key, start):
 
 def test_saved_model_cli_reads_the_runs_own_source(feature_run, tmp_path):
     out = tmp_path / "again.csv"
-    assert saved_models.main(["predict", f"--model_dir={feature_run['models']}", f"--run_id={RUN}", "--key=A",
+    assert saved_models.main(["predict", f"--model_dir={feature_run['models']}", f"--run_output={feature_run['out']}",
+                              f"--run_id={RUN}", "--key=A",
                               "--window=2002", f"--output={out}"]) == 0
     again = pd.read_csv(out)
     expected = run_predictions(feature_run["out"], "A", 2002)

@@ -229,11 +229,12 @@ def test_saved_models_reload_and_repredict_exactly(finished_run):
     assert sorted(os.listdir(run_dir)) == sorted(artifacts.encode_key(k) for k in KEYS_TRAINED)
     assert "a%2Fb" in os.listdir(run_dir) and "%2E%2E" in os.listdir(run_dir)
     for (key, start), expected in groups:
-        again = saved_models.predict_window(finished_run["models"], "repro-1", key, start, rows)
+        again = saved_models.predict_window(finished_run["models"], "repro-1", key, start, rows, finished_run["out"])
         expected = expected.sort_values("date", ignore_index=True)
         assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes()
         assert (pd.to_datetime(again["date"]) == pd.to_datetime(expected["date"])).all()
-    _, meta = artifacts.load_model(finished_run["models"], "repro-1", "a/b", 2001)
+    _, meta = artifacts.load_model(finished_run["models"], "repro-1", "a/b", 2001,
+                                   saved_models.artifact_record(finished_run["out"], "a/b", 2001))
     assert meta["train_periods"] == [2001, 2002] and meta["test_periods"] == [2003]
     assert meta["seed"] and meta["estimator_params"]["n_estimators"] == 20 and meta["metrics"]["rmse"] >= 0
 
@@ -246,7 +247,8 @@ def test_xgboost_artifact_in_its_own_format(tmp_path, write_parquet):
     assert sorted(os.listdir(directory)) == ["meta.json", "model.json"]
     assert json.loads((directory / "model.json").read_text())["learner"]  # XGBoost's JSON model format
     expected = read_output(str(tmp_path / "out"), "predictions").sort_values("date")
-    again = saved_models.predict_window(str(tmp_path / "models"), "xgb", "X", 2001, pd.read_parquet(path))
+    again = saved_models.predict_window(str(tmp_path / "models"), "xgb", "X", 2001, pd.read_parquet(path),
+                                        str(tmp_path / "out"))
     assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes()
 
 

@@ -114,9 +114,11 @@ def test_plan_only_counts_fits_per_model(tmp_path, data_path):
 
 def test_saved_models_one_artifact_per_model(tmp_path, data_path):
     from pipeline.io.artifacts import load_model
+    from pipeline.record.saved_models import artifact_record
 
     out, models = tmp_path / "out", tmp_path / "models"
     run_pipeline(out, f"--input={data_path}", "--model=ridge,gbr", f"--model_dir={models}", "--run_id=saved")
     for model, estimator_class in (("ridge", "Ridge"), ("gbr", "GradientBoostingRegressor")):
-        estimator, meta = load_model(str(models / model), "saved", "A", 2001)
+        record = artifact_record(str(out), "A", 2001, model)
+        estimator, meta = load_model(str(models / model), "saved", "A", 2001, record)
         assert type(estimator).__name__ == estimator_class and meta["model"] == model

@@ -1,7 +1,11 @@
 """Hyperparameter search per key x window: the choice a direct computation makes, every score recorded,
 no test-period information in the choice, reproducible random search, and bad grids refused."""
 
+import dataclasses
+import itertools
 import json
+import random
+import tracemalloc
 
 import numpy as np
 import pandas as pd
@@ -142,3 +146,57 @@ def test_bad_search_parameters_fail_before_work(args, name):
     with pytest.raises(ParameterError) as raised:
         parse_args(["--model=ridge", *args])
     assert raised.value.name == name
+
+
+def _grid_params(grid: dict, *args: str):
+    return parse_args(["--model=ridge", f"--param_grid={json.dumps(grid)}", *args])[0]
+
+
+def test_configurations_by_index_are_the_grids_own_order():
+    grid = {"alpha": [0.1, 1, 10], "fit_intercept": [True, False], "solver": ["auto", "svd"]}
+    names = sorted(grid)
+    every = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    assert search.configurations(_grid_params(grid)) == every
+    assert [search.configuration_at(grid, i) for i in range(len(every))] == every
+    chosen = search.configurations(_grid_params(grid, "--search=random", "--n_configs=5", "--seed=3"))
+    expected = sorted(random.Random(3).sample(range(len(every)), 5))  # the draw the search always made
+    assert chosen == [every[i] for i in expected]
+
+
+def test_random_search_over_a_huge_grid_draws_without_building_it():
+    grid = {f"p{i}": list(range(100)) for i in range(4)}  # 10^8 configurations
+    params = dataclasses.replace(_grid_params({"alpha": [1]}), param_grid=grid, search="random", n_configs=3)
+    tracemalloc.start()
+    try:
+        chosen = search.configurations(params)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(chosen) == 3 and len({json.dumps(c) for c in chosen}) == 3
+    assert all(set(c) == set(grid) for c in chosen)
+    assert peak < 1_000_000, peak  # building the grid would take gigabytes
+
+
+def test_a_million_configuration_grid_is_accepted_for_random_search():
+    grid = json.dumps({"alpha": [i / 1000 + 0.001 for i in range(1000)], "tol": [i / 1e6 + 1e-6 for i in range(1000)]})
+    params, _ = parse_args(["--model=ridge", f"--param_grid={grid}", "--search=random", "--n_configs=3"])
+    assert search.grid_size(params.param_grid) == 10 ** 6 and len(search.configurations(params)) == 3
+
+
+@pytest.mark.parametrize("args, name, cap", [
+    (["--search=grid"], "param_grid", "MAX_CONFIGS_TRIED"),  # 10^6 > 10^4: every one fitted per key x window
+    (["--search=random", f"--n_configs={search.MAX_CONFIGS_TRIED + 1}"], "n_configs", "MAX_CONFIGS_TRIED"),
+])
+def test_grid_caps_fail_before_work_naming_the_cap(args, name, cap):
+    grid = json.dumps({"alpha": list(range(1, 1001)), "tol": [i / 1e6 + 1e-6 for i in range(1000)]})
+    with pytest.raises(ParameterError) as raised:
+        parse_args(["--model=ridge", f"--param_grid={grid}", *args])
+    assert raised.value.name == name and cap in raised.value.allowed
+
+
+def test_random_search_grid_size_is_capped():
+    grid = {f"p{i}": list(range(1000)) for i in range(5)}  # 10^15 > MAX_GRID_SIZE
+    params = dataclasses.replace(_grid_params({"alpha": [1]}), param_grid=grid, search="random")
+    with pytest.raises(ParameterError) as raised:
+        search.check_params(params)
+    assert raised.value.name == "param_grid" and "MAX_GRID_SIZE" in raised.value.allowed
