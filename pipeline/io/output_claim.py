@@ -41,15 +41,15 @@ def prepare_output(params: PipelineParams) -> None:
     check_output_location(params.output)
     records = {marker: publish.read_record(params.output, marker) for marker in publish.COMMIT_MARKERS}
     present = _present(params)
+    if present and params.if_output_exists == "fail":
+        raise ParameterError("output", params.output,
+                             f"an empty location (it holds {len(present)} files: {_named(present)}; "
+                             "--if_output_exists=replace replaces an earlier run of this pipeline)")
     if present and not any(records.values()):
         raise ParameterError("output", params.output, "a location without files this pipeline did not write: "
                              f"it holds {len(present)} files and no commit record of an earlier run "
                              f"(summary.json or plan.json with a 'published' block): {_named(present)}; "
                              "move them, or choose another --output")
-    if present and params.if_output_exists == "fail":
-        raise ParameterError("output", params.output,
-                             f"an empty location (it holds {len(present)} files of an earlier run; "
-                             "use --if_output_exists=replace to overwrite)")
     base = publish.publish_id_of(records[publish.marker_name(params)])
     _claim(params, base)
 
