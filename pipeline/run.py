@@ -24,7 +24,7 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline import runner
-from pipeline.io import bigquery, bigquery_beam, columns, period_values, publish, sinks, source
+from pipeline.io import bigquery, bigquery_beam, columns, output_claim, period_values, publish, sinks, source
 from pipeline.io.results import read_summary, read_table
 from pipeline.models import custom_model
 from pipeline.params import parse
@@ -83,7 +83,7 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
                                                                 params.time_column, validated[rows.PERIOD_RANGE],
                                                                 fan_out if may_fan_out else None)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
-    publish_id = publish.new_publish_id()  # one per job: a retried publish step reuses it
+    publish_id = output_claim.claimed_publish_id(params)  # one per job: a retried publish step reuses it
     if params.plan_only:
         refused = sized[key_size.REFUSED] | "RefusedCounters" >> beam.Map(key_size.refused_counters)
         counters = (validated[rows.COUNTS], fingerprints, refused) | "PlanInputCounters" >> beam.Flatten()
@@ -189,7 +189,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     # earlier rows deleted. A refused run deletes nothing.
     changes = bigquery.check(params, options, kind)
     if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs
-        sinks.prepare_output(params)
+        output_claim.prepare_output(params)
         changes.apply()
     return params, options, kind
 

@@ -121,29 +121,6 @@ def check_output_location(output: str) -> None:
         raise ParameterError("output", output, "a folder; this path is an existing file")
 
 
-def prepare_output(params: PipelineParams) -> None:
-    """Checks --output and applies --if_output_exists=fail before any work.
-
-    With replace, the previous run's outputs stay in place until this run has
-    written all of its own (see pipeline.io.publish). Leftovers of an earlier
-    attempt with the same --run_id are cleared so they cannot be published.
-    """
-    check_output_location(params.output)
-    existing = []
-    run_files = (SUMMARY_FILE, MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE)
-    for name in (*OUTPUT_NAMES, PLAN_NAME, *run_files):
-        path = output_path(params, name)
-        pattern = path if name in run_files else FileSystems.join(path, "*")
-        existing += [m.path for m in FileSystems.match([pattern])[0].metadata_list]
-    if existing and params.if_output_exists == "fail":
-        raise ParameterError("output", params.output,
-                             f"an empty location (it holds {len(existing)} files of an earlier run; "
-                             "use --if_output_exists=replace to overwrite)")
-    stale = FileSystems.match([FileSystems.join(staging_root(params), "**")])[0].metadata_list
-    if stale:  # only after the check: a refused run deletes nothing
-        FileSystems.delete([m.path for m in stale])
-
-
 ROWS_PER_TABLE = 100_000  # rows per Arrow table written (a Parquet row group): bounded memory, few files
 
 

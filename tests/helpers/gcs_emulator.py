@@ -41,6 +41,7 @@ def serve(bucket: str) -> None:
     from gcp_storage_emulator.server import create_server
 
     logging.getLogger().setLevel(logging.CRITICAL)
+    _honour_generation_preconditions()
     server = create_server(HOST, 0, in_memory=True, default_bucket=bucket)
     server.start()
     port = server._api._httpd.server_address[1]  # bound to port 0: the kernel's choice
@@ -50,6 +51,42 @@ def serve(bucket: str) -> None:
     threading.Thread(target=lambda: (sys.stdin.read(), stopped.set()), daemon=True).start()
     stopped.wait()
     server.stop()
+
+
+def _honour_generation_preconditions() -> None:
+    """gcp-storage-emulator ignores `ifGenerationMatch` on uploads; real GCS refuses a mismatch with
+    412 atomically. This wraps the emulator's upload handler (one lock: the emulator serves requests
+    on several threads) so that pipeline.io.commit_record's compare-and-swap meets GCS's behaviour."""
+    from http import HTTPStatus
+
+    from gcp_storage_emulator import server
+    from gcp_storage_emulator.exceptions import NotFound
+    from gcp_storage_emulator.handlers import objects
+
+    lock, insert = threading.Lock(), objects.insert
+
+    def checked_insert(request, response, storage, *args, **kwargs):
+        wanted = request.query.get("ifGenerationMatch")
+        if not wanted:
+            return insert(request, response, storage, *args, **kwargs)
+        data = request.data if isinstance(request.data, dict) else {}
+        name = request.query["name"][0] if "name" in request.query else data.get("meta", {}).get("name")
+        with lock:
+            try:
+                generation = storage.get_file_obj(request.params["bucket_name"], name)["generation"]
+            except NotFound:
+                generation = "0"
+            if str(generation) != wanted[0]:
+                response.status = HTTPStatus.PRECONDITION_FAILED
+                response.json({"error": {"code": 412, "message": "conditionNotMet"}})
+                return None
+            return insert(request, response, storage, *args, **kwargs)
+
+    objects.insert = checked_insert
+    for _, handlers in server.HANDLERS:
+        for method, handler in list(handlers.items()):
+            if handler is insert:
+                handlers[method] = checked_insert
 
 
 _WATCHING, _OUTSIDE = threading.Event(), []

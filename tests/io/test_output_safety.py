@@ -90,3 +90,31 @@ def test_leftovers_of_a_crashed_attempt_with_the_same_run_id_are_not_published(t
     run_pipeline(out, f"--input={input_path}", "--model=ridge", "--run_id=again")
     assert "part-00007-of-00009.parquet" not in os.listdir(out / "predictions")
     assert run_ids(out) == {"again"}
+
+
+def test_files_we_did_not_write_are_refused_by_name_and_survive_a_replace(tmp_path, input_path):
+    """No commit record of ours: the launch is refused, naming the files, and deletes nothing (the old
+    replace deleted every top-level file of the output folders). With a record, a replace deletes only
+    what the record lists: the user's files stay."""
+    out = tmp_path / "out"
+    notes, roadmap = out / "metrics" / "q3_notes.txt", out / "plan" / "roadmap.md"
+    for path, text in ((notes, "q3 numbers"), (roadmap, "the plan")):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    for mode in ("replace", "fail"):
+        with pytest.raises(ParameterError) as refused:
+            run_pipeline(out, f"--input={input_path}", "--model=ridge", f"--if_output_exists={mode}")
+        assert refused.value.name == "output", mode
+        assert "metrics/q3_notes.txt" in str(refused.value) and "plan/roadmap.md" in str(refused.value), mode
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == \
+        ["metrics/q3_notes.txt", "plan/roadmap.md"]
+
+    notes.unlink(), roadmap.unlink()
+    run_pipeline(out, f"--input={input_path}", "--model=ridge", "--run_id=first")
+    notes.write_text("q3 numbers")
+    roadmap.write_text("the plan")
+    run_pipeline(out, f"--input={input_path}", "--model=ridge", "--run_id=second", "--plan_only")
+    run_pipeline(out, f"--input={input_path}", "--model=ridge", "--run_id=third")
+    assert notes.read_text() == "q3 numbers" and roadmap.read_text() == "the plan"
+    assert run_ids(out) == {"third"}
+    assert not os.path.exists(out / "plan.json") and os.listdir(out / "plan") == ["roadmap.md"]

@@ -3,8 +3,8 @@
 Run "previous" is published; run "new" is staged, its publish step crashed before doing anything (a
 real pipeline run, with the crash injected). From that state, for every k, publish runs with a
 crash injected after its k-th filesystem operation (each copy, each rename, each delete, each file
-written; a GCS rename counts as its copy and its delete, a recursive GCS delete as one delete per
-object, as Beam performs them); then the state is checked (a reader sees exactly one run: the
+written, the compare-and-swap of the commit record; a GCS rename counts as its copy and its delete,
+as Beam performs it); then the state is checked (a reader sees exactly one run: the
 previous one before the commit, the new one after), the step is run again as Dataflow would retry
 it, and the result must equal a clean publish byte for byte. Locally and on the GCS emulator.
 
@@ -13,91 +13,22 @@ The matrix (steps x backends) is printed and written to $PUBLISH_MATRIX when tha
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import publish, results
+from pipeline.io import output_claim, publish, results
 from tests.helpers.pipeline_runs import make_rows, run_pipeline
 from tests.helpers.gcs_emulator import restore, snapshot, write_parquet
+from tests.helpers.publish_steps import Crash, CrashAfter
 
 OUTPUTS = ("predictions", "metrics", "ledger", "rejected_rows")
 ARGS = ("--model=ridge", "--window_size=3", "--min_train_rows=10")
 YEARS = [2001, 2002, 2003, 2004]
 MATRIX: dict[str, list[tuple[int, str, str, str]]] = {}
-
-
-class Crash(Exception):
-    """The injected crash."""
-
-
-class CrashAfter:
-    """Wraps the FileSystems operations that change anything; raises Crash before operation `limit` + 1.
-
-    Batched calls run one file at a time, so a crash can fall between two files of one batch, as
-    on GCS, where a batch is not atomic. `limit=None` only records the steps."""
-
-    def __init__(self, monkeypatch, root: str, limit: int | None):
-        self.root, self.limit, self.steps = root.rstrip("/") + "/", limit, []
-        self._copy, self._rename, self._delete, self._create = (
-            FileSystems.copy, FileSystems.rename, FileSystems.delete, FileSystems.create)
-        monkeypatch.setattr(FileSystems, "copy", staticmethod(self.copy))
-        monkeypatch.setattr(FileSystems, "rename", staticmethod(self.rename))
-        monkeypatch.setattr(FileSystems, "delete", staticmethod(self.delete))
-        monkeypatch.setattr(FileSystems, "create", staticmethod(self.create))
-
-    def _step(self, label: str, operation):
-        if self.limit is not None and len(self.steps) >= self.limit:
-            raise Crash(f"injected crash after step {len(self.steps)}")
-        operation()
-        self.steps.append(label)
-
-    def _short(self, path: str) -> str:
-        return path[len(self.root):] if path.startswith(self.root) else path
-
-    def copy(self, sources, targets):
-        for source, target in zip(sources, targets):
-            self._step(f"copy {self._short(source)} -> {self._short(target)}",
-                       lambda s=source, t=target: self._copy([s], [t]))
-
-    def rename(self, sources, targets):
-        for source, target in zip(sources, targets):
-            if FileSystems.get_scheme(source) == "gs":  # what Beam's GCS rename does: copy, then delete
-                self._step(f"rename (copy) {self._short(source)} -> {self._short(target)}",
-                           lambda s=source, t=target: self._copy([s], [t]))
-                self._step(f"rename (delete) {self._short(source)}", lambda s=source: self._delete([s]))
-            else:
-                self._step(f"rename {self._short(source)} -> {self._short(target)}",
-                           lambda s=source, t=target: self._rename([s], [t]))
-
-    def delete(self, paths):
-        for path in paths:
-            if FileSystems.get_scheme(path) == "gs" and path.endswith("/"):  # recursive: object by object
-                for match in FileSystems.match([path + "**"])[0].metadata_list:
-                    self._step(f"delete {self._short(match.path)}", lambda p=match.path: self._delete([p]))
-            else:
-                self._step(f"delete {self._short(path)}", lambda p=path: self._delete([p]))
-
-    def create(self, path, *args, **kwargs):
-        handle = self._create(path, *args, **kwargs)
-        injector = self
-
-        class Counted:  # the file exists once closed: that is the step
-            def write(self, data):
-                return handle.write(data)
-
-            def close(self):
-                injector._step(f"write {injector._short(path)}", handle.close)
-
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                self.close()
-
-        return Counted()
 
 
 def reader_view(root: str) -> dict:
@@ -123,7 +54,7 @@ def local_folders(root: str) -> set[str] | None:
 
 @pytest.fixture(params=["local", "gcs"])
 def staged(request, tmp_path, monkeypatch):
-    """(root, params, publish_id, state): "previous" published, "new" staged, its publish crashed at once."""
+    """(backend, root, params, (publish_id, written), state, folders): "previous" published, "new" staged, its publish crashed at once."""
     if request.param == "gcs":
         prefix = request.getfixturevalue("gcs")
         root = f"{prefix}/out"
@@ -136,12 +67,12 @@ def staged(request, tmp_path, monkeypatch):
 
     calls, original = str(tmp_path / "publish_call.pickle"), publish.publish
 
-    def crash_at_once(params, publish_id):  # runs on the (in-process) worker, a pickled copy
+    def crash_at_once(params, publish_id, written):  # runs on the (in-process) worker, a pickled copy
         with open(calls, "wb") as handle:
-            pickle.dump((params, publish_id), handle)
+            pickle.dump((params, publish_id, written), handle)
         with monkeypatch.context() as patch:
             CrashAfter(patch, root, limit=0)
-            return original(params, publish_id)
+            return original(params, publish_id, written)
 
     with monkeypatch.context() as patch:
         patch.setattr(publish, "publish", crash_at_once)
@@ -152,20 +83,20 @@ def staged(request, tmp_path, monkeypatch):
     assert {k: v for k, v in state.items() if not k.startswith("_staging/")} == previous
     assert any(k.startswith("_staging/new/predictions/part-") for k in state)
     with open(calls, "rb") as handle:
-        params, publish_id = pickle.load(handle)
-    return request.param, root, params, publish_id, state, local_folders(root)
+        params, publish_id, written = pickle.load(handle)
+    return request.param, root, params, (publish_id, written), state, local_folders(root)
 
 
 
 def test_publish_after_a_crash_at_every_step_ends_as_a_clean_publish(staged, monkeypatch):
-    backend, root, params, publish_id, start, start_folders = staged
+    backend, root, params, job, start, start_folders = staged
     previous_view = reader_view(root)
     assert all(previous_view[name] for name in OUTPUTS) and b'"previous"' in previous_view["summary"]
     previous_manifest = _read(f"{root}/manifest.json")
 
     with monkeypatch.context() as patch:  # the clean publish, counting its steps
         counter = CrashAfter(patch, root, limit=None)
-        publish.publish(params, publish_id)
+        publish.publish(params, *job)
     steps, clean, clean_folders = counter.steps, snapshot(root), local_folders(root)
     new_view, new_manifest = reader_view(root), _read(f"{root}/manifest.json")
     assert b'"new"' in new_view["summary"] and all(new_view[name] for name in OUTPUTS)
@@ -181,9 +112,9 @@ def test_publish_after_a_crash_at_every_step_ends_as_a_clean_publish(staged, mon
             CrashAfter(patch, root, limit=k)
             if k < len(steps):
                 with pytest.raises(Crash):
-                    publish.publish(params, publish_id)
+                    publish.publish(params, *job)
             else:
-                publish.publish(params, publish_id)
+                publish.publish(params, *job)
         # At the crash: one run, whole. Before the commit the previous one, untouched; after it the new one.
         view, manifest = reader_view(root), _read(f"{root}/manifest.json")
         if view == previous_view:
@@ -193,7 +124,7 @@ def test_publish_after_a_crash_at_every_step_ends_as_a_clean_publish(staged, mon
             seen = "new"
             assert view == new_view, (k, steps[k - 1])
             assert manifest in (previous_manifest, new_manifest), k
-        publish.publish(params, publish_id)  # the retry
+        publish.publish(params, *job)  # the retry
         retried = snapshot(root)
         assert retried == clean, (k, sorted(set(retried) ^ set(clean)))
         assert local_folders(root) == clean_folders, k
@@ -203,35 +134,54 @@ def test_publish_after_a_crash_at_every_step_ends_as_a_clean_publish(staged, mon
     seen = [row[2] for row in rows]
     commit = seen.index("new")
     assert seen == ["previous"] * commit + ["new"] * (len(seen) - commit)
-    assert "summary.json" in rows[commit][1] and all(s.startswith("copy ") for s in steps[:commit - 2])
+    # Before it: the note of the record (in the staging folder), then only copies under new names.
+    assert "summary.json" in rows[commit][1] and rows[commit][1].startswith("swap ")
+    assert steps[0] == "write _staging/new/commit-summary.json", steps[0]
+    assert all(s.startswith("copy ") for s in steps[1:commit - 1]) and commit - 1 > 1
     MATRIX[backend] = rows
     _report_matrix()
 
 
 def test_a_relaunch_after_a_crashed_publish_cleans_up_the_crashed_attempt(staged, monkeypatch):
-    """A job that crashed in its publish and was never retried; a later job publishes over it: none of
-    the crashed attempt's copied files stay, whatever step it stopped at."""
-    backend, root, params, publish_id, start, _ = staged
-    staging = {k: v for k, v in start.items() if k.startswith("_staging/")}
+    """A job that crashed in its publish and was never retried; a later launch with the same run id takes
+    its lease over (output_claim.prepare_output) and publishes: none of the crashed attempt's copied
+    files stay, whatever step it stopped at, and the end state is that of a clean relaunch."""
+    backend, root, params, job, start, _ = staged
+    staging = {k: v for k, v in start.items() if k.startswith("_staging/") and not k.endswith(publish.LEASE_FILE)}
     with monkeypatch.context() as patch:
         steps = CrashAfter(patch, root, limit=None).steps
-        publish.publish(params, publish_id)
+        publish.publish(params, *job)
+
+    previous_id = json.loads(start["summary.json"])["published"]["publish_id"]
+
+    def relaunch() -> dict[str, bytes]:
+        output_claim.prepare_output(params)  # the crashed job's lease is dead: its launcher has returned
+        relaunch_id = output_claim.claimed_publish_id(params)
+        assert relaunch_id != job[0]
+        for relative, data in staging.items():  # the relaunch stages the same run again
+            with FileSystems.create(f"{root}/{relative}", compression_type="uncompressed") as handle:
+                handle.write(data)
+        publish.publish(params, relaunch_id, job[1])
+        state = {k.replace(relaunch_id, "<id>"): v.replace(relaunch_id.encode(), b"<id>")
+                 for k, v in snapshot(root).items()}
+        record = json.loads(state["summary.json"])  # which record it replaced depends on the crash point
+        # the previous run's record, or the crashed attempt's when it had committed before it died
+        assert record["published"].pop("replaced")["publish_id"] in (previous_id, job[0])
+        state["summary.json"] = json.dumps(record).encode()
+        return state
+
     restore(root, start)
-    publish.publish(params, "relaunch")
-    clean = snapshot(root)
+    clean = relaunch()
+    # Nothing of the crashed attempt (the restaged manifest names the files under its id: the same run)
+    assert not [k for k, v in clean.items() if job[0] in k or (job[0].encode() in v and k != "manifest.json")]
     # Every step locally; every third on the (slower) emulator, the commit among them.
     for k in range(1, len(steps), 1 if backend == "local" else 3):
         restore(root, start)
         with monkeypatch.context() as patch:
             counter = CrashAfter(patch, root, limit=k)
             with pytest.raises(Crash):
-                publish.publish(params, publish_id)
-        # The relaunch stages the same run again (prepare_output clears its staging first).
-        for relative, data in staging.items():
-            with FileSystems.create(f"{root}/{relative}", compression_type="uncompressed") as handle:
-                handle.write(data)
-        publish.publish(params, "relaunch")
-        assert snapshot(root) == clean, (k, counter.steps[-1])
+                publish.publish(params, *job)
+        assert relaunch() == clean, (k, counter.steps[-1])
 
 
 def _report_matrix() -> None:
