@@ -5,7 +5,8 @@ Reads like the data flow:
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the sliding windows)
                -> TrainAndPredict (or, with --param_grid, the search per key x window), fused after the
                   cut, or with few keys for the slots after a Reshuffle of the key x windows (stages/fanout.py)
-               -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
+               -> WriteOutputs + WriteSummary -> WriteManifest -> CheckBeforePublishing -> PublishOutputs
+               -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -127,7 +128,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
         run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
-    published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
+    ready = summary_doc | "CheckBeforePublishing" >> beam.Map(summary.check_before_publishing)
+    published = ready | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
     checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
 

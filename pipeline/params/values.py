@@ -33,6 +33,7 @@ class PipelineParams:
     plan_only: bool = False
     period: str = ""  # derive the period from the date: year, quarter, month, week or day (pipeline.utils.periods)
     frequency: str = ""  # the spacing of a key's rows: D, W, M, Q, Y; empty = inferred per key
+    date_format: str = ""  # strptime format of text dates; empty = inferred per column (pipeline.stages.dates)
     quiet: bool = False
     model_dir: str = ""
     # robustness (issue 5)
@@ -40,6 +41,7 @@ class PipelineParams:
     max_period: int = 99_999_999
     group_timeout_s: float = 0.0
     max_failure_rate: float = 0.05
+    max_rejected_rate: float = 0.5
     fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.fanout)
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"
