@@ -35,7 +35,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report
 from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, plan, rows, search,
                              select, summary, train, windows)
-from pipeline.utils import packing, progress
+from pipeline.utils import frozen, packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -189,8 +189,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
 
 def run(argv: list[str] | None = None) -> dict | None:
     params, options, kind = prepare(argv)
-    gc.collect()  # garbage first: what gc.freeze() keeps is never collected again
-    gc.freeze()  # the imported modules outlive the run: keep them out of every later collection
+    frozen.freeze_once()  # the imported modules outlive the run: keep them out of every later collection
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
     show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
                      and sys.stderr.isatty())

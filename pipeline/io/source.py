@@ -223,7 +223,7 @@ def read_file_table(path: str, handle, limit: int | None = None, columns: list[s
                                    null_values=[""], strings_can_be_null=True,
                                    column_types={name: pa.string() for name in text_columns}))
     elif path.endswith((".jsonl", ".json")):
-        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, convert_dates=False, nrows=limit)
+        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)  # no type guessed
         for name in text_columns:  # a number written unquoted is text as written too: 7 -> "7"
             if name in frame:
                 frame[name] = frame[name].astype("string")

@@ -13,7 +13,6 @@ caught by Beam's exception handling and becomes a failed ledger row too.
 from __future__ import annotations
 
 import functools
-import gc
 import json
 
 import apache_beam as beam
@@ -26,7 +25,7 @@ from pipeline.models import custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features
 from pipeline.models import registry
-from pipeline.utils import progress, threads
+from pipeline.utils import frozen, progress, threads
 from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
@@ -276,14 +275,11 @@ class TrainAndPredictFn(beam.DoFn):
         threads.set_environment(self._params.model_threads)
         self._deadline = custom_model.time_limited_caller(self._params)
         # Imported modules live as long as the process: keep them out of every later collection.
-        gc.freeze()
+        frozen.freeze_once()
 
     def teardown(self):
         if self._deadline is not None:
             self._deadline.stop()
-        # The worker is about to exit; its final garbage sweep over every object of Beam, pandas and
-        # scikit-learn takes about a second, and the local runner stops its workers one after another.
-        gc.freeze()
 
     def start_bundle(self):
         self._buffer = None if self._frame_per_window else PredictionBuffer()
