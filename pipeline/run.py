@@ -5,7 +5,8 @@ Reads like the data flow:
     ReadSource -> ValidateAndGroupByKey [-> GenerateFeatures] -> CutWindows (the sliding windows)
                -> TrainAndPredict (or, with --param_grid, the search per key x window), fused after the
                   cut, or with few keys for the slots after a Reshuffle of the key x windows (stages/fanout.py)
-               -> WriteOutputs + WriteSummary -> WriteManifest -> PublishOutputs -> CheckFailureRate
+               -> WriteOutputs + WriteSummary -> WriteManifest -> CheckBeforePublishing -> PublishOutputs
+               -> CheckFailureRate
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report, run_summary
 from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, key_size, plan, rows,
                              search, select, summary, train, windows)
-from pipeline.utils import packing, progress
+from pipeline.utils import frozen, packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -135,7 +136,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
         run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
-    published = summary_doc | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
+    ready = summary_doc | "CheckBeforePublishing" >> beam.Map(summary.check_before_publishing)
+    published = ready | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
     checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
 
@@ -196,8 +198,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
 
 def run(argv: list[str] | None = None) -> dict | None:
     params, options, kind = prepare(argv)
-    gc.collect()  # garbage first: what gc.freeze() keeps is never collected again
-    gc.freeze()  # the imported modules outlive the run: keep them out of every later collection
+    frozen.freeze_once()  # the imported modules outlive the run: keep them out of every later collection
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
     show_progress = (runner.is_local(options) and not params.plan_only and not params.quiet
                      and sys.stderr.isatty())

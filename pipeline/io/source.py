@@ -80,12 +80,14 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
 
     connection = duckdb_connection(input_pattern)
     try:
-        return [row[0] for row in connection.execute(f"DESCRIBE ({query})").fetchall()]
+        return single_statement(connection, query).columns
     except duckdb.PermissionException as exc:
         raise ParameterError("query", query, f"a query over the tables the pipeline registers ({SAMPLE_SCHEMA}."
                              f"{SAMPLE_TABLE}: the embedded sample; {INPUT_TABLE}: the --input files with "
                              "--source=duckdb); a local query may not read files, attach databases or load "
                              f"extensions: {exc}") from None
+    except ParameterError:
+        raise
     except duckdb.CatalogException as exc:  # an unknown table: DuckDB would suggest one of its own (pg_enum)
         raise ParameterError("query", query, "a query over the tables a local query can see: "
                              + ", ".join(visible_tables(input_pattern))
@@ -101,6 +103,15 @@ def visible_tables(input_pattern: str | None) -> list[str]:
     described = {f"{SAMPLE_SCHEMA}.{SAMPLE_TABLE}": "the embedded sample"}
     described[INPUT_TABLE] = "the --input files" if input_pattern else "the --input files, when --input is given"
     return [f"{name} ({meaning})" for name, meaning in described.items()]
+
+
+def single_statement(connection, query: str):
+    """The query as a DuckDB relation (planned, not run). Its own text is kept whole, so a trailing `;`
+    or `-- comment` is fine (wrapping it in a subquery would not be); more than one statement is refused."""
+    statements = connection.extract_statements(query)
+    if len(statements) != 1:
+        raise ParameterError("query", query, f"one SELECT statement (this is {len(statements)})")
+    return connection.sql(query)
 
 
 def _input_paths(pattern: str) -> list[str]:
@@ -163,8 +174,8 @@ def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int 
                 return None
             connection = duckdb_connection()
             try:
-                return connection.execute(f'SELECT count(*) FROM (SELECT DISTINCT "{key}" FROM ({params.query}) '
-                                          f"LIMIT {int(limit)})").fetchone()[0]
+                return single_statement(connection, params.query).query(
+                    "source", f'SELECT count(*) FROM (SELECT DISTINCT "{key}" FROM source LIMIT {int(limit)})').fetchone()[0]
             finally:
                 connection.close()
         if kind != "file":
@@ -188,10 +199,16 @@ def distinct_keys_at_most(params: PipelineParams, kind: str, limit: int) -> int 
         return None
 
 
+class EmptyFile(ParameterError):
+    """A CSV file without even a header row."""
+
+
 def read_file_table(path: str, handle, limit: int | None = None, columns: list[str] | None = None,
-                    row_group: int | None = None) -> pd.DataFrame:
+                    row_group: int | None = None, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
     """A file (or, for Parquet, one of its row groups) as a DataFrame; Parquet reads only `columns`
-    (all when None) and only the bytes it needs from `handle` (seekable, local or gs://)."""
+    (all when None) and only the bytes it needs from `handle` (seekable, local or gs://). CSV and JSONL
+    `text_columns` (the key and the date) are read as the text written, never as a guessed type:
+    "007" stays "007", not 7; the date is parsed by validation, with one format per column."""
     if path.endswith(".parquet"):
         import pyarrow.parquet as pq
 
@@ -207,11 +224,20 @@ def read_file_table(path: str, handle, limit: int | None = None, columns: list[s
 
         # Only an empty field is null: "n/a" and the like stay text, so validation counts
         # them as coerced exactly as it does for Parquet or BigQuery strings.
+        if not data.strip():
+            raise EmptyFile("input", path, "a CSV file with a header row (this file is empty)")
+        import pyarrow as pa
+
         table = pacsv.read_csv(io.BytesIO(data),
                                parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                               convert_options=pacsv.ConvertOptions(null_values=[""], strings_can_be_null=True))
+                               convert_options=pacsv.ConvertOptions(
+                                   null_values=[""], strings_can_be_null=True,
+                                   column_types={name: pa.string() for name in text_columns}))
     elif path.endswith((".jsonl", ".json")):
-        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)
+        frame = pd.read_json(io.BytesIO(data), lines=True, dtype=False, nrows=limit)  # no type guessed
+        for name in text_columns:  # a number written unquoted is text as written too: 7 -> "7"
+            if name in frame:
+                frame[name] = frame[name].astype("string")
         return frame
     else:
         raise ParameterError("input", path, "a .parquet, .csv, .jsonl or .json file")
@@ -242,8 +268,8 @@ class _RunDuckDBQuery(beam.DoFn):
 class _ReadFilePiece(beam.DoFn):
     """(path, Parquet row group or None for the whole file) -> chunks of the needed columns."""
 
-    def __init__(self, columns: tuple[str, ...]):
-        self._columns = columns
+    def __init__(self, columns: tuple[str, ...], text_columns: tuple[str, ...] = ()):
+        self._columns, self._text_columns = columns, text_columns
 
     def process(self, piece):
         path, row_group = piece
@@ -255,7 +281,10 @@ class _ReadFilePiece(beam.DoFn):
                 self._check(path, available)
                 frame = read_file_table(path, handle, columns=list(self._columns), row_group=row_group)
             else:
-                frame = read_file_table(path, handle)
+                try:
+                    frame = read_file_table(path, handle, text_columns=self._text_columns)
+                except EmptyFile:  # no rows (the launch refuses an empty first file: file_columns)
+                    return
                 self._check(path, frame.columns)
         yield from _chunks(frame[list(self._columns)])
 
@@ -291,7 +320,8 @@ class ReadSource(beam.PTransform):
                       | "Match" >> fileio.MatchFiles(self._params.input)
                       | "Pieces" >> beam.FlatMap(lambda metadata: file_pieces(metadata.path))
                       | "SpreadPieces" >> beam.Reshuffle()
-                      | "ReadChunks" >> beam.ParDo(_ReadFilePiece(columns)))
+                      | "ReadChunks" >> beam.ParDo(_ReadFilePiece(columns, (self._params.key_column,
+                                                                           self._params.date_column))))
             if self._slots is None or count_file_pieces(self._params.input) < self._slots:
                 chunks = chunks | "Spread" >> ReshuffleFrames()
             return chunks

@@ -62,6 +62,12 @@ PARAMS: tuple[Param, ...] = (
           "unit of the period when they do not tell), and recorded in summary.json.",
           GROUP_SOURCE, default="", regex=r"^(D|W|M|Q|Y)?$", allowed="empty, or one of D, W, M, Q, Y",
           example="M"),
+    Param("date_format", "Date format",
+          "How the date column's text is written, as a strptime format (%d/%m/%Y). Empty: the format of its "
+          "first values (ISO 8601 dates and times in any precision are one format). Every row is read with "
+          "that one format; a row in another is rejected (bad_date). Integers are read as yyyymmdd.",
+          GROUP_SOURCE, default="", regex=r"^([^%]*%[A-Za-z][^%]*)*$",
+          allowed="empty, or a strptime format such as %d/%m/%Y", example="%d/%m/%Y"),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",
           GROUP_SOURCE, default="date", regex=COLUMN_RE, required_on_dataflow=True, example="date"),
     Param("key_column", "Key column", "One model is trained per value of this column and window.",
@@ -214,6 +220,11 @@ PARAMS: tuple[Param, ...] = (
           "the most rows of one key. 0 = no limit.",
           GROUP_MODEL, type=int, default=4_000_000_000, param_type="NUMBER", regex=NON_NEGATIVE_INT_RE,
           hidden=True),
+    Param("max_rejected_rate", "Maximum rejected rate",
+          "The job fails when more than this fraction of the rows read were rejected (1 = never), and so "
+          "does a run that trains no key x window: after every output is written to the staging folder, "
+          "and before any is published, so the previous outputs stay in place.",
+          GROUP_MODEL, type=float, default=0.5, param_type="NUMBER", regex=NON_NEGATIVE_NUMBER_RE),
     # -- BigQuery source and sinks (pipeline/bigquery.py) -----------------------
     Param("input_table", "BigQuery input table",
           "BigQuery table to read instead of running a query (only the columns named here are read).",

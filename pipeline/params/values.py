@@ -38,6 +38,7 @@ class PipelineParams:
     n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
     period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
     season_length: int = 0  # the seasonal cycle in steps; 0 = from the frequency (periods.SEASON_LENGTHS)
+    date_format: str = ""  # strptime format of text dates; empty = inferred per column (pipeline.stages.dates)
     quiet: bool = False
     json: bool = False  # print summary.json at the end of a local run (for scripts)
     model_dir: str = ""
@@ -48,6 +49,7 @@ class PipelineParams:
     max_failure_rate: float = 0.05
     max_key_rows: int = 50_000_000  # a key over either limit is refused before its fits (pipeline.stages.key_size)
     max_key_bytes: int = 4_000_000_000
+    max_rejected_rate: float = 0.5
     fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.fanout)
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"

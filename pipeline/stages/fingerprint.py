@@ -18,13 +18,22 @@ def _canonical(column: pd.Series) -> pd.Series:
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_numeric_dtype(column):
         return column.astype("float64")
     if pd.api.types.is_datetime64_any_dtype(column):
-        return pd.Series(column.astype("datetime64[ns]").astype("int64").astype("float64")
-                         .where(column.notna()), index=column.index)
+        return pd.Series(_nanoseconds(column), index=column.index).where(column.notna())
     if _is_text_or_date(column):
         codes, text = _distinct_text(column)
         return pd.Series(text[codes], index=column.index)  # code -1 (missing) picks the None
     missing = column.isna().to_numpy()  # element by element: a list is not missing
     return column.astype(str).astype(object).where(~missing, None)
+
+
+def _nanoseconds(column: pd.Series) -> np.ndarray:
+    """Nanoseconds since 1970 (UTC for a zoned column) as float64, in whatever unit the column holds
+    them: a day out of [ns]'s range (9999-12-31) is hashed too, and a value has one representation."""
+    if isinstance(column.dtype, pd.DatetimeTZDtype):
+        column = column.dt.tz_convert("UTC").dt.tz_localize(None)
+    values = column.to_numpy()
+    unit, _ = np.datetime_data(values.dtype)
+    return values.view("int64").astype("float64") * float(np.timedelta64(1, unit) / np.timedelta64(1, "ns"))
 
 
 def _is_text_or_date(column: pd.Series) -> bool:

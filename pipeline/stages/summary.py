@@ -169,6 +169,8 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
     attempted = summary["groups_trained"] + summary["groups_failed"]
     summary["failure_rate"] = summary["groups_failed"] / attempted if attempted else 0.0
     summary["max_failure_rate"] = params.max_failure_rate
+    summary["rejected_rate"] = summary["rows_rejected"] / summary["rows_read"] if summary["rows_read"] else 0.0
+    summary["max_rejected_rate"] = params.max_rejected_rate
     to_forecast = 0
     if params.forecast:
         to_forecast = summary["rows_to_forecast"] = totals.get("rows_to_forecast", 0)
@@ -189,12 +191,43 @@ def assemble(params: PipelineParams, source: str, totals: dict, run_lineage=None
 
 
 def check_params(params: PipelineParams) -> None:
-    if params.max_failure_rate > 1:
-        raise ParameterError("max_failure_rate", params.max_failure_rate, "a fraction between 0 and 1")
+    for name in ("max_failure_rate", "max_rejected_rate"):
+        if not 0 <= getattr(params, name) <= 1:
+            raise ParameterError(name, getattr(params, name), "a fraction between 0 and 1")
 
 
-class TooManyFailedGroups(RuntimeError):
-    """More key x windows failed than --max_failure_rate allows. Raised after every output is written."""
+class RunCheckFailed(RuntimeError):
+    """The finished run's counts fail a check: the job fails, after every output is written."""
+
+
+class TooManyFailedGroups(RunCheckFailed):
+    """More key x windows failed than --max_failure_rate allows. Raised after every output is published."""
+
+
+class NotPublished(RunCheckFailed):
+    """Too many rows rejected (--max_rejected_rate), or no key x window trained: raised after every output
+    is staged and before any is published, so the previous run's outputs stay in place."""
+
+
+def check_before_publishing(summary: dict) -> dict:
+    """Fails the job before the publish step when the run's outputs should not replace the previous ones:
+    more of the rows read were rejected than --max_rejected_rate allows, or no key x window was trained."""
+    output, run_id = summary["parameters"]["output"], summary["run_id"]
+    kept = (f"Nothing was published: {output}/ still holds the previous run's outputs; this run's outputs "
+            f"and {SUMMARY_FILE} are under {output}/_staging/{run_id}/.")
+    reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary["rows_rejected_by_reason"].items()))
+    if summary["rejected_rate"] > summary["max_rejected_rate"]:
+        raise NotPublished(
+            f"{summary['rows_rejected']} of {summary['rows_read']} rows were rejected ({summary['rejected_rate']:.1%} "
+            f"> --max_rejected_rate={summary['max_rejected_rate']:g}; by reason: {reasons}). {kept}")
+    forecast_keys = summary.get("forecast", {}).get("keys_forecast", 0)
+    if summary["groups_trained"] == 0 and not forecast_keys:
+        why = {**summary["skipped_by_reason"], **summary["failed_by_reason"]}
+        raise NotPublished(
+            f"no key x window was trained (rows used: {summary['rows_used']} of {summary['rows_read']}; planned: "
+            f"{summary['groups_planned']}, skipped or failed by reason: "
+            f"{', '.join(f'{r}: {n}' for r, n in sorted(why.items())) or 'none'}). {kept}")
+    return summary
 
 
 def check_failure_rate(summary: dict) -> dict:
@@ -210,10 +243,10 @@ def check_failure_rate(summary: dict) -> dict:
     return summary
 
 
-def too_many_failures(exc: BaseException) -> TooManyFailedGroups | None:
-    """The TooManyFailedGroups behind a runner's exception, if that is what ended the job."""
+def too_many_failures(exc: BaseException) -> RunCheckFailed | None:
+    """The failed check (RunCheckFailed) behind a runner's exception, if that is what ended the job."""
     while exc is not None:
-        if isinstance(exc, TooManyFailedGroups):
+        if isinstance(exc, RunCheckFailed):
             return exc
         exc = exc.__cause__ or exc.__context__
     return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import gc
 import json
 
 import apache_beam as beam
@@ -27,7 +26,7 @@ from pipeline.models import combination, custom_model
 from pipeline.stages import evaluate
 from pipeline.stages import features, target_history
 from pipeline.models import registry, statistical
-from pipeline.utils import progress, threads
+from pipeline.utils import frozen, progress, threads
 from pipeline.utils.tagged import declare_outputs
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
@@ -442,14 +441,11 @@ class TrainAndPredictFn(beam.DoFn):
         if registry.uses_history(self._params.model):
             statistical.warm_up()  # statsforecast's imports and first calls, once per worker process, untimed
         # Imported modules live as long as the process: keep them out of every later collection.
-        gc.freeze()
+        frozen.freeze_once()
 
     def teardown(self):
         if self._deadline is not None:
             self._deadline.stop()
-        # The worker is about to exit; its final garbage sweep over every object of Beam, pandas and
-        # scikit-learn takes about a second, and the local runner stops its workers one after another.
-        gc.freeze()
 
     def start_bundle(self):
         self._buffer = None if self._frame_per_window else PredictionBuffer()

@@ -10,3 +10,9 @@ def declare_outputs(pardo, *tags: str):
     knows only declared tags, and Beam warns that the others are "requested in with_outputs() but
     not declared in type hints"."""
     return pardo.with_output_types(typing.Any, **{tag: typing.Any for tag in tags})
+
+
+# What a row's or a group's content can raise (pandas' and Arrow's parse errors are ValueErrors): these
+# alone may become dead letters. OSError (a full disk, a lost connection) and MemoryError are the
+# infrastructure's: they fail the bundle, so that the runner retries it and, if they persist, the job fails.
+DATA_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
