@@ -158,9 +158,11 @@ def test_every_sh_command_is_checked(monkeypatch, tmp_path):
     assert not unchecked, "commands no test checks (add a check, or an ALLOWED entry saying why):\n" + "\n".join(unchecked)
 
 
-def test_a_bad_command_would_be_caught():
+def test_a_bad_command_would_be_caught(tmp_path):
     with pytest.raises(Exception):
         pipeline_run.parse_args(["--window_size=1"])
+    with pytest.raises(AssertionError):
+        check_gcloud(["gcloud", "dataflow", "flex-template", "run", "job", "--no-such-flag=1"], tmp_path)
     assert commands("make run ARGS=\"--model=ridge\"  # note\nIMAGE=x\nmake image IMAGE=$IMAGE && docker push $IMAGE\n") \
         == [["make", "run", "ARGS=--model=ridge"], ["make", "image", "IMAGE=x"], ["docker", "push", "x"]]
 
