@@ -73,7 +73,7 @@ def read_table(output: str, name: str, where: tuple[str, list] | None = None) ->
         if path.endswith(".parquet"):
             frame = pd.read_parquet(data, filters=[(where[0], "in", where[1])] if where else None)
         else:
-            frame = pd.read_csv(data)
+            frame = pd.read_csv(data, float_precision="round_trip")  # pandas 2's default is off by 1 ulp
             frame = frame[frame[where[0]].astype(str).isin(where[1])] if where else frame
         frames.append(frame)
     frames = [f for f in frames if len(f)]

@@ -19,7 +19,8 @@ def read_output(output_dir: str, name: str) -> pd.DataFrame:
     parts = sorted(glob.glob(os.path.join(output_dir, name, "part-*")))
     assert parts, f"no files in {output_dir}/{name}"
     if parts[0].endswith(".csv"):
-        return pd.concat([pd.read_csv(p) for p in parts], ignore_index=True)
+        # round_trip: pandas 2's default float parser is off by 1 ulp on some of the exact decimals written
+        return pd.concat([pd.read_csv(p, float_precision="round_trip") for p in parts], ignore_index=True)
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
