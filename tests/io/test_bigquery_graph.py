@@ -141,7 +141,8 @@ def test_table_schemas_derive_from_the_output_schemas():
     assert predictions == {"store": "STRING", "day": "DATE", "year": "INTEGER", "period_label": "STRING",
                            "window_start": "INTEGER",
                            "window_end": "INTEGER", "predicted": "FLOAT", "actual": "FLOAT",
-                           "baseline": "FLOAT", "model": "STRING", "run_id": "STRING",
+                           "baseline": "FLOAT", "seasonal_naive": "FLOAT", "mase_scale": "FLOAT",
+                           "model": "STRING", "run_id": "STRING",
                            "params_hash": "STRING", "code_version": "STRING"}
     for name, schema in schemas.items():
         assert [f["name"] for f in bigquery.table_schema(schema)["fields"]] == schema.names, name
@@ -185,7 +186,8 @@ def test_written_rows_are_json_ready_and_nan_becomes_null():
     assert bigquery_beam.bigquery_rows(table) == [{
         "shop_id": "S1", "date": "2016-02-29", "year": 2016, "period_label": "2016", "window_start": 2014,
         "window_end": 2016,
-        "predicted": 1.5, "actual": 2.25, "baseline": None, "model": "ridge", "run_id": "r",
+        "predicted": 1.5, "actual": 2.25, "baseline": None, "seasonal_naive": None, "mase_scale": None,
+        "model": "ridge", "run_id": "r",
         "params_hash": None, "code_version": None}]
 
 

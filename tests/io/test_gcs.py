@@ -110,7 +110,7 @@ def test_models_on_gcs_repredict_the_run_exactly(finished):
                            f"--run_output={out}", "--run_id=on-gcs", "--key=B", "--window=2001", f"--output={target}"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    written = pd.read_csv(io.BytesIO(read_bytes(target)))
+    written = pd.read_csv(io.BytesIO(read_bytes(target)), float_precision="round_trip")  # pandas 2: exact floats
     expected = predictions[(predictions["shop_id"] == "B") & (predictions["window_start"] == 2001)]
     assert len(written) == len(expected) > 0
     assert np.array_equal(written["predicted"].to_numpy(), expected["predicted"].to_numpy())

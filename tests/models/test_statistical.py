@@ -141,7 +141,8 @@ def test_saved_statistical_models_reload_and_predict_the_same_forecasts(side_by_
     checked = 0
     for model in ("naive", "seasonal_naive", "ets"):
         for (key, start), expected in predictions[predictions["model"] == model].groupby(["shop_id", "window_start"]):
-            again = saved_models.predict_window(str(side_by_side_run["models"] / model), "stat-1", key, start, rows)
+            again = saved_models.predict_window(str(side_by_side_run["models"] / model), "stat-1", key, start, rows,
+                                                 str(side_by_side_run["out"]), model=model)
             expected = expected.sort_values("date", ignore_index=True)
             assert again["predicted"].to_numpy().tobytes() == expected["predicted"].to_numpy().tobytes()
             checked += 1
