@@ -84,7 +84,9 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
                                                                 params.time_column, validated[rows.PERIOD_RANGE],
                                                                 fan_out if may_fan_out else None)
     manifest_path = sinks.staging_path(params, sinks.MANIFEST_FILE)  # published with the outputs
-    publish_id = output_claim.claimed_publish_id(params)  # one per job: a retried publish step reuses it
+    # One per job: a retried publish step reuses it. A dry run only translates: it claimed nothing to read.
+    publish_id = (publish.new_publish_id() if pipeline.options.view_as(TestOptions).dry_run
+                  else output_claim.claimed_publish_id(params))
     if params.plan_only:
         refused = sized[key_size.REFUSED] | "RefusedCounters" >> beam.Map(key_size.refused_counters)
         counters = (validated[rows.COUNTS], fingerprints, refused) | "PlanInputCounters" >> beam.Flatten()

@@ -47,7 +47,7 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
 HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels", "period", "frequency",
                              "window_mode", "window_anchor", "n_windows", "period_gaps_ok", "season_length",
                              "lags", "rolling_means", "select", "fallback_model",
-                             "max_key_rows", "max_key_bytes"})  # (stages/key_size.py)
+                             "max_key_rows", "max_key_bytes", "date_format", "max_rejected_rate"})  # (stages/key_size.py)
 LIBRARIES = ("apache-beam", "scikit-learn", "xgboost", "xgboost-cpu", "pandas", "numpy", "pyarrow", "duckdb",
              "joblib", "threadpoolctl", "matplotlib", "statsforecast")
 GIT_COMMIT_ENV, IMAGE_ENV = "PIPELINE_GIT_COMMIT", "PIPELINE_IMAGE"
