@@ -66,7 +66,7 @@ def test_a_chosen_combination_forecasts_the_mean_and_its_saved_model_repredicts(
         assert set(forecasts.loc[key, "model"]) == {model}
     # The saved combination of a backtest window reloads and predicts what the run predicted.
     model_dir = str(base / "models" / artifacts.encode_key(COMBINED))
-    again = saved_models.predict_window(model_dir, "comb", "A", 2002, rows)
+    again = saved_models.predict_window(model_dir, "comb", "A", 2002, rows, str(base / "out"), model=COMBINED)
     predictions = read_output(str(base / "out"), "predictions")
     ran = predictions[(predictions["model"] == COMBINED) & (predictions["shop_id"] == "A")
                       & (predictions["window_start"] == 2002)].sort_values("date")
