@@ -51,7 +51,7 @@ FUZZ_STATS ?= output/fuzz-stats.json
 fuzz: dev-venv
 	@mkdir -p $(dir $(FUZZ_STATS))
 	HOSTILE_EXAMPLES=$(FUZZ_EXAMPLES) HOSTILE_SEED=$(FUZZ_SEED) HOSTILE_STATS=$(FUZZ_STATS) $(PY) -m pytest \
-		tests/stages/test_hostile_inputs.py -k hostile_rows_are_contained -q --timeout=0 -p no:cacheprovider
+		tests/stages/prepare/test_hostile_inputs.py -k hostile_rows_are_contained -q --timeout=0 -p no:cacheprovider
 	@cat $(FUZZ_STATS); echo
 
 ## Benchmark: ours vs the article's approach vs a bare joblib loop (full matrix: long; not a test).

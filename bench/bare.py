@@ -17,7 +17,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 
 from pipeline.models import registry
-from pipeline.stages.window_plan import WindowPlan
+from pipeline.stages.prepare.window_plan import WindowPlan
 
 KEY, PERIOD, DATE, TARGET = "shop_id", "year", "date", "sales"
 FEATURES = ["attr1", "attr2", "attr3"]

@@ -1,4 +1,4 @@
-"""Few keys: the fan-out of the key x window fits (pipeline/stages/fanout.py), measured.
+"""Few keys: the fan-out of the key x window fits (pipeline/stages/prepare/fanout.py), measured.
 
     python -m bench.few_keys                                   2 and 3 shops x 32 years, gbr, 1 and 2 workers,
                                                                --fan_out auto and never, medians of 3

@@ -16,9 +16,9 @@ import pandas as pd
 
 from pipeline.run import parse_args
 from pipeline.io import sample_data
-from pipeline.stages import train
+from pipeline.stages.fit import train
 from pipeline.utils.deadline import DeadlineCaller
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.prepare.windows import WindowPlan
 
 
 def groups(n: int):

@@ -7,7 +7,7 @@ level per series). Two ratios, medians of `--repeats`, in one session:
 
 - run: whole-process wall time of the pipeline with `--lags=1,2,3,12 --rolling_means=12` over the same
   run without them (runs interleaved, 2 worker processes);
-- features: building the target-history features of every key (pipeline.stages.features, in this
+- features: building the target-history features of every key (pipeline.stages.prepare.features, in this
   process) over a bare pandas loop computing the same shifts and rolling mean per key.
 """
 
@@ -65,7 +65,7 @@ def bare_loop(keys: list[pd.DataFrame]) -> None:
 
 
 def ours(keys: list[pd.DataFrame], params, spec) -> None:
-    from pipeline.stages import features
+    from pipeline.stages.prepare import features
     for frame in keys:
         features.add_target_features(frame, spec, params)
 
@@ -81,7 +81,7 @@ def main(argv=None) -> int:
     print(f"{args.series} series, {len(data)} rows; load average {os.getloadavg()[0]:.1f}")
 
     from pipeline.run import parse_args
-    from pipeline.stages import features
+    from pipeline.stages.prepare import features
     params = parse_args(["--key_column=series", "--time_column=month_index", "--features=attr1", *FEATURE_ARGS])[0]
     spec = features.FeatureSpec.from_params(params)
     keys = [frame.drop(columns="series").reset_index(drop=True) for _, frame in data.groupby("series")]

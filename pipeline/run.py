@@ -33,8 +33,10 @@ from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.record import lineage, report, run_summary
-from pipeline.stages import (compare, fanout, features, fingerprint, forecast, intervals, key_size, plan, rows,
-                             search, select, summary, train, windows)
+from pipeline.stages.prepare import fanout, features, fingerprint, key_size, rows, windows
+from pipeline.stages.fit import intervals, search, train
+from pipeline.stages.decide import compare, forecast, select
+from pipeline.stages.record import plan, summary
 from pipeline.utils import frozen, packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default

@@ -10,7 +10,7 @@ from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 
 CHUNK_ROWS = 50_000  # rows per chunk, whatever the source
-# Parameters that generate feature columns (pipeline.stages.features); any of them set, --features may be empty.
+# Parameters that generate feature columns (pipeline.stages.prepare.features); any of them set, --features may be empty.
 GENERATED_FEATURE_PARAMS = ("calendar_features", "lag_days", "rolling_mean_days", "lags", "rolling_means")
 
 

@@ -29,7 +29,7 @@ SUMMARY_FILE = "summary.json"
 MANIFEST_FILE, PLAN_SUMMARY_FILE, REPORT_FILE = "manifest.json", "plan.json", "report.html"
 PLAN_NAME = "plan"
 STAGING = "_staging"
-SCALED_METRICS = ("mase", "smape", "wape")  # pipeline.stages.evaluate.scaled_metrics
+SCALED_METRICS = ("mase", "smape", "wape")  # pipeline.stages.fit.evaluate.scaled_metrics
 GCS_BUCKET_RE = r"^gs://[a-z0-9][a-z0-9._-]{1,220}[a-z0-9](/.*)?$"
 
 
@@ -40,7 +40,7 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     tail = [("model", pa.string()), *lineage]
     # the hyperparameters used; with --param_grid also the chosen configuration and its validation score
     chosen = [("model_params", pa.string()), ("config_id", pa.int64()), ("validation_rmse", pa.float64())]
-    # --interval_levels: the band of each level (pipeline.stages.intervals), on forecasts and predictions
+    # --interval_levels: the band of each level (pipeline.stages.fit.intervals), on forecasts and predictions
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
     bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
@@ -49,9 +49,9 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     # readable periods next to the integers (pipeline.io.labels fills them)
     period_label, window_label, train_label, test_label = ((name, pa.string()) for name in (
         labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
-    # MASE, sMAPE, WAPE of the model and of seasonal naive (pipeline.stages.evaluate)
+    # MASE, sMAPE, WAPE of the model and of seasonal naive (pipeline.stages.fit.evaluate)
     scaled = [(f"{prefix}{name}", pa.float64()) for prefix in ("", "seasonal_naive_") for name in SCALED_METRICS]
-    # --fallback_model: which model produced the row and why it was not the candidate (pipeline.stages.train)
+    # --fallback_model: which model produced the row and why it was not the candidate (pipeline.stages.fit.train)
     fallback = [("fitted_model", pa.string()), ("fallback", pa.string())] if params.fallback_model else []
     return {
         "predictions": pa.schema([
@@ -191,7 +191,7 @@ class ToArrowTables(beam.PTransform):
 
 class WriteFrames(beam.PTransform):
     """Writes a PCollection of DataFrames (or row dicts) to <output>/<name>/part-*, or a tuple of such
-    PCollections, the parts of one output (the fits' two paths, pipeline.stages.fanout), as Arrow tables
+    PCollections, the parts of one output (the fits' two paths, pipeline.stages.prepare.fanout), as Arrow tables
     of about ROWS_PER_TABLE rows (ToArrowTables) with `constants` (the lineage columns) on every row.
 
     Each part is batched and converted where it is produced, and only the converted tables (or CSV

@@ -182,7 +182,7 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
                 feature_columns: list[str], split, key: str, seed: int) -> Fitted:
     """Fits `model` (see `resolve`) on a split's training rows and predicts its test rows.
 
-    `split` is a `pipeline.stages.train.WindowSplit`: `arrays(...)` for estimators that take matrices
+    `split` is a `pipeline.stages.fit.train.WindowSplit`: `arrays(...)` for estimators that take matrices
     (converted once per split), `train` / `test` frames for user models.
     """
     if isinstance(model, registry.ModelSpec) and model.uses_history:

@@ -27,7 +27,7 @@ MODEL_NAMES = tuple(name for name, _ in MODEL_DESCRIPTIONS)
 OUTPUT_FORMATS = ("parquet", "csv")
 SOURCES = ("auto", "duckdb", "file", "bigquery")
 IF_OUTPUT_EXISTS = ("replace", "fail")
-FAN_OUT_MODES = ("auto", "always", "never")  # --fan_out (pipeline.stages.fanout)
+FAN_OUT_MODES = ("auto", "always", "never")  # --fan_out (pipeline.stages.prepare.fanout)
 
 COLUMN_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
 COLUMN_LIST_RE = r"^[A-Za-z_][A-Za-z0-9_]*(,[A-Za-z_][A-Za-z0-9_]*)*$"

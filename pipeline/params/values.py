@@ -33,12 +33,12 @@ class PipelineParams:
     plan_only: bool = False
     period: str = ""  # derive the period from the date: year, quarter, month, week or day (pipeline.utils.periods)
     frequency: str = ""  # the spacing of a key's rows: D, W, M, Q, Y; empty = inferred per key
-    window_mode: str = "sliding"  # or expanding: train on every earlier period (pipeline.stages.window_plan)
+    window_mode: str = "sliding"  # or expanding: train on every earlier period (pipeline.stages.prepare.window_plan)
     window_anchor: str = "global"  # or key: windows end at each key's own last period
     n_windows: int = 0  # the last n backtest windows; 0 = every window that fits
     period_gaps_ok: bool = False  # an integer period column that looks like yyyymm(dd) is meant so
     season_length: int = 0  # the seasonal cycle in steps; 0 = from the frequency (periods.SEASON_LENGTHS)
-    date_format: str = ""  # strptime format of text dates; empty = inferred per column (pipeline.stages.dates)
+    date_format: str = ""  # strptime format of text dates; empty = inferred per column (pipeline.stages.prepare.dates)
     quiet: bool = False
     json: bool = False  # print summary.json at the end of a local run (for scripts)
     model_dir: str = ""
@@ -47,10 +47,10 @@ class PipelineParams:
     max_period: int = 99_999_999
     group_timeout_s: float = 0.0
     max_failure_rate: float = 0.05
-    max_key_rows: int = 50_000_000  # a key over either limit is refused before its fits (pipeline.stages.key_size)
+    max_key_rows: int = 50_000_000  # a key over either limit is refused before its fits (pipeline.stages.prepare.key_size)
     max_key_bytes: int = 4_000_000_000
     max_rejected_rate: float = 0.5
-    fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.fanout)
+    fan_out: str = "auto"  # spread the fits by key x window (pipeline.stages.prepare.fanout)
     input_table: str | None = None
     bq_read_method: str = "DIRECT_READ"
     bq_temp_dataset: str | None = None
@@ -66,7 +66,7 @@ class PipelineParams:
     # feature generation
     calendar_features: tuple[str, ...] = ()
     holiday_calendar: str = "fr"
-    lags: tuple[int, ...] = ()  # in steps of the key's frequency (pipeline.stages.target_history)
+    lags: tuple[int, ...] = ()  # in steps of the key's frequency (pipeline.stages.prepare.target_history)
     rolling_means: tuple[int, ...] = ()
     lag_days: tuple[int, ...] = ()
     rolling_mean_days: tuple[int, ...] = ()

@@ -1,10 +1,10 @@
-"""The report's "models compared" section (several models: see pipeline.stages.select)."""
+"""The report's "models compared" section (several models: see pipeline.stages.decide.select)."""
 
 from __future__ import annotations
 
 import html
 
-from pipeline.stages.select import BASELINE, CHOICES
+from pipeline.stages.decide.select import BASELINE, CHOICES
 
 
 def section(summary: dict, table) -> list[str]:

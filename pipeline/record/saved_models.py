@@ -31,8 +31,9 @@ from pipeline.io.sinks import SUMMARY_FILE
 from pipeline.models import registry
 from pipeline.params.values import PipelineParams
 from pipeline.models import custom_model
-from pipeline.stages import features, rows, train
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.prepare import features, rows
+from pipeline.stages.fit import train
+from pipeline.stages.prepare.windows import WindowPlan
 
 
 def params_from_meta(meta: dict) -> PipelineParams:

@@ -20,7 +20,7 @@ import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 
 from pipeline.io import bigquery
-from pipeline.stages import rows
+from pipeline.stages.prepare import rows
 from pipeline import run
 from pipeline.io import labels, sinks
 from pipeline.params.catalog import PARAMS_BY_NAME

@@ -8,8 +8,8 @@ from statsforecast.models import SeasonalNaive, Theta
 from pipeline.models import registry, statistical
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
-from pipeline.stages.train import train_and_predict
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.fit.train import train_and_predict
+from pipeline.stages.prepare.windows import WindowPlan
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 
 MONTHS = 72

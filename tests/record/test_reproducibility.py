@@ -22,11 +22,11 @@ import pytest
 from pipeline.io import artifacts
 from pipeline.record import lineage
 from pipeline.record import report
-from pipeline.stages import train
+from pipeline.stages.fit import train
 from pipeline.run import parse_args
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.prepare.windows import WindowPlan
 from pipeline.record import saved_models
-from pipeline.stages import fingerprint
+from pipeline.stages.prepare import fingerprint
 from pipeline.record import reproduce
 from pipeline.io import results
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline

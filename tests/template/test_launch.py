@@ -28,7 +28,7 @@ from pipeline.run import parse_args
 from pipeline import run as pipeline_run
 from pipeline.params.catalog import PARAMS
 from pipeline.params.declare import ParameterError
-from pipeline.stages.windows import WindowPlan
+from pipeline.stages.prepare.windows import WindowPlan
 from pipeline import runner
 from tests.helpers.google_schemas import document, validate
 from tests.helpers import ROOT

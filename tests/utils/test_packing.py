@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.stages.train import PredictionBuffer
+from pipeline.stages.fit.train import PredictionBuffer
 from pipeline.utils import packing
 
 

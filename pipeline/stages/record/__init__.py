@@ -1,0 +1,1 @@
+"""Record: what the run did (the summary and its checks) or would do (the plan)."""
