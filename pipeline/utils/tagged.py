@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typing
 
+from pipeline.utils.deadline import CallTimeout
+
 
 def declare_outputs(pardo, *tags: str):
     """`pardo` with its main and side outputs declared: the wrapper `with_exception_handling` adds
@@ -16,3 +18,27 @@ def declare_outputs(pardo, *tags: str):
 # alone may become dead letters. OSError (a full disk, a lost connection) and MemoryError are the
 # infrastructure's: they fail the bundle, so that the runner retries it and, if they persist, the job fails.
 DATA_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
+
+# What a group's step can raise outside its fit and still be the group's own failure (our code meeting a
+# shape nobody foresaw): Beam's exception handling around the fit stages takes these alone.
+GROUP_ERRORS = DATA_ERRORS + (RuntimeError, AttributeError, AssertionError)
+
+
+def reraise_infrastructure(exc: BaseException) -> None:
+    """Re-raises `exc` if it is the infrastructure's (a full disk, a lost connection, memory), for the
+    `except Exception` around a fit, where a user's model may raise anything else. A fit's own time limit
+    (utils.deadline.CallTimeout, a TimeoutError and so an OSError) stays the group's."""
+    if isinstance(exc, INFRASTRUCTURE_ERRORS) and not isinstance(exc, CallTimeout):
+        raise exc
+    if getattr(exc, "class_name", None) in _INFRASTRUCTURE_NAMES:  # raised in a fit's helper process
+        raise exc
+
+
+INFRASTRUCTURE_ERRORS = (OSError, MemoryError)
+
+
+def _subclass_names(cls: type) -> set[str]:
+    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
+
+
+_INFRASTRUCTURE_NAMES = frozenset(name for cls in INFRASTRUCTURE_ERRORS for name in _subclass_names(cls))

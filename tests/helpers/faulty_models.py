@@ -8,6 +8,7 @@ what registry.check_model uses for its pre-flight fit, so it always behaves.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import time
 
 import numpy as np
@@ -54,17 +55,20 @@ class FaultyRegressor:
     """Mean predictor that raises, hangs, crashes the job or predicts too many values for chosen groups."""
 
     def __init__(self, random_state=0, fail_fraction=0.0, hang_fraction=0.0, hang_seconds=600.0,
-                 crash_fraction=0.0, wrong_length_fraction=0.0, from_rows=0):
+                 crash_fraction=0.0, wrong_length_fraction=0.0, from_rows=0, disk_full_fraction=0.0,
+                 out_of_memory_fraction=0.0):
         self.random_state, self.fail_fraction = random_state, fail_fraction
         self.from_rows = from_rows  # faults only in fits on at least this many rows (0: every fit)
         self.hang_fraction, self.hang_seconds, self.crash_fraction = hang_fraction, hang_seconds, crash_fraction
         self.wrong_length_fraction = wrong_length_fraction
+        self.disk_full_fraction, self.out_of_memory_fraction = disk_full_fraction, out_of_memory_fraction
 
     def get_params(self, deep=True):
         return {"random_state": self.random_state, "fail_fraction": self.fail_fraction,
                 "hang_fraction": self.hang_fraction, "hang_seconds": self.hang_seconds,
                 "crash_fraction": self.crash_fraction, "wrong_length_fraction": self.wrong_length_fraction,
-                "from_rows": self.from_rows}
+                "from_rows": self.from_rows, "disk_full_fraction": self.disk_full_fraction,
+                "out_of_memory_fraction": self.out_of_memory_fraction}
 
     def _faulty(self, fraction: float) -> bool:
         return self.fit_rows_ >= self.from_rows and is_chosen(self.random_state, fraction)
@@ -73,6 +77,10 @@ class FaultyRegressor:
         self.fit_rows_ = len(target)
         if is_chosen(self.random_state, self.crash_fraction):
             raise SimulatedCrash(f"simulated crash for seed {self.random_state}")
+        if self._faulty(self.disk_full_fraction):
+            raise OSError(errno.ENOSPC, f"No space left on device (injected for seed {self.random_state})")
+        if self._faulty(self.out_of_memory_fraction):
+            raise MemoryError(f"injected for seed {self.random_state}")
         if self._faulty(self.fail_fraction):
             raise InjectedFault(f"injected fault for seed {self.random_state} on {len(target)} rows")
         if self._faulty(self.hang_fraction):

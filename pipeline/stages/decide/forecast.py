@@ -39,6 +39,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import features
 from pipeline.stages.fit import intervals, search, train
 from pipeline.stages.decide import compare, select
+from pipeline.utils.tagged import GROUP_ERRORS, reraise_infrastructure
 
 FORECASTS = "forecasts"
 SEED_LABEL = "forecast"
@@ -182,6 +183,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
             fitted_by, why = fit_params.model, reason if reason is not None else failure["reason"]
             break
         except Exception as exc:  # one key's failure must not stop the run; it is recorded instead
+            reraise_infrastructure(exc)
             failure = failure or {"reason": train.failure_reason(exc),
                                   "error_class": getattr(exc, "class_name", type(exc).__name__),
                                   "error_message": str(exc)[:1000]}
@@ -237,7 +239,7 @@ class _ForecastKeyFn(train.TrainAndPredictFn):
                             "forecast_periods": sorted(set(result.frame[params.time_column].tolist())),
                             "model_params": json.loads(result.ledger["model_params"]),
                             "model_columns": features.model_columns(params)})
-        except Exception as exc:  # anything else for one key: its failed ledger row
+        except GROUP_ERRORS as exc:  # anything else for one key: its failed ledger row
             result = KeyForecast({params.key_column: key, "window_start": None, "window_end": None,
                                   "status": train.FAILED, "reason": f"{FORECAST_REASON}_unexpected_error",
                                   "rows_train": None, "rows_test": len(future), "fit_seconds": 0.0,

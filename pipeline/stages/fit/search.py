@@ -55,6 +55,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare.windows import WindowPlan
 from pipeline.utils import threads
 from pipeline.utils.deadline import DeadlineCaller
+from pipeline.utils.tagged import GROUP_ERRORS, reraise_infrastructure
 
 SEARCH = "search"
 GRID, RANDOM = "grid", "random"
@@ -172,6 +173,7 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
                 raise FloatingPointError("the model predicted NaN or infinite values")
             row.update(validation_rmse=score, fit_seconds=fitted.fit_seconds + fitted.predict_seconds)
         except Exception as exc:  # one configuration's failure is a recorded score, not a crash
+            reraise_infrastructure(exc)
             row["error_message"] = f"{getattr(exc, 'class_name', type(exc).__name__)}: {exc}"[:1000]
         rows.append(row)
     return rows
@@ -252,7 +254,7 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
             else:
                 result = train.train_and_predict(key, start, window_data, self._params, self._plan,
                                                  model_params=model_params, deadline=self._deadline)
-        except Exception as exc:  # as TrainAndPredict's dead letters: one group's error is a ledger row
+        except GROUP_ERRORS as exc:  # as TrainAndPredict's dead letters: one group's error is a ledger row
             result = train.GroupResult(train.unexpected_error_ledger(
                 self._params, self._plan, key, start, len(window_data), type(exc), repr(exc), model_params))
         if winner is not None:

@@ -27,7 +27,7 @@ from pipeline.stages.fit import evaluate
 from pipeline.stages.prepare import features, target_history
 from pipeline.models import registry, statistical
 from pipeline.utils import frozen, progress, threads
-from pipeline.utils.tagged import declare_outputs
+from pipeline.utils.tagged import GROUP_ERRORS, declare_outputs, reraise_infrastructure
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare.windows import WindowPlan
@@ -312,6 +312,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         try:
             fitted = fit_checked(params, model_params, split, key, seed, deadline)
         except Exception as exc:  # one group's failure must not stop the run; it is recorded instead
+            reraise_infrastructure(exc)
             ledger = {**ledger, "status": FAILED, "reason": failure_reason(exc),
                       "error_class": getattr(exc, "class_name", type(exc).__name__),
                       "error_message": str(exc)[:1000]}
@@ -403,6 +404,7 @@ def fit_fallback(params: PipelineParams, split: WindowSplit, key: str, seed: int
         fitted = fit_checked(dataclasses.replace(params, model=params.fallback_model), {}, split, key, seed,
                              deadline)
     except Exception as exc:  # recorded, as the candidate's own failure is
+        reraise_infrastructure(exc)
         return None, {**ledger, "status": FAILED if ledger["status"] == FAILED else ledger["status"],
                       "error_message": f"{ledger['error_message'][:480]}; fallback {params.fallback_model} "
                                        f"failed too: {type(exc).__name__}: {str(exc)[:480]}"}
@@ -516,7 +518,8 @@ class TrainAndPredict(beam.PTransform):
         fit = declare_outputs(beam.ParDo(TrainAndPredictFn(self._params, self._frame_per_window)),
                               PREDICTIONS, METRICS, LEDGER)
         results = (windows
-                   | "Fit" >> fit.with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED)
+                   | "Fit" >> fit.with_exception_handling(main_tag="unused", dead_letter_tag=UNEXPECTED,
+                                                           exc_class=GROUP_ERRORS)
                    .with_outputs(PREDICTIONS, METRICS, LEDGER))
         unexpected = results[UNEXPECTED] | "UnexpectedToLedger" >> beam.ParDo(
             _UnexpectedErrorToLedger(self._params))

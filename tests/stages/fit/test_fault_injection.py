@@ -165,3 +165,18 @@ def test_a_chunk_that_breaks_the_validator_is_rejected_whole():
                   | beam.CombinePerKey(sum))
         assert_that(totals, equal_to([("rows_read", 6), ("rows_used", 3), ("rows_rejected_validation", 3)]),
                     label="Counts")
+
+
+@pytest.mark.parametrize("fault, message", [("disk_full_fraction", "No space left on device"),
+                                            ("out_of_memory_fraction", "MemoryError")])
+def test_infrastructure_errors_in_a_fit_fail_the_run_and_publish_nothing(tmp_path, faulty_model, clean_input,
+                                                                          fault, message):
+    """A full disk or exhausted memory during one group's fit is not that group's failure: the run fails
+    loudly (the runner would retry the bundle) and publishes nothing; before, it was a failed ledger row."""
+    assert chosen_groups(0.3)
+    with pytest.raises(BaseException) as raised:
+        run_pipeline(tmp_path / "out", f"--input={clean_input}", "--model=faulty",
+                     f'--model_params={{"{fault}": 0.3}}', "--max_failure_rate=1")
+    assert message in f"{raised.value!r} {raised.value}"
+    assert not os.path.exists(tmp_path / "out" / "summary.json")
+    assert not os.path.exists(tmp_path / "out" / "ledger")
