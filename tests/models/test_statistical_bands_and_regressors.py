@@ -164,3 +164,23 @@ def test_arimax_needs_a_regressor_known_in_the_future():
     assert error.value.name == "features"
     parse_args(["--model=arimax", "--features=", "--calendar_features=month", "--period=month",
                 "--time_column=period"])
+
+
+def test_a_statistical_model_takes_a_hyperparameter_search(tmp_path):
+    # trend + a 12-month season: additive error, trend and season (AAA) beats the model with neither (ANN)
+    rows = monthly_rows(noise=0.5, seed=2)
+    rows.to_parquet(tmp_path / "rows.parquet")
+    summary = run_pipeline(tmp_path / "out", *monthly_args(tmp_path / "rows.parquet", "ets"),
+                           '--param_grid={"model": ["ANN", "AAA"]}', "--validation_periods=12")
+    assert summary["groups_trained"] == summary["groups_planned"] == 9
+    search = read_output(str(tmp_path / "out"), "search")
+    assert len(search) == 9 * 2 and search["validation_rmse"].notna().all()
+    chosen = search[search["chosen"]]
+    assert set(chosen["model_params"]) == {'{"model": "AAA"}'}
+    predictions = read_output(str(tmp_path / "out"), "predictions")
+    got = predictions[(predictions["shop_id"] == "S0")].sort_values(["window_start", "date"]).head(12)
+    start = int(got["window_start"].iloc[0])
+    series = rows[rows["shop_id"] == "S0"].sort_values("date")
+    history = series.loc[(series["month"] >= start) & (series["month"] < start + TRAIN), "sales"].to_numpy()
+    expected = AutoETS(season_length=12, model="AAA").forecast(y=history, h=12)["mean"]
+    np.testing.assert_allclose(got["predicted"].to_numpy(), expected, rtol=1e-9)
