@@ -85,7 +85,7 @@ def _has_model_bands(frame: pd.DataFrame, levels) -> bool:
     return all(name in frame for level in levels for name in bound_names(level))
 
 
-def _conformal(frame: pd.DataFrame, scores: np.ndarray, params: PipelineParams) -> pd.DataFrame:
+def _banded(frame: pd.DataFrame, scores: np.ndarray, params: PipelineParams) -> pd.DataFrame:
     """`frame` with its bands: the model's own when it has them, else conformal from `scores`."""
     if model_bands(params) and _has_model_bands(frame, params.interval_levels):
         return frame.assign(**{CALIBRATION: np.zeros(len(frame), dtype=np.int64),
@@ -133,7 +133,7 @@ def add_forecast_bands(frame: pd.DataFrame, predictions: list[pd.DataFrame], mod
     if not is_enabled(params):
         return frame
     scores = residuals([f for f in predictions if len(f) and f["model"].iloc[0] == model])
-    return _conformal(frame.assign(**(own_bands or {})) if model_bands(params) else frame, scores, params)
+    return _banded(frame.assign(**(own_bands or {})) if model_bands(params) else frame, scores, params)
 
 
 def band_key_model(frames: list[pd.DataFrame], metric_rows: list[dict], params: PipelineParams,
@@ -145,7 +145,7 @@ def band_key_model(frames: list[pd.DataFrame], metric_rows: list[dict], params: 
     out = []
     for start, frame in sorted(by_start.items()):
         earlier = [f for s, f in by_start.items() if plan.end_of(s) < plan.test_start(start)]
-        banded = _conformal(frame, residuals(earlier), params)
+        banded = _banded(frame, residuals(earlier), params)
         out.append(banded)
         coverage[start] = {level: window_coverage(banded, level) for level in params.interval_levels}
     metrics = []
