@@ -43,6 +43,8 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     # --interval_levels: the band of each level (pipeline.stages.fit.intervals), on forecasts and predictions
     bounds = [(f"{side}_{level}", pa.float64()) for level in params.interval_levels for side in ("lower", "upper")]
     bounds += [("calibration_residuals", pa.int64())] if params.interval_levels else []
+    # --interval_method=model: whether a row's band is its statistical model's own or conformal
+    bounds += [("interval_source", pa.string())] if params.interval_levels and params.interval_method == "model" else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
     # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.artifacts)
     artifact = [("artifact_sha256", pa.string())] if params.model_dir else []

@@ -44,6 +44,8 @@ from pipeline.params.values import PipelineParams
 from pipeline.utils import periods, threads
 from pipeline.utils.deadline import DeadlineCaller
 
+MODEL_INTERVALS = "model"  # --interval_method: the statistical models' own intervals (pipeline.stages.fit.intervals)
+
 ALLOW_LIST_ENV = "PIPELINE_MODEL_MODULES"
 SPEC_RE = re.compile(r"^(?P<module>[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*):(?P<name>[A-Za-z][A-Za-z0-9_]*)$")
 PREDICTION_COLUMNS = ("predicted", "predict")
@@ -105,6 +107,11 @@ def load(spec: str, check_allowed: bool = True):
 
 def check_params(params: PipelineParams) -> None:
     check_model(params.model, params.model_params)
+    if registry.takes_regressors(params.model) and not (params.features or params.calendar_features):
+        raise ParameterError("features", ",".join(params.features),
+                             f"at least one feature column or calendar feature for {params.model}, whose "
+                             "regressors are the features known in the future (not those generated from the "
+                             "target history)")
 
 
 def check_model(model: str, model_params: dict) -> None:
@@ -133,6 +140,7 @@ class Fitted:
     fit_seconds: float
     predict_seconds: float
     estimator: object = None  # the fitted estimator (None for a user function)
+    bands: dict | None = None  # the model's own intervals {lower_L, upper_L} (--interval_method=model)
 
 
 def resolve(model: str) -> registry.ModelSpec | str:
@@ -186,7 +194,7 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
     (converted once per split), `train` / `test` frames for user models.
     """
     if isinstance(model, registry.ModelSpec) and model.uses_history:
-        return _fit_statistical(params, model, model_params, split)
+        return _fit_statistical(params, model, model_params, feature_columns, split)
     if isinstance(model, registry.ModelSpec):
         predicted, fit_seconds, predict_seconds, estimator = registry.fit_predict(
             model, model_params, seed, params.model_threads,
@@ -233,14 +241,33 @@ def irregularity(params: PipelineParams, split) -> str:
     return statistical.irregularity(history_steps(params, split)[1])
 
 
-def _fit_statistical(params: PipelineParams, spec: registry.ModelSpec, model_params: dict, split) -> Fitted:
-    """A statistical model fitted on the split's training target in step order, predicting its test rows."""
-    frequency, train_steps, test_steps = history_steps(params, split)
+def _fit_statistical(params: PipelineParams, spec: registry.ModelSpec, model_params: dict,
+                     feature_columns: list[str], split) -> Fitted:
+    """A statistical model fitted on the split's training target in step order (and an exogenous model on
+    its regressors), predicting its test rows; with --interval_method=model, its own intervals too."""
+    frequency, train_inputs, test_inputs = history_steps(params, split)
     settings = {"season_length": statistical.season_length(params.season_length, frequency),
                 "frequency": frequency, **model_params}
     estimator = spec.estimator_class()(**settings)
-    return _fit_estimator(estimator, train_steps, split.column(params.target, test=False).astype(float),
-                          test_steps, threads=params.model_threads)
+    if spec.exogenous:
+        estimator.regressors = tuple(regressor_columns(params, feature_columns))
+        train_inputs, test_inputs = (statistical.inputs(steps, np.column_stack(
+            [split.column(name, test).astype(float) for name in estimator.regressors]))
+            for steps, test in ((train_inputs, False), (test_inputs, True)))
+    fitted = _fit_estimator(estimator, train_inputs, split.column(params.target, test=False).astype(float),
+                            test_inputs, threads=params.model_threads)
+    if params.interval_method == MODEL_INTERVALS and params.interval_levels:
+        started = time.perf_counter()
+        fitted.bands = estimator.bands(test_inputs, params.interval_levels)
+        fitted.predict_seconds += time.perf_counter() - started
+    return fitted
+
+
+def regressor_columns(params: PipelineParams, feature_columns: list[str]) -> list[str]:
+    """An exogenous statistical model's regressors: the model columns known in the future, the input's
+    features and the calendar features (not those generated from the target history, pipeline.models.statistical)."""
+    known = {*params.features, *params.calendar_features}
+    return [name for name in feature_columns if name in known]
 
 
 def _fit_estimator(estimator, x_train, y_train, x_test, threads: int | None = None) -> Fitted:

@@ -28,6 +28,7 @@ class ModelSpec:
     threads_param: str | None = None
     defaults: tuple[tuple[str, Any], ...] = ()
     uses_history: bool = False  # a statistical model: fits on the target history (pipeline.models.statistical)
+    exogenous: bool = False  # a statistical model that takes the feature columns as regressors (arimax)
 
     def estimator_class(self):
         module, cls = self.estimator_path.split(":")
@@ -42,7 +43,8 @@ REGISTRY: dict[str, ModelSpec] = {
         ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs"),
         ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None),
         ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),)),
-        *(ModelSpec(name, f"{cls.__module__}:{cls.__name__}", seed_param=None, uses_history=True)
+        *(ModelSpec(name, f"{cls.__module__}:{cls.__name__}", seed_param=None, uses_history=True,
+                    exogenous=cls.exogenous)
           for name, cls in statistical.MODELS.items()),
     )
 }
@@ -56,8 +58,15 @@ def uses_history(name: str) -> bool:
 def needs_features(name: str) -> bool:
     """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
     here and every user model, package.module:callable), and so does a combination with one among its
-    members; a model of the target history alone does not."""
-    return any(not (member in REGISTRY and REGISTRY[member].uses_history) for member in combination.members(name))
+    members; a model of the target history alone does not, unless it takes regressors (arimax)."""
+    return any(not (member in REGISTRY and REGISTRY[member].uses_history) or REGISTRY[member].exogenous
+               for member in combination.members(name))
+
+
+def takes_regressors(name: str) -> bool:
+    """A statistical model with exogenous regressors among `name`'s members (they must not all be generated
+    from the target history: pipeline.models.statistical)."""
+    return any(member in REGISTRY and REGISTRY[member].exogenous for member in combination.members(name))
 
 
 # Registry models that fit and predict with missing (NaN) feature values; the others get them imputed.
@@ -128,9 +137,13 @@ def _check_statistical(spec: ModelSpec, params: dict) -> None:
         raise ParameterError("model_params", params,
                              f"unknown hyperparameter(s) {unknown} for {spec.name} (statsforecast "
                              f"{spec.estimator_class().statsforecast_class}); known: {', '.join(sorted(known))}")
-    history = 10.0 + np.sin(np.arange(36) * np.pi / 2) + np.random.default_rng(0).normal(size=36) * 0.1
+    rng = np.random.default_rng(0)
+    history = 10.0 + np.sin(np.arange(36) * np.pi / 2) + rng.normal(size=36) * 0.1
+    steps, ahead = np.arange(36), np.arange(36, 40)
+    if spec.exogenous:
+        steps, ahead = statistical.inputs(steps, rng.normal(size=36)), statistical.inputs(ahead, rng.normal(size=4))
     try:
-        spec.estimator_class()(season_length=4, **params).fit(np.arange(36), history).predict(np.arange(36, 40))
+        spec.estimator_class()(season_length=4, **params).fit(steps, history).predict(ahead)
     except Exception as exc:  # statsforecast's own validation message is the useful part
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 

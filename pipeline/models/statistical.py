@@ -3,10 +3,21 @@
 They fit on the key's target history alone, in date order, and forecast h steps ahead, where a step is
 one period of the key's frequency (`pipeline.utils.periods.resolve_frequency`) and a test or forecast
 row's h is its step minus the last training row's step (`periods.steps`: 12 months after 2021-03-01 is
-2022-03-01, 12 steps, whatever the number of days). The feature columns are not used.
+2022-03-01, 12 steps, whatever the number of days). The feature columns are not used, except by
+`arimax` (below).
 
     model = Theta(season_length=12, frequency="M").fit(train_steps, train_values)
     model.predict(test_steps)    # one value per test row, forecast max(h) steps and read at each h
+    model.bands(test_steps, (80, 95))   # statsforecast's own prediction intervals (--interval_method=model)
+
+`arimax` is AutoARIMA with exogenous regressors: the model's feature columns (--features and the calendar
+features) as X, their values in the test or forecast rows as the future X (realised values in a backtest,
+as statsforecast's own cross-validation does: optimistic when production forecasts them). Its inputs are
+a matrix, the steps first then the regressors (`inputs`). Features generated from the target history
+(--lags, --rolling_means, --lag_days, --rolling_mean_days) are not among its regressors: their future
+values are unknown beyond one step, and ARIMA's autoregressive terms already model the target's own
+history; a run with no other feature is refused before any work. The regressors are needed at every step
+up to the largest h: a row to predict h steps ahead with a step before it missing fails (fit_error).
 
 statsforecast needs a regular series: one row per step, no missing step. A key x window whose training
 rows are not (a missing month, or several rows in one step, e.g. daily rows read with --frequency=M) is
@@ -39,10 +50,12 @@ class StatisticalModel:
 
     statsforecast_class: str = ""
     seasonal: bool = True  # takes a season length
+    exogenous: bool = False  # takes the feature columns as regressors (inputs: steps, then regressors)
 
     def __init__(self, season_length: int = 1, frequency: str = "D", **model_params):
         self.season_length, self.frequency, self.model_params = int(season_length), frequency, dict(model_params)
         self.fitted_, self.last_step_ = None, None
+        self.regressors: tuple[str, ...] = ()  # the regressors' column names (exogenous models), set by the fit
 
     @classmethod
     def library_class(cls):
@@ -62,13 +75,16 @@ class StatisticalModel:
             settings["season_length"] = self.season_length
         return self.library_class()(**settings)
 
-    def fit(self, steps, values) -> "StatisticalModel":
-        """`steps`: each training row's step (consecutive integers, see `irregularity`); `values` the target."""
-        steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    def fit(self, inputs, values) -> "StatisticalModel":
+        """`inputs`: each training row's step (consecutive integers, see `irregularity`), or for an exogenous
+        model a matrix of the steps then the regressors (`inputs`); `values` the target."""
+        steps, regressors = split_inputs(inputs)
         problem = irregularity(steps)
         if problem:
             raise IrregularSeries(problem)
-        self.fitted_ = self._library_model().fit(np.asarray(values, dtype=float).reshape(-1))
+        target = np.asarray(values, dtype=float).reshape(-1)
+        self.fitted_ = (self._library_model().fit(target, X=regressors) if self.exogenous
+                        else self._library_model().fit(target))
         self.last_step_ = int(steps[-1])
         return self
 
@@ -79,13 +95,42 @@ class StatisticalModel:
             raise ValueError(f"a row to predict is not after the last training step (h = {int(horizon.min())})")
         return horizon
 
-    def predict(self, steps) -> np.ndarray:
-        """The forecast at each row's step: max(h) steps ahead, read at every row's h."""
+    def _forecast(self, inputs, levels=()) -> tuple[dict, np.ndarray]:
+        """(statsforecast's forecast max(h) steps ahead, each row's h); empty when there is no row."""
+        steps, regressors = split_inputs(inputs)
         horizon = self.horizons(steps)
         if not len(horizon):
+            return {}, horizon
+        settings = {"level": list(levels)} if levels else {}
+        if self.exogenous:
+            settings["X"] = future_regressors(horizon, regressors)
+        return self.fitted_.predict(h=int(horizon.max()), **settings), horizon
+
+    def predict(self, inputs) -> np.ndarray:
+        """The forecast at each row's step: max(h) steps ahead, read at every row's h."""
+        forecast, horizon = self._forecast(inputs)
+        if not len(horizon):
             return np.array([], dtype=float)
-        mean = np.asarray(self.fitted_.predict(h=int(horizon.max()))["mean"], dtype=float)
-        return mean[horizon - 1]
+        return np.asarray(forecast["mean"], dtype=float)[horizon - 1]
+
+    def bands(self, inputs, levels) -> dict[str, np.ndarray]:
+        """statsforecast's own prediction intervals at each row: {lower_L, upper_L} per level L (the
+        model's assumed error distribution, mean +/- z * sigma_h; pipeline.stages.fit.intervals)."""
+        forecast, horizon = self._forecast(inputs, levels)
+        out = {}
+        for level in levels:
+            for side, name in (("lower", "lo"), ("upper", "hi")):
+                values = np.asarray(forecast[f"{name}-{level}"], dtype=float) if len(horizon) else np.array([])
+                out[f"{side}_{level}"] = values[horizon - 1] if len(horizon) else values
+        return out
+
+    def inputs_of(self, frame, date_column: str) -> np.ndarray:
+        """The inputs of rows to predict (a saved model re-predicting them): their steps in this model's
+        frequency, and the regressors' columns for an exogenous model."""
+        steps = self.steps_of(frame[date_column].to_numpy())
+        if not self.regressors:
+            return steps
+        return inputs(steps, np.column_stack([frame[name].to_numpy(dtype=float) for name in self.regressors]))
 
     def steps_of(self, dates) -> np.ndarray:
         """The steps of `dates` in this model's frequency (to predict rows by date, e.g. from a saved model)."""
@@ -124,10 +169,43 @@ class CES(StatisticalModel):
     statsforecast_class = "AutoCES"
 
 
+class ARIMAX(StatisticalModel):
+    statsforecast_class, exogenous = "AutoARIMA", True
+
+
 # Registry name -> class; pipeline.models.registry lists them after the regressors, and their descriptions
 # (the --help text and the Console's choices) are in pipeline.params.declare.MODEL_DESCRIPTIONS.
 MODELS = {"naive": Naive, "seasonal_naive": SeasonalNaive, "theta": Theta, "dynamic_theta": DynamicTheta,
-          "ets": ETS, "arima": ARIMA, "ces": CES}
+          "ets": ETS, "arima": ARIMA, "arimax": ARIMAX, "ces": CES}
+
+
+def inputs(steps, regressors=None) -> np.ndarray:
+    """A statistical model's inputs: the steps alone, or a matrix of the steps then the regressors."""
+    steps = np.asarray(steps, dtype=np.int64).reshape(-1)
+    if regressors is None:
+        return steps
+    return np.column_stack([steps.astype(float), np.asarray(regressors, dtype=float).reshape(len(steps), -1)])
+
+
+def split_inputs(values) -> tuple[np.ndarray, np.ndarray | None]:
+    """(steps, regressors or None) of a model's inputs (`inputs`)."""
+    values = np.asarray(values)
+    if values.ndim < 2:
+        return values.astype(np.int64).reshape(-1), None
+    return values[:, 0].astype(np.int64), np.asarray(values[:, 1:], dtype=float)
+
+
+def future_regressors(horizon: np.ndarray, regressors: np.ndarray | None) -> np.ndarray:
+    """The regressors of steps 1..max(h) from the rows to predict (one row per h, none missing)."""
+    if regressors is None or not regressors.shape[1]:
+        raise ValueError("an exogenous model needs the regressors of the rows to predict")
+    if len(np.unique(horizon)) != len(horizon) or len(horizon) != int(horizon.max()):
+        missing = sorted(set(range(1, int(horizon.max()) + 1)) - set(horizon.tolist()))
+        raise ValueError(f"the regressors are needed at every step up to h = {int(horizon.max())}: "
+                         + (f"no row at h = {missing[:5]}" if missing else "several rows share a step"))
+    future = np.empty((len(horizon), regressors.shape[1]))
+    future[horizon - 1] = regressors
+    return future
 
 
 def irregularity(steps: np.ndarray) -> str:

@@ -379,6 +379,15 @@ PARAMS: tuple[Param, ...] = (
           "the share of actual values inside each band is reported.",
           GROUP_MODEL, type=int_tuple, default="", regex=r"^([1-9][0-9]?(,[1-9][0-9]?)*)?$", example="80,95",
           allowed="comma-separated integers between 1 and 99 (percent)"),
+    Param("interval_method", "Interval method",
+          "How the bands of interval levels are made: conformal (the key's own earlier absolute errors, for "
+          "every model) or model (a statistical model's own prediction intervals from statsforecast, in "
+          "every backtest window and forecast; the other models, combinations included, stay conformal, and "
+          "each band row says which it is in interval_source).",
+          GROUP_MODEL, default="conformal", choices=("conformal", "model"), param_type="ENUM",
+          parent="interval_levels",
+          choice_help=(("conformal", "split conformal from the key's earlier backtest residuals"),
+                       ("model", "statsforecast's own intervals for statistical models, conformal for the others"))),
 )
 
 PARAMS_BY_NAME = {p.name: p for p in PARAMS}

@@ -14,13 +14,14 @@ MODEL_DESCRIPTIONS = (
     ("random_forest", "scikit-learn RandomForestRegressor"),
     ("ridge", "scikit-learn Ridge regression"),
     ("xgboost", "XGBoost XGBRegressor"),
-    # statistical models (pipeline.models.statistical): fitted on the key's target history alone
+    # statistical models (pipeline.models.statistical): fitted on the key's target history (arimax: and the features)
     ("naive", "statsforecast Naive: the last observed value"),
     ("seasonal_naive", "statsforecast SeasonalNaive: the value one season earlier"),
     ("theta", "statsforecast Theta"),
     ("dynamic_theta", "statsforecast DynamicOptimizedTheta"),
     ("ets", "statsforecast AutoETS (exponential smoothing)"),
     ("arima", "statsforecast AutoARIMA"),
+    ("arimax", "statsforecast AutoARIMA with the feature columns as exogenous regressors"),
     ("ces", "statsforecast AutoCES (complex exponential smoothing)"),
 )
 MODEL_NAMES = tuple(name for name, _ in MODEL_DESCRIPTIONS)

@@ -86,6 +86,7 @@ class PipelineParams:
     forecast: bool = False
     forecast_table: str | None = None
     interval_levels: tuple[int, ...] = ()
+    interval_method: str = "conformal"
 
     @property
     def train_periods(self) -> int:

@@ -44,7 +44,7 @@ RESULT_NEUTRAL_PARAMS = frozenset({"output", "output_format", "if_output_exists"
                                    "bq_temp_location", "selection_table", "forecast_table"})
 # Parameters added after runs were recorded: hashed only when they differ from their default, so a run
 # that does not use them keeps the params_hash it had before they existed.
-HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels", "period", "frequency",
+HASHED_WHEN_SET = frozenset({"select_metric", "forecast", "interval_levels", "interval_method", "period", "frequency",
                              "window_mode", "window_anchor", "n_windows", "period_gaps_ok", "season_length",
                              "lags", "rolling_means", "select", "fallback_model",
                              "max_key_rows", "max_key_bytes", "date_format", "max_rejected_rate"})  # (stages/key_size.py)

@@ -15,7 +15,7 @@ def section(summary: dict, table) -> list[str]:
         return []
     metric, models = comparison["select_metric"], comparison["models"]
     oos = comparison["out_of_sample"]
-    if f"{metric}_by_test_period" not in oos:  # a metric the out-of-sample pool does not carry
+    if f"{metric}_by_test_period" not in oos:  # a summary written before the pool carried every metric
         metric = "rmse"
     labels = [*models, *CHOICES.values(), BASELINE]
     by_period = oos[f"{metric}_by_test_period"]

@@ -77,7 +77,7 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int, sou
     window = window_rows(source_rows, params, key, window_start)
     if registry.uses_history(meta["model"]):  # a statistical model predicts steps after its history
         test = window[window[params.time_column].isin(meta["test_periods"])].reset_index(drop=True)
-        predicted = estimator.predict(estimator.steps_of(test[params.date_column].to_numpy()))
+        predicted = estimator.predict(estimator.inputs_of(test, params.date_column))
     else:
         columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
         # As the run: test rows predicted recursively from the test start, unknown values imputed or not.

@@ -121,6 +121,9 @@ def test_ets_beats_naive_on_mase_with_noise(side_by_side_run):
     summary = side_by_side_run["summary"]
     assert summary["model_comparison"]["select_metric"] == "mase"  # the default with several models
     assert sum(summary["model_comparison"]["keys_choosing"].values()) == 3
+    # the out-of-sample comparison is in MASE too, and the report shows it in MASE (not RMSE)
+    assert set(summary["model_comparison"]["out_of_sample"]["overall"]["mase"]) >= {"ets", "naive", "choice_auto"}
+    assert "Models compared (MASE, out of sample)" in (side_by_side_run["out"] / "report.html").read_text()
     # the summary's seasonal naive baseline is the seasonal_naive model's own forecast, pooled the same way
     snaive = metrics[metrics["model"] == "seasonal_naive"]
     np.testing.assert_allclose(snaive["mase"], snaive["seasonal_naive_mase"], rtol=1e-12)

@@ -280,7 +280,7 @@ def test_conditional_parameters_are_sound(document):
 def test_generator_refuses_an_unsound_condition(change, message):
     import dataclasses
 
-    extra = dataclasses.replace(PARAMS[-1], name="extra", **change)
+    extra = dataclasses.replace(PARAMS[-1], name="extra", **{"parent": None, "parent_values": (), **change})
     with pytest.raises(ValueError, match=message):
         metadata.template_metadata(PARAMS + (extra,))
 

@@ -210,7 +210,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
         **({"fitted_model": np.full(n, fitted_by, dtype=object), "fallback": np.full(n, why, dtype=object)}
            if params.fallback_model else {}),
     })
-    frame = intervals.add_forecast_bands(frame, predictions, model, params)
+    frame = intervals.add_forecast_bands(frame, predictions, model, params, fitted.bands)
     return KeyForecast(ledger, frame, fitted.estimator, seed)
 
 

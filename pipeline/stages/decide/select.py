@@ -1,7 +1,7 @@
 """The model each key keeps, chosen honestly (several candidates: --model=a,b,a+b; --select; --select_metric).
 
 A key's evidence: its backtest windows in which every candidate trained and has a `--select_metric` score
-(rmse, mae or mape, from `metrics/`). The rule, --select=per_key|global|auto, is in
+(rmse, mae, mape, mase, smape or wape, from `metrics/`). The rule, --select=per_key|global|auto, is in
 pipeline.stages.decide.selection_rules: the key's own best, the best over every key's windows, or (auto, the
 default) the global choice unless the key's own evidence is strong. A key with no such window keeps the
 global choice under `global` and `auto`, and has no choice under `per_key`. Written to `selection/`: one row
@@ -13,9 +13,16 @@ sample, for every rule: for each comparable window W of a key, each rule chooses
 periods all end before W's first test period (the key's own for `per_key`; every key's for `global`; both
 for `auto`), so no actual of W's test periods is used, and that choice's predictions are scored on W. A
 key's first window has nothing earlier and is not scored. On exactly those key x windows, `summary.json`'s
-`model_comparison` gives per test period (pooled over keys, from `predictions/`) the RMSE, MAE and MAPE of
-each single model, of each rule's choice made this way (`choice_per_key`, `choice_global`, `choice_auto`),
+`model_comparison` gives per test period (pooled over keys, from `predictions/`) the RMSE, MAE, MAPE, MASE,
+sMAPE and WAPE of each single model, of each rule's choice made this way (`choice_per_key`, `choice_global`, `choice_auto`),
 and of the naive baseline, and how many keys chose each model on the full backtest under the run's rule.
+
+The scale-free metrics are pooled over rows as summary.json pools them (pipeline.stages.record.summary):
+MASE the mean of |error| / the row's window scale over the rows that have a scale (each window's MASE,
+weighted by its rows: the competitions' mean of per-series MASE when every window has the same horizon;
+a sum |e| / sum scale would let the keys of large scale decide), sMAPE the mean of its terms, WAPE
+sum |error| / sum |actual|. The choice itself averages the per-window scores of metrics/, so every key x
+window weighs alike whatever its scale.
 """
 
 from __future__ import annotations
@@ -30,16 +37,18 @@ from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.decide import compare
 from pipeline.stages.decide import selection_rules as rules
+from pipeline.stages.fit import evaluate
 from pipeline.utils.counters import SumCounters
 
 SELECTION = "selection"
 COMPARISON = "model_comparison"
-METRICS = ("rmse", "mae", "mape")
+METRICS = ("rmse", "mae", "mape", "mase", "smape", "wape")
 BASELINE = "baseline"
 CHOICES = {rule: f"choice_{rule}" for rule in rules.RULES}  # the out-of-sample label of each rule's choice
-# Per test period sums, for the model ("") and the baseline ("base_"): rows, squared and absolute
-# errors, absolute percentage errors and the rows they are over (non-zero actuals).
-_SUMS = ("n", "sse", "sae", "sape", "n_pct")
+# Per test period sums of one prediction frame: rows, squared and absolute errors, absolute percentage
+# errors and the rows they are over (non-zero actuals), absolute errors over MASE's scale and the rows
+# that have one, sMAPE terms, absolute actuals.
+_SUMS = ("n", "sse", "sae", "sape", "n_pct", "sase", "n_scaled", "ssmape", "sabs")
 
 
 def check_params(params: PipelineParams) -> None:
@@ -50,17 +59,22 @@ def check_params(params: PipelineParams) -> None:
         raise ParameterError("select", params.select, f"one of {', '.join(rules.RULES)}")
 
 
-def period_sums(actual: np.ndarray, predicted: np.ndarray, periods: np.ndarray) -> dict:
-    """{period: {sum name: value}} of one prediction frame."""
+def period_sums(actual: np.ndarray, predicted: np.ndarray, periods: np.ndarray, scale: np.ndarray) -> dict:
+    """{period: {sum name: value}} of one prediction frame (`scale`: each row's MASE scale, NaN: none)."""
     error = predicted - actual
     nonzero = actual != 0
     ape = np.where(nonzero, np.abs(error) / np.where(nonzero, actual, 1.0), 0.0)
+    scaled = np.isfinite(scale) & (scale > 0)
+    ase = np.where(scaled, np.abs(error) / np.where(scaled, scale, 1.0), 0.0)
+    smape = evaluate.smape_terms(actual, predicted)
     out = {}
     for period in np.unique(periods).tolist():
         at = periods == period
         out[str(period)] = {"n": float(at.sum()), "sse": float((error[at] ** 2).sum()),
                             "sae": float(np.abs(error[at]).sum()), "sape": float(np.abs(ape[at]).sum()),
-                            "n_pct": float((nonzero & at).sum())}
+                            "n_pct": float((nonzero & at).sum()), "sase": float(ase[at].sum()),
+                            "n_scaled": float((scaled & at).sum()), "ssmape": float(smape[at].sum()),
+                            "sabs": float(np.abs(actual[at]).sum())}
     return out
 
 
@@ -68,10 +82,11 @@ def prediction_sums(frame: pd.DataFrame, params: PipelineParams):
     """One predictions frame (a key x window x model) -> (key, (window, model, model sums, baseline sums))."""
     actual = frame["actual"].to_numpy(dtype=float)
     periods = frame[params.time_column].to_numpy()
+    scale = (frame["mase_scale"] if "mase_scale" in frame else pd.Series(np.nan, index=frame.index)).to_numpy(float)
     first = frame.iloc[0]
     return (first[params.key_column], (int(first["window_start"]), first["model"],
-                                       period_sums(actual, frame["predicted"].to_numpy(dtype=float), periods),
-                                       period_sums(actual, frame["baseline"].to_numpy(dtype=float), periods)))
+                                       period_sums(actual, frame["predicted"].to_numpy(dtype=float), periods, scale),
+                                       period_sums(actual, frame["baseline"].to_numpy(dtype=float), periods, scale)))
 
 
 def comparable_windows(metric_rows: list[dict], models: list[str], metric: str
@@ -126,15 +141,18 @@ def select_key(key: str, metric_rows: list[dict], sums: list[tuple], params: Pip
             target = counters.setdefault("sums", {}).setdefault(label, {})
             for period, values in per_period.items():
                 bucket = target.setdefault(period, {})
-                for name in _SUMS:
-                    bucket[name] = bucket.get(name, 0.0) + values[name]
+                for name, value in values.items():
+                    bucket[name] = bucket.get(name, 0.0) + value
     return rows, counters
 
 
 def _scores(sums: dict) -> dict:
+    def ratio(top: str, bottom: str):
+        return sums.get(top, 0.0) / sums[bottom] if sums.get(bottom) else None
+
     return {"rmse": math.sqrt(sums["sse"] / sums["n"]) if sums["n"] else None,
-            "mae": sums["sae"] / sums["n"] if sums["n"] else None,
-            "mape": sums["sape"] / sums["n_pct"] if sums["n_pct"] else None}
+            "mae": ratio("sae", "n"), "mape": ratio("sape", "n_pct"), "mase": ratio("sase", "n_scaled"),
+            "smape": ratio("ssmape", "n"), "wape": ratio("sae", "sabs")}
 
 
 def comparison_document(totals: dict, params: PipelineParams) -> dict:

@@ -8,7 +8,7 @@ Evidence: a key's comparable windows, those in which every candidate has a score
   choice is often worse than one good model for every key (issue 22).
 - `global`: for every key, the candidate with the lowest mean score over every key's comparable windows
   (each key x window counts once). The scores are pooled as they are: with keys of different scales use
-  a scale-free --select_metric (mape, or mase where the registry has it), or the large keys decide.
+  a scale-free --select_metric (mase, the default, smape or wape), or the large keys decide.
 - `auto` (the default with several candidates): the global choice, except for a key whose own best beats
   it on *every* one of at least AUTO_MIN_WINDOWS comparable windows and whose mean score is lower by at
   least AUTO_MARGIN (10%) of the global choice's mean on that key. Noise alone rarely passes both (of

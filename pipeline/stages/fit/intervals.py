@@ -21,6 +21,13 @@ scores there were.
   metrics/ (`coverage_<L>`), per model, level and test period and overall in summary.json (`intervals`)
   and the report.
 
+`--interval_method=model`: a statistical model (pipeline.models.statistical; a single one, not a
+combination) gives its bands itself, statsforecast's own prediction intervals (mean +/- z * sigma_h from
+the model's fitted error distribution) in every backtest window, a key's first included, and forecast;
+every other candidate keeps the conformal bands. Each banded row says which it got (`interval_source`:
+model or conformal; `calibration_residuals` 0 for the model's), and summary.json's `intervals` counts the
+rows of each per model (`source_rows`). Coverage is measured the same way for both.
+
 The guarantee is marginal and assumes exchangeable errors: trends, shifts or a changing relation between
 features and target break it, and errors within a window are correlated (the effective number of scores
 is smaller). Choosing the model on the same windows whose residuals calibrate its forecast band makes
@@ -36,6 +43,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 
+from pipeline.models import custom_model
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit import train
@@ -43,8 +51,12 @@ from pipeline.utils.counters import SumCounters
 from pipeline.stages.prepare.windows import WindowPlan
 
 CALIBRATION = "calibration_residuals"
+SOURCE = "interval_source"  # with --interval_method=model: which method made a row's band
+CONFORMAL, MODEL = "conformal", custom_model.MODEL_INTERVALS
 METHOD = ("split conformal, symmetric: predicted +/- the k-th smallest of the key's n earlier absolute "
           "residuals of the same model, k = ceil((n+1)(1-alpha)); no band (infinite) when k > n")
+MODEL_METHOD = ("statistical models: statsforecast's own prediction intervals (mean +/- z * sigma_h), fitted "
+                "in each window; other models: " + METHOD)
 
 
 def is_enabled(params: PipelineParams) -> bool:
@@ -56,6 +68,30 @@ def check_params(params: PipelineParams) -> None:
     if any(not 0 < level < 100 for level in levels) or len(set(levels)) != len(levels):
         raise ParameterError("interval_levels", ",".join(map(str, levels)),
                              "distinct integers between 1 and 99 (coverage levels in percent), e.g. 80,95")
+    if params.interval_method not in (CONFORMAL, MODEL):
+        raise ParameterError("interval_method", params.interval_method, f"one of {CONFORMAL}, {MODEL}")
+    if params.interval_method == MODEL and not levels:
+        raise ParameterError("interval_method", params.interval_method,
+                             f"{CONFORMAL} unless --interval_levels names the levels of the bands")
+
+
+def model_bands(params: PipelineParams) -> bool:
+    """Whether the statistical models give their own bands (--interval_method=model)."""
+    return is_enabled(params) and params.interval_method == MODEL
+
+
+def _has_model_bands(frame: pd.DataFrame, levels) -> bool:
+    """A prediction frame whose bands its model made (the fit added them: pipeline.models.custom_model)."""
+    return all(name in frame for level in levels for name in bound_names(level))
+
+
+def _banded(frame: pd.DataFrame, scores: np.ndarray, params: PipelineParams) -> pd.DataFrame:
+    """`frame` with its bands: the model's own when it has them, else conformal from `scores`."""
+    if model_bands(params) and _has_model_bands(frame, params.interval_levels):
+        return frame.assign(**{CALIBRATION: np.zeros(len(frame), dtype=np.int64),
+                               SOURCE: np.full(len(frame), MODEL, dtype=object)})
+    banded = frame.assign(**band_columns(frame["predicted"].to_numpy(dtype=float), scores, params.interval_levels))
+    return banded.assign(**{SOURCE: np.full(len(frame), CONFORMAL, dtype=object)}) if model_bands(params) else banded
 
 
 def bound_names(level: int) -> tuple[str, str]:
@@ -91,12 +127,13 @@ def residuals(frames: list[pd.DataFrame]) -> np.ndarray:
 
 
 def add_forecast_bands(frame: pd.DataFrame, predictions: list[pd.DataFrame], model: str,
-                       params: PipelineParams) -> pd.DataFrame:
-    """A key's forecast rows with the bands of the chosen model's backtest residuals (every window)."""
+                       params: PipelineParams, own_bands: dict | None = None) -> pd.DataFrame:
+    """A key's forecast rows with the bands of the chosen model's backtest residuals (every window), or with
+    `own_bands`, the fitted model's own (--interval_method=model)."""
     if not is_enabled(params):
         return frame
     scores = residuals([f for f in predictions if len(f) and f["model"].iloc[0] == model])
-    return frame.assign(**band_columns(frame["predicted"].to_numpy(dtype=float), scores, params.interval_levels))
+    return _banded(frame.assign(**(own_bands or {})) if model_bands(params) else frame, scores, params)
 
 
 def band_key_model(frames: list[pd.DataFrame], metric_rows: list[dict], params: PipelineParams,
@@ -108,8 +145,7 @@ def band_key_model(frames: list[pd.DataFrame], metric_rows: list[dict], params: 
     out = []
     for start, frame in sorted(by_start.items()):
         earlier = [f for s, f in by_start.items() if plan.end_of(s) < plan.test_start(start)]
-        banded = frame.assign(**band_columns(frame["predicted"].to_numpy(dtype=float), residuals(earlier),
-                                             params.interval_levels))
+        banded = _banded(frame, residuals(earlier), params)
         out.append(banded)
         coverage[start] = {level: window_coverage(banded, level) for level in params.interval_levels}
     metrics = []
@@ -145,7 +181,11 @@ def coverage_counters(frame: pd.DataFrame, params: PipelineParams) -> dict:
             per_period[str(period)] = {"rows": int((bounded & at).sum()), "inside": int((inside & at).sum()),
                                        "unbounded": int((~bounded & at).sum())}
         out[str(level)] = per_period
-    return {"interval_coverage": {model: out}}
+    counters = {"interval_coverage": {model: out}}
+    if SOURCE in frame:
+        sources, rows = np.unique(frame[SOURCE].to_numpy(dtype=str), return_counts=True)
+        counters["interval_sources"] = {model: dict(zip(sources.tolist(), rows.astype(float).tolist()))}
+    return counters
 
 
 def coverage_document(totals: dict, params: PipelineParams) -> dict:
@@ -165,8 +205,12 @@ def coverage_document(totals: dict, params: PipelineParams) -> dict:
                                        if per_period[p]["rows"] else None) for p in periods},
                 "rows_by_test_period": {p: per_period[p]["rows"] for p in periods},
             }
-    return {"levels": list(params.interval_levels), "method": METHOD,
-            "coverage_out_of_sample": coverage}
+    document = {"levels": list(params.interval_levels), "method": MODEL_METHOD if model_bands(params) else METHOD,
+                "interval_method": params.interval_method, "coverage_out_of_sample": coverage}
+    if model_bands(params):  # backtest rows per model and source of their bands
+        document["source_rows"] = {model: {source: int(n) for source, n in sorted(by_source.items())}
+                                   for model, by_source in sorted(totals.get("interval_sources", {}).items())}
+    return document
 
 
 class _BandFn(beam.DoFn):

@@ -344,6 +344,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
         "baseline": baseline,
         "seasonal_naive": seasonal,
         "mase_scale": np.full(len(actual), np.nan if scale is None else scale),
+        **(fitted.bands or {}),  # a statistical model's own intervals (--interval_method=model; stages.fit.intervals)
         "model": np.full(len(actual), params.model, dtype=object),
         **({"fitted_model": np.full(len(actual), ledger["fitted_model"], dtype=object),
             "fallback": np.full(len(actual), ledger["fallback"], dtype=object)} if params.fallback_model else {}),

@@ -221,3 +221,55 @@ def test_a_selection_rule_outside_the_list_is_refused():
     with pytest.raises(ParameterError) as error:
         parse_args(["--model=ridge,gbr", "--select=best"])
     assert error.value.name == "select"
+
+
+def _scaled_sums(error: float, scale: float, actual: float = 100.0) -> dict:
+    """One test row's sums (period 2010) with this absolute error, MASE scale and actual."""
+    return select.period_sums(np.array([actual]), np.array([actual + error]), np.array([2010]), np.array([scale]))
+
+
+def test_global_and_auto_choose_by_mase_where_rmse_would_choose_the_other_model():
+    # One large key (scale 1000) where ridge errs 5% less than gbr, three small keys (scale 1) where gbr errs
+    # half as much as ridge. Pooled RMSE lets the large key decide (ridge); MASE weighs every key alike (gbr).
+    # auto: the small keys' own evidence is strong (50% on every window), the large key's is not (5%).
+    # Windows 2001-2003 (tests 2003-2005); 2002 and 2003 are scored out of sample.
+    big = {start: {"ridge": 1.0, "gbr": 1.05} for start in (2001, 2002, 2003)}
+    small = {start: {"ridge": 1.0, "gbr": 0.5} for start in (2001, 2002, 2003)}
+    keys = [(big, 1000.0), (small, 1.0), (small, 1.0), (small, 1.0)]
+
+    def metric_rows(scores, scale):
+        return [{**row, "rmse": row["mase"] * scale} for row in _metric_rows(scores)]
+
+    def sums(scores, scale):
+        return [(start, model, _scaled_sums(score * scale, scale), _scaled_sums(2 * scale, scale))
+                for start, by_model in scores.items() for model, score in by_model.items()]
+
+    for metric, expected in (("rmse", "ridge"), ("mase", "gbr")):
+        for rule in ("global", "auto"):
+            params = _params(f"--select_metric={metric}", f"--select={rule}")
+            evidence = SumCounters().create_accumulator()
+            for scores, scale in keys:
+                evidence = SumCounters().add_input(evidence, select.key_evidence(
+                    ("K", {"metrics": metric_rows(scores, scale)}), params))
+            totals = SumCounters().create_accumulator()
+            for scores, scale in keys:
+                rows, counters = select.select_key("K", metric_rows(scores, scale), sums(scores, scale), params,
+                                                   evidence)
+                totals = SumCounters().add_input(totals, counters)
+                want = expected if rule == "global" or scale > 1 else "gbr"
+                assert [row["model"] for row in rows if row["chosen"]] == [want], (metric, rule, scale)
+            oos = select.comparison_document(totals, params)["out_of_sample"]
+            # the out-of-sample table carries every metric, the scale-free ones pooled as summary.json pools them
+            assert math.isclose(oos["overall"]["mase"]["gbr"], (1.05 * 2 + 0.5 * 6) / 8)  # 4 keys x 2 windows
+            assert math.isclose(oos["overall"]["mase"]["ridge"], 1.0)
+            assert math.isclose(oos["overall"]["mase"]["baseline"], 2.0)
+            assert math.isclose(oos["overall"]["wape"]["ridge"], (1000 * 2 + 6) / (100 * 8))
+            terms = [200 * 2000 / 2200] * 2 + [200 * 2 / 202] * 6  # |y - f| / (|y| + |f|), y = 100
+            assert math.isclose(oos["overall"]["smape"]["baseline"], sum(terms) / 8)
+            if rule == "global":
+                assert oos["mase_by_test_period"]["choice_global"]["2010"] == oos["overall"]["mase"][expected]
+    # the report's table is in the chosen metric, not RMSE
+    from pipeline.record import model_comparison
+    document = select.comparison_document(totals, params)
+    parts = model_comparison.section({"model_comparison": document}, lambda rows, header: repr(rows))
+    assert "Models compared (MASE, out of sample)" in "".join(parts)
