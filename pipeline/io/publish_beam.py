@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.io.publish import final_name, publish
+from pipeline.io import publish
 from pipeline.params.values import PipelineParams
 
 
@@ -18,7 +18,7 @@ class FinalNames(beam.PTransform):
 
     def expand(self, written: dict):
         publish_id = self._publish_id
-        return {name: files | f"FinalName_{name}" >> beam.Map(final_name, publish_id)
+        return {name: files | f"FinalName_{name}" >> beam.Map(publish.final_name, publish_id)
                 for name, files in written.items()}
 
 
@@ -46,7 +46,7 @@ class PublishOutputs(beam.PTransform):
             written: dict[str, list[str]] = {}
             for name, path in written_files:
                 written.setdefault(name, []).append(path)
-            publish(params, publish_id, written, tables)
+            publish.publish(params, publish_id, written, tables)
             return doc
 
         return summary_doc | "Publish" >> beam.Map(publish_then_pass_on, *waits)
