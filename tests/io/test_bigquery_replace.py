@@ -79,11 +79,6 @@ def launch_args(tmp_path, write_parquet, dataset: str, *extra: str) -> list[str]
             f"--bq_temp_location={tmp_path / 'bq_temp'}", f"--project={PROJECT}", "--model=ridge", *extra]
 
 
-def table_exists(client, table_id: str) -> bool:
-    return any(t.table_id == table_id.rsplit(".", 1)[1]
-               for t in client.list_tables(table_id.rsplit(".", 1)[0], timeout=WAIT))
-
-
 def dataset_tables(client, dataset: str) -> set[str]:
     return {t.table_id for t in client.list_tables(dataset, timeout=WAIT)}
 
