@@ -25,7 +25,8 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline import runner
-from pipeline.io import bigquery, bigquery_beam, columns, output_claim, period_values, publish, sinks, source
+from pipeline.io import (bigquery, bigquery_beam, bigquery_swap, columns, output_claim, period_values, publish,
+                         publish_beam, sinks, source)
 from pipeline.io.results import read_summary, read_table
 from pipeline.models import custom_model
 from pipeline.params import parse
@@ -97,8 +98,8 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
         written = {sinks.PLAN_NAME: planned[sinks.PLAN_NAME]} | "WritePlan" >> sinks.WriteOutputs(
             params, run_lineage.columns())
         manifest = planned["plan_summary"] | "WriteManifest" >> lineage.WriteManifest(
-            run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
-        published = planned["plan_summary"] | "PublishPlan" >> publish.PublishOutputs(params, written, publish_id,
+            run_lineage, params, manifest_path, written | "FinalNames" >> publish_beam.FinalNames(publish_id))
+        published = planned["plan_summary"] | "PublishPlan" >> publish_beam.PublishOutputs(params, written, publish_id,
                                                                                         manifest)
         return {**planned, "plan_summary": published, "manifest": manifest}
     run_id = params.run_id
@@ -129,19 +130,21 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
     outputs["rejected_rows"] = validated[rows.REJECTED] | "TagRejected" >> beam.Map(
         lambda frame: frame.assign(run_id=run_id))
     written = outputs | "WriteOutputs" >> sinks.WriteOutputs(params, run_lineage.columns())
-    tables = bigquery.output_tables(params)
-    if tables:
+    staged_tables, bigquery_staged = bigquery_swap.StagedOutputs.of(params, pipeline.options, publish_id), None
+    if staged_tables:  # to this job's staging tables; the publish step swaps them in
+        tables = [table.output for table in staged_tables.tables]
         one(*(name for name in tables if name in fitted))
-        {name: outputs[name] for name in tables} | "WriteBigQuery" >> bigquery_beam.WriteBigQueryOutputs(
-            params, run_lineage.columns())
+        bigquery_staged = {name: outputs[name] for name in tables} | "WriteBigQuery" >> (
+            bigquery_beam.WriteBigQueryOutputs(params, run_lineage.columns(), staged_tables))
     summary_doc = ({**outputs, **comparison, "row_counts": validated[rows.COUNTS], "input_fingerprint": fingerprints,
                     "fan_out": fan_out, **({"frequencies": generated[features.FREQUENCIES]}
                                            if features.FREQUENCIES in generated else {})}
                    | "WriteSummary" >> summary.WriteSummary(params, source_kind, run_lineage))
     manifest = summary_doc | "WriteManifest" >> lineage.WriteManifest(
-        run_lineage, params, manifest_path, written | "FinalNames" >> publish.FinalNames(publish_id))
+        run_lineage, params, manifest_path, written | "FinalNames" >> publish_beam.FinalNames(publish_id))
     ready = summary_doc | "CheckBeforePublishing" >> beam.Map(summary.check_before_publishing)
-    published = ready | "PublishOutputs" >> publish.PublishOutputs(params, written, publish_id, manifest)
+    published = ready | "PublishOutputs" >> publish_beam.PublishOutputs(
+        params, written, publish_id, manifest, (staged_tables, bigquery_staged) if staged_tables else None)
     checked = published | "CheckFailureRate" >> beam.Map(summary.check_failure_rate)
     return {**outputs, "summary": checked, "manifest": manifest}
 
@@ -191,12 +194,15 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     source.check_columns(params, kind)
     period_values.check(params, kind)  # integer periods that read as yyyymm(dd): refused before any work
     # Every check before any change: BigQuery's over every table (changes nothing), then the files'
-    # (--if_output_exists); only then are tables created and, with --if_run_exists=replace, the run's
-    # earlier rows deleted. A refused run deletes nothing.
+    # (--if_output_exists) and the run id's lease; only then are the missing tables and this job's
+    # staging tables created. Nothing is deleted at launch: the publish step swaps the rows in.
     changes = bigquery.check(params, options, kind)
     if not options.view_as(TestOptions).dry_run:  # a dry run only translates: it must not touch outputs
         output_claim.prepare_output(params)
         changes.apply()
+        staged = bigquery_swap.StagedOutputs.of(params, options, output_claim.claimed_publish_id(params))
+        if staged:
+            staged.create(changes.client, params)
     return params, options, kind
 
 

@@ -4,9 +4,10 @@
   declared); the predictions table is partitioned by date and clustered by key.
 - Before any work (`check`): the source's column names and BigQuery types, the
   existing target tables' schemas, and the run-id rule: with WRITE_APPEND a run
-  id that already has rows in a target table is refused or its rows are to be deleted.
-  `check` changes nothing; it returns the `TargetChanges` (tables to create, run rows to
-  delete) that the launcher applies only once every check, files included, has passed.
+  id that already has rows in a target table is refused (--if_run_exists=fail), or its rows
+  are replaced when the job publishes (replace; pipeline.io.bigquery_swap: nothing is deleted
+  at launch). `check` changes nothing; it returns the `TargetChanges` (tables to create) that
+  the launcher applies only once every check, files and the run id's lease included, has passed.
 """
 
 from __future__ import annotations
@@ -98,7 +99,7 @@ def make_client(project: str | None):
     return bigquery.Client(project=project)
 
 
-def _retry():
+def client_retry():
     from google.cloud.bigquery import DEFAULT_RETRY
 
     return DEFAULT_RETRY.with_deadline(CLIENT_TIMEOUT_SECONDS)
@@ -145,14 +146,14 @@ def source_fields(params: PipelineParams, client, service_account: str | None = 
 
     if params.input_table:
         try:
-            return list(client.get_table(_table_id(params.input_table, client.project),
-                                         retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS).schema)
+            return list(client.get_table(table_id(params.input_table, client.project),
+                                         retry=client_retry(), timeout=CLIENT_TIMEOUT_SECONDS).schema)
         except exceptions.GoogleAPICallError as exc:
             raise ParameterError("input_table", params.input_table,
                                  explain_bigquery_error(exc, client, "a table", service_account)) from None
     config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False, use_legacy_sql=False)
     try:
-        return list(client.query(params.query, job_config=config, retry=_retry(),
+        return list(client.query(params.query, job_config=config, retry=client_retry(),
                                  timeout=CLIENT_TIMEOUT_SECONDS).schema)
     except exceptions.GoogleAPICallError as exc:
         raise ParameterError("query", params.query,
@@ -176,7 +177,8 @@ def check_source_schema(params: PipelineParams, client, service_account: str | N
                                  f"column {column!r} is {kind} in BigQuery; the pipeline can use {allowed}")
 
 
-def _table_id(spec: str, default_project: str | None) -> str:
+def table_id(spec: str, default_project: str | None) -> str:
+    """`project.dataset.table`, or `dataset.table` in the client's project when no project is known."""
     project, dataset, table = parse_table(spec, default_project)
     return f"{project}.{dataset}.{table}" if project else f"{dataset}.{table}"
 
@@ -191,20 +193,20 @@ def _check_target_schema(param: str, spec: str, existing: list, wanted: pa.Schem
                                  f"{field.name!r} is {found} there, the pipeline writes {need}")
 
 
-def _run_rows(client, table_id: str, run_id: str, statement: str):
+def _run_row_count(client, table_id: str, run_id: str) -> int:
     from google.cloud import bigquery
 
     config = bigquery.QueryJobConfig(
         query_parameters=[bigquery.ScalarQueryParameter("run_id", "STRING", run_id)])
-    job = client.query(f"{statement} `{table_id}` WHERE {RUN_ID_COLUMN} = @run_id", job_config=config,
-                       retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
-    return job.result(timeout=CLIENT_TIMEOUT_SECONDS, retry=_retry())
+    job = client.query(f"SELECT COUNT(*) FROM `{table_id}` WHERE {RUN_ID_COLUMN} = @run_id", job_config=config,
+                       retry=client_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
+    return next(iter(job.result(timeout=CLIENT_TIMEOUT_SECONDS, retry=client_retry())))[0]
 
 
-def create_table(client, table_id: str, schema: pa.Schema, layout: dict) -> None:
-    """Creates a target table with its partitioning and clustering before any work. Beam passes the
-    same layout to its load jobs and table creation (CREATE_IF_NEEDED) too; creating it here keeps
-    the layout whatever the write method, and fails early without the permission to create it."""
+def create_table(client, table_id: str, schema: pa.Schema, layout: dict, expires=None) -> None:
+    """Creates a table with its partitioning and clustering (and, for a staging table, its expiration)
+    before any work. Beam passes the same layout to its load jobs too; creating it here keeps the
+    layout whatever the write method, and fails early without the permission to create it."""
     from google.cloud import bigquery as bq
 
     table = bq.Table(table_id, schema=[bq.SchemaField(f["name"], f["type"], mode=f["mode"])
@@ -214,24 +216,21 @@ def create_table(client, table_id: str, schema: pa.Schema, layout: dict) -> None
         table.time_partitioning = bq.TimePartitioning(type_=partitioning["type"], field=partitioning["field"])
     if "clustering" in layout:
         table.clustering_fields = layout["clustering"]["fields"]
-    client.create_table(table, exists_ok=True, retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
+    table.expires = expires
+    client.create_table(table, exists_ok=True, retry=client_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
 
 
 @dataclasses.dataclass
 class TargetChanges:
     """What the launch will change in BigQuery once every check has passed: the target tables to
-    create and the tables whose rows of this run id --if_run_exists=replace deletes."""
+    create. (Nothing is deleted at launch: pipeline.io.bigquery_swap replaces a run's rows.)"""
 
     client: object = None
-    run_id: str = ""
     create: list = dataclasses.field(default_factory=list)  # (table id, Arrow schema, layout)
-    delete_run_rows: list = dataclasses.field(default_factory=list)  # table ids
 
     def apply(self) -> None:
         for table_id, schema, layout in self.create:
             create_table(self.client, table_id, schema, layout)
-        for table_id in self.delete_run_rows:
-            _run_rows(self.client, table_id, self.run_id, "DELETE FROM")
 
 
 def prepare_target(params: PipelineParams, client, name: str, spec: str, changes: TargetChanges) -> None:
@@ -239,11 +238,11 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str, changes
     Changes nothing: what the launch is to change is added to `changes`."""
     from google.api_core import exceptions
 
-    param, table_id = OUTPUT_TABLE_PARAMS[name], _table_id(spec, client.project)
+    param, target = OUTPUT_TABLE_PARAMS[name], table_id(spec, client.project)
     try:
-        table = client.get_table(table_id, retry=_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
+        table = client.get_table(target, retry=client_retry(), timeout=CLIENT_TIMEOUT_SECONDS)
     except exceptions.NotFound:
-        changes.create.append((table_id, sinks.output_schemas(params)[name], table_layout(params, name)))
+        changes.create.append((target, sinks.output_schemas(params)[name], table_layout(params, name)))
         return
     _check_target_schema(param, spec, table.schema, sinks.output_schemas(params)[name])
     if params.write_disposition == "WRITE_EMPTY" and table.num_rows:
@@ -251,14 +250,11 @@ def prepare_target(params: PipelineParams, client, name: str, spec: str, changes
                              f"WRITE_APPEND or WRITE_TRUNCATE: {spec} already holds {table.num_rows} rows")
     if params.write_disposition != "WRITE_APPEND":
         return
-    existing = next(iter(_run_rows(client, table_id, params.run_id, "SELECT COUNT(*) FROM")))[0]
-    if not existing:
-        return
-    if params.if_run_exists == "fail":
+    existing = _run_row_count(client, target, params.run_id) if params.if_run_exists == "fail" else 0
+    if existing:
         raise ParameterError("run_id", params.run_id,
                              f"a run id with no rows in {spec} ({existing} rows of this run are there; "
-                             "--if_run_exists=replace deletes them and writes this run again)")
-    changes.delete_run_rows.append(table_id)
+                             "--if_run_exists=replace replaces them with this run's rows when it publishes)")
 
 
 def parse_dataset(spec: str, default_project: str | None) -> tuple[str | None, str]:
@@ -285,7 +281,7 @@ def check_params(params: PipelineParams) -> None:
 def check(params: PipelineParams, options: PipelineOptions, kind: str) -> TargetChanges:
     """The BigQuery checks that must pass before any work, over every table; changes nothing.
     Returns what to change once every other check has passed too (see TargetChanges)."""
-    changes = TargetChanges(run_id=params.run_id)
+    changes = TargetChanges()
     targets = {} if params.plan_only else output_tables(params)  # a plan writes no results
     if kind != "bigquery" and not targets:
         return changes

@@ -3,8 +3,9 @@
 - Source: `--query` (standard SQL) or `--input_table`, read with `beam.io.ReadFromBigQuery`
   (Storage Read API by default, or an export job), batched into the same DataFrame chunks as the
   other sources.
-- Sinks: predictions, metrics, ledger and rejected rows, each to its table when named, with
-  `beam.io.WriteToBigQuery`, schemas and layout from `pipeline.io.bigquery`.
+- Sinks: predictions, metrics, ledger and rejected rows, each to this job's staging table of its
+  table when named, with `beam.io.WriteToBigQuery`, schemas and layout from `pipeline.io.bigquery`;
+  the publish step swaps the staged rows into the tables (pipeline.io.bigquery_swap).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
 from pipeline.io import labels, sinks
-from pipeline.io.bigquery import output_tables, parse_dataset, table_layout, table_schema
+from pipeline.io.bigquery import parse_dataset, table_layout, table_schema
+from pipeline.io.bigquery_swap import StagedOutputs
 from pipeline.io.columns import CHUNK_ROWS
 from pipeline.params.values import PipelineParams
 
@@ -83,8 +85,10 @@ def _fail_on_rejected_insert(failed: tuple):
 
 
 class WriteTable(beam.PTransform):
-    """One output (DataFrames or row dicts) -> one BigQuery table with the output's schema, with
-    `constants` (the lineage columns) on every row."""
+    """One output (DataFrames or row dicts) -> one existing BigQuery table (this job's staging table)
+    with the output's schema, with `constants` (the lineage columns) on every row. Returns what is
+    complete only once the rows are in the table: the load and copy jobs (FILE_LOADS, each waited
+    for by Beam) or the refused rows (STREAMING_INSERTS, flushed at the end of each bundle)."""
 
     def __init__(self, params: PipelineParams, table: str, schema: pa.Schema, layout: dict, constants: dict):
         super().__init__()
@@ -102,8 +106,9 @@ class WriteTable(beam.PTransform):
                   | "Write" >> WriteToBigQuery(
                       self._table,
                       schema=table_schema(schema),
-                      create_disposition=BigQueryDisposition.CREATE_IF_NEEDED,
-                      write_disposition=params.write_disposition,
+                      # Created at launch with an expiration; the swap applies --write_disposition.
+                      create_disposition=BigQueryDisposition.CREATE_NEVER,
+                      write_disposition=BigQueryDisposition.WRITE_APPEND,
                       method=params.bq_write_method,
                       additional_bq_parameters=self._layout,
                       custom_gcs_temp_location=temp,
@@ -111,21 +116,27 @@ class WriteTable(beam.PTransform):
                       validate=temp is None or temp.startswith("gs://"),
                       insert_retry_strategy=RetryStrategy.RETRY_ON_TRANSIENT_ERROR))
         if streaming:  # a row BigQuery refuses fails the job, with BigQuery's reason, instead of vanishing
-            result.failed_rows_with_errors | "FailOnRefusedInserts" >> beam.Map(
-                _fail_on_rejected_insert)
-        return result
+            return (result.failed_rows_with_errors,
+                    result.failed_rows_with_errors | "FailOnRefusedInserts" >> beam.Map(_fail_on_rejected_insert))
+        return result.destination_load_jobid_pairs, result.destination_copy_jobid_pairs
 
 
 class WriteBigQueryOutputs(beam.PTransform):
-    """Writes each output that has a --*_table parameter to that BigQuery table, with the run's
-    lineage columns on every row, as in the file outputs."""
+    """Writes each output that has a --*_table parameter to this job's staging table of that table,
+    with the run's lineage columns on every row, as in the file outputs. Returns one PCollection that
+    is complete once every row is staged: the publish step waits for it before the swap."""
 
-    def __init__(self, params: PipelineParams, lineage_columns: dict):
+    def __init__(self, params: PipelineParams, lineage_columns: dict, staged: StagedOutputs):
         super().__init__()
-        self._params, self._columns = params, lineage_columns
+        self._params, self._columns, self._staged = params, lineage_columns, staged
 
     def expand(self, outputs: dict):
-        schemas, columns = sinks.output_schemas(self._params), self._columns
-        return {name: outputs[name] | f"ToBigQuery_{name}" >> WriteTable(
-                    self._params, table, schemas[name], table_layout(self._params, name), columns)
-                for name, table in output_tables(self._params).items()}
+        params, schemas, columns = self._params, sinks.output_schemas(self._params), self._columns
+        done = []
+        for table in self._staged.tables:
+            name = table.output
+            written = outputs[name] | f"ToBigQuery_{name}" >> WriteTable(
+                params, self._staged.staging_spec(name), schemas[name], table_layout(params, name), columns)
+            done += [pcoll | f"Staged_{name}_{i}" >> beam.Map(lambda _, name=name: name)
+                     for i, pcoll in enumerate(written)]
+        return done | "AllStaged" >> beam.Flatten()

@@ -9,7 +9,8 @@ this job's publish id and the base, the publish id of the commit record it found
 every output is written, the last stage publishes:
 
 1. check: the staged `part-*` files of every output are exactly the files the sinks finalised (the
-   names they returned), or the commit is refused; the record lists those names, never a listing;
+   names they returned), or the commit is refused; the record lists those names, never a listing.
+   Then the BigQuery outputs, when there are any, are swapped in (pipeline.io.bigquery_swap);
 2. write the commit record, the staged summary.json (plan.json) plus `"published": {"publish_id",
    "files": {output: [final names]}, "replaced": {"publish_id", "files"}}` (the outputs this kind of
    run writes, an empty list for an empty one; `replaced`: the files of the record it replaces), to
@@ -24,8 +25,8 @@ every output is written, the last stage publishes:
    replaced: the files the replaced record listed (and those it had replaced itself, in case its
    job died before deleting them), its report.html, and the other kind's commit record. Nothing
    else: a file no record of ours lists (a user's notes, another job's uncommitted copies) stays;
-6. remove this run's staging folder: its files, listed recursively, then its empty folders (and
-   `_staging` itself only when empty), the lease last.
+6. drop this job's BigQuery staging tables; remove this run's staging folder: its files, listed
+   recursively, then its empty folders (and `_staging` itself only when empty), the lease last.
 
 A retry reads the record first: when it carries this job's publish id the commit happened and the
 retry goes on from step 5; otherwise it starts at step 1, where the staging folder is complete
@@ -46,7 +47,6 @@ import os
 import posixpath
 import secrets
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io import commit_record
@@ -122,20 +122,24 @@ def release(params: PipelineParams, reason: str) -> None:
         _write(staging_path(params, LEASE_FILE), {**lease, "released": reason})
 
 
-def publish(params: PipelineParams, publish_id: str, written: dict[str, list[str]]) -> dict:
+def publish(params: PipelineParams, publish_id: str, written: dict[str, list[str]], tables=None) -> dict:
     """Publishes the staged run under --output (steps 1-6 above); idempotent. `written`: the file names
-    each sink finalised. Returns the commit record; raises PublishRefused when it may not commit."""
+    each sink finalised; `tables`: the BigQuery staging tables (bigquery_swap.StagedOutputs), if any.
+    Returns the commit record; raises PublishRefused when it may not commit."""
     marker = output_path(params, marker_name(params))
     current = commit_record.read(marker)
     record = record_of(current.data)
     if publish_id_of(record) != publish_id:
-        record = _copy_and_commit(params, publish_id, written, marker, current)
+        record = _copy_and_commit(params, publish_id, written, marker, current, tables)
     _finish(params, record)
+    if tables is not None:
+        tables.drop()
+    _remove_staging(params)
     return record
 
 
 def _copy_and_commit(params: PipelineParams, publish_id: str, written: dict, marker: str,
-                     current: commit_record.Version) -> dict:
+                     current: commit_record.Version, tables) -> dict:
     """Steps 1-4: check, note, copy, compare-and-swap."""
     names = (PLAN_NAME,) if params.plan_only else OUTPUT_NAMES  # what this kind of run writes
     staged = {name: sorted(posixpath.basename(path) for path in written.get(name, [])) for name in names}
@@ -148,6 +152,8 @@ def _copy_and_commit(params: PipelineParams, publish_id: str, written: dict, mar
     if publish_id_of(record_of(current.data)) != base:
         _lose(params, files, record_of(current.data))
     _check_staged(params, staged)
+    if tables is not None:
+        tables.swap_in()
     record = {**_read_json(staging_path(params, posixpath.basename(marker))),
               PUBLISHED: {"publish_id": publish_id, "files": files, "replaced": _replaced(params, current)}}
     pending = staging_path(params, PENDING_PREFIX + posixpath.basename(marker))
@@ -204,7 +210,7 @@ def _lose(params: PipelineParams, files: dict, winner: dict | None):
 
 
 def _finish(params: PipelineParams, record: dict) -> None:
-    """Steps 5-6, after the commit: manifest in, what the record replaced out, staging removed."""
+    """Step 5, after the commit: manifest in, what the record replaced out."""
     marker = output_path(params, marker_name(params))
     staged_manifest = staging_path(params, MANIFEST_FILE)
     if FileSystems.exists(staged_manifest) and \
@@ -217,7 +223,6 @@ def _finish(params: PipelineParams, record: dict) -> None:
     _delete([path for path in run_files if FileSystems.exists(path)
              and (path.endswith(REPORT_FILE) or record_of(commit_record.read(path).data))])
     delete_listed(params, replaced.get("files", {}), keep=record)
-    _remove_staging(params)
 
 
 def delete_listed(params: PipelineParams, files: dict, keep: dict | None) -> None:
@@ -269,44 +274,3 @@ def _already_copied(source: str, target: str, present: set[str]) -> bool:
     that suffices here: a final name belongs to one publish id, so its only possible content is the
     staged file's, and a copy cut short is shorter. (On GCS an object appears whole or not at all.)"""
     return target in present and FileSystems.checksum(source) == FileSystems.checksum(target)
-
-
-class FinalNames(beam.PTransform):
-    """The sinks' finalized (staged) file names -> the names they are published under, per output."""
-
-    def __init__(self, publish_id: str):
-        super().__init__()
-        self._publish_id = publish_id
-
-    def expand(self, written: dict):
-        publish_id = self._publish_id
-        return {name: files | f"FinalName_{name}" >> beam.Map(final_name, publish_id)
-                for name, files in written.items()}
-
-
-class PublishOutputs(beam.PTransform):
-    """summary (or plan) document -> the same document, once every output is in place under --output.
-
-    `written` (the sinks' finalized file names) and `manifest` (the staged manifest document) are
-    side inputs: they make this stage wait until the whole run is staged."""
-
-    def __init__(self, params: PipelineParams, written: dict, publish_id: str, manifest=None):
-        super().__init__()
-        self._params, self._written, self._publish_id, self._manifest = params, written, publish_id, manifest
-
-    def expand(self, summary_doc):
-        params, publish_id = self._params, self._publish_id
-        tagged = tuple(files | f"Tag_{name}" >> beam.Map(lambda path, name=name: (name, path))
-                       for name, files in self._written.items())
-        waits = [beam.pvalue.AsList(tagged | "AllWrittenFiles" >> beam.Flatten())]
-        if self._manifest is not None:
-            waits.append(beam.pvalue.AsList(self._manifest))
-
-        def publish_then_pass_on(doc, written_files, *_manifest):
-            written: dict[str, list[str]] = {}
-            for name, path in written_files:
-                written.setdefault(name, []).append(path)
-            publish(params, publish_id, written)
-            return doc
-
-        return summary_doc | "Publish" >> beam.Map(publish_then_pass_on, *waits)

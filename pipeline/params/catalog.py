@@ -271,7 +271,8 @@ PARAMS: tuple[Param, ...] = (
           parent="output_table"),
     Param("if_run_exists", "If the run id has rows",
           "With WRITE_APPEND, when a target table already holds rows with this run id: fail (refuse to start) "
-          "or replace (delete that run's rows first).",
+          "or replace (this job's rows replace them when it publishes, in one transaction over every table; "
+          "nothing is deleted at launch).",
           GROUP_BIGQUERY, default="fail", choices=IF_RUN_EXISTS, param_type="ENUM", parent="output_table"),
     Param("bq_temp_location", "BigQuery temporary files",
           "Cloud Storage folder for the files of BigQuery load and export jobs; the job's temporary location "

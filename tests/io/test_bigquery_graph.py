@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import os
+import re
 
 import apache_beam as beam
 import pandas as pd
@@ -75,13 +76,35 @@ def test_query_read_and_writes_in_the_dataflow_dry_run_graph():
     assert values_of(display, "query", READ) == {ARTICLE_QUERY}
     assert values_of(display, "method", READ) == {"DIRECT_READ"}  # the default
     assert values_of(display, "use_legacy_sql", READ) == {False}  # standard SQL
-    for output in ("predictions", "metrics"):
+    for output in ("predictions", "metrics"):  # to this job's staging tables, created at launch
         write = f"WriteBigQuery/ToBigQuery_{output}/Write"
-        assert values_of(display, "table", write) == {f"my-project:results.{output}"}
+        (table,) = values_of(display, "table", write)
+        assert re.fullmatch(rf"my-project:results\.{output}__staging_r1_[0-9a-f]{{8}}", table), table
         assert values_of(display, "write_disposition", write) >= {"WRITE_APPEND"}
-        assert "CREATE_IF_NEEDED" in values_of(display, "create_disposition", write)
+        assert values_of(display, "create_disposition", write) >= {"CREATE_NEVER"}
+        assert "CREATE_IF_NEEDED" not in values_of(display, "create_disposition", write)
     layout = values_of(display, "additional_bq_params", "WriteBigQuery/ToBigQuery_predictions/Write")
     assert layout and all("'field': 'date'" in v and "'shop_id', 'run_id'" in v for v in layout)
+
+
+def producers_of_side_inputs(argv: list[str], consumer: str) -> set[str]:
+    """The transforms whose outputs the ParDo `consumer` reads as side inputs, in the dry-run graph."""
+    params, beam_args = parse_args([*argv, *DRY_RUN])
+    pipeline = beam.Pipeline(options=runner.pipeline_options(beam_args))
+    run.build(pipeline, params, run.source.resolve_source(params, "DataflowRunner"))
+    components = pipeline.run().job.proto_pipeline.components
+    producer = {pcoll: t.unique_name for t in components.transforms.values() if not t.subtransforms
+                for pcoll in t.outputs.values()}
+    (pardo,) = [t for t in components.transforms.values() if t.unique_name == consumer]
+    side = beam_runner_api_pb2.ParDoPayload.FromString(pardo.spec.payload).side_inputs
+    return {producer[pardo.inputs[name]] for name in side}
+
+
+def test_the_publish_step_waits_for_every_staged_bigquery_row():
+    producers = producers_of_side_inputs([f"--query={ARTICLE_QUERY}", "--run_id=r1",
+                                          "--output_table=my-project:results.predictions",
+                                          "--ledger_table=my-project:results.ledger"], "PublishOutputs/Publish")
+    assert "WriteBigQuery/AllStaged" in producers, producers
 
 
 def test_query_read_with_export_in_the_dataflow_dry_run_graph():

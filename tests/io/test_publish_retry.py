@@ -67,7 +67,7 @@ def staged(request, tmp_path, monkeypatch):
 
     calls, original = str(tmp_path / "publish_call.pickle"), publish.publish
 
-    def crash_at_once(params, publish_id, written):  # runs on the (in-process) worker, a pickled copy
+    def crash_at_once(params, publish_id, written, tables=None):  # on the (in-process) worker, a pickled copy
         with open(calls, "wb") as handle:
             pickle.dump((params, publish_id, written), handle)
         with monkeypatch.context() as patch:

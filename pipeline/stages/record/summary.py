@@ -17,6 +17,7 @@ import pandas as pd
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
+from pipeline.io.bigquery import OUTPUT_TABLE_PARAMS
 from pipeline.io.results import finite_json, write_json
 from pipeline.io.sinks import SUMMARY_FILE, staging_path
 from pipeline.stages.fit import evaluate
@@ -192,6 +193,8 @@ def check_before_publishing(summary: dict) -> dict:
     output, run_id = summary["parameters"]["output"], summary["run_id"]
     kept = (f"Nothing was published: {output}/ still holds the previous run's outputs; this run's outputs "
             f"and {SUMMARY_FILE} are under {output}/_staging/{run_id}/.")
+    if any(summary["parameters"].get(param) for param in OUTPUT_TABLE_PARAMS.values()):
+        kept += " The BigQuery tables keep their rows; this run's are in its staging tables until they expire."
     reasons = ", ".join(f"{reason}: {n}" for reason, n in sorted(summary["rows_rejected_by_reason"].items()))
     if summary["rejected_rate"] > summary["max_rejected_rate"]:
         raise NotPublished(
