@@ -28,6 +28,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.io import sample_data
 from pipeline.io.columns import CHUNK_ROWS, require_columns
 from pipeline.utils.packing import ReshuffleFrames
+from pipeline.utils.tagged import INFRASTRUCTURE_ERRORS
 
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
 INPUT_TABLE = "input_files"  # the --input files, with --source=duckdb
@@ -99,8 +100,8 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
                              f"{SAMPLE_TABLE}: the embedded sample; {INPUT_TABLE}: the --input files with "
                              "--source=duckdb); a local query may not read files, attach databases or load "
                              f"extensions: {exc}") from None
-    except ParameterError:
-        raise
+    except (ParameterError, *INFRASTRUCTURE_ERRORS, duckdb.IOException, duckdb.OutOfMemoryException):
+        raise  # a full disk or exhausted memory is not a bad query
     except duckdb.CatalogException as exc:  # an unknown table: DuckDB would suggest one of its own (pg_enum)
         raise ParameterError("query", query, "a query over the tables a local query can see: "
                              + ", ".join(visible_tables(input_pattern))

@@ -16,3 +16,4 @@ def declare_outputs(pardo, *tags: str):
 # alone may become dead letters. OSError (a full disk, a lost connection) and MemoryError are the
 # infrastructure's: they fail the bundle, so that the runner retries it and, if they persist, the job fails.
 DATA_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
+INFRASTRUCTURE_ERRORS = (OSError, MemoryError)  # re-raised wherever a broader clause would record them
