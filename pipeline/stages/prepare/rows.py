@@ -38,11 +38,8 @@ _ROW_JSON = "__row_json"  # --forecast: a row with a null target keeps its origi
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
-    records = rows.to_dict(orient="records")
-    return pd.DataFrame({
-        "stage": stage, "reason": reason, "field": field,
-        "row_json": [json.dumps(r, default=str, allow_nan=True) for r in records],
-    }, columns=list(REJECTED_COLUMNS))
+    return pd.DataFrame({"stage": stage, "reason": reason, "field": field, "row_json": _row_jsons(rows)},
+                        columns=list(REJECTED_COLUMNS))
 
 
 def _row_jsons(rows: pd.DataFrame) -> list[str]:
