@@ -43,16 +43,23 @@ test: dev-venv
 	$(PY) -m pytest $(ARGS)
 
 ## Hostile-input properties at volume: FUZZ_EXAMPLES generated inputs (default 1,000) through the real
-## pipeline, each checked for its invariants; the counts and the seed are printed at the end
-## and written to FUZZ_STATS (FUZZ_SEED=<n> replays a run). `make test` (CI) runs 12 derandomized cases of the same property.
+## pipeline, each checked for its invariants, in FUZZ_JOBS processes at once (default 2, one per core;
+## shard i draws from seed FUZZ_SEED + i); the counts, the seeds and each process's memory are printed
+## at the end and written to FUZZ_STATS (FUZZ_SEED=<n> with the same FUZZ_JOBS replays a run).
+## `make test` (CI) runs 12 derandomized cases of the same property.
 FUZZ_EXAMPLES ?= 1000
+FUZZ_JOBS ?= 2
 FUZZ_SEED ?= $(shell date +%s)
 FUZZ_STATS ?= output/fuzz-stats.json
 fuzz: dev-venv
 	@mkdir -p $(dir $(FUZZ_STATS))
-	HOSTILE_EXAMPLES=$(FUZZ_EXAMPLES) HOSTILE_SEED=$(FUZZ_SEED) HOSTILE_STATS=$(FUZZ_STATS) $(PY) -m pytest \
-		tests/stages/prepare/test_hostile_inputs.py -k hostile_rows_are_contained -q --timeout=0 -p no:cacheprovider
-	@cat $(FUZZ_STATS); echo
+	@pids=""; shards=""; for shard in $$(seq 0 $$(($(FUZZ_JOBS) - 1))); do \
+		HOSTILE_EXAMPLES=$(FUZZ_EXAMPLES) HOSTILE_SHARDS=$(FUZZ_JOBS) HOSTILE_SHARD=$$shard HOSTILE_SEED=$(FUZZ_SEED) \
+		HOSTILE_STATS=$(FUZZ_STATS).$$shard $(PY) -m pytest tests/stages/prepare/test_hostile_inputs.py \
+			-k hostile_rows_are_contained -q --timeout=0 -p no:cacheprovider & \
+		pids="$$pids $$!"; shards="$$shards $(FUZZ_STATS).$$shard"; \
+	done; status=0; for pid in $$pids; do wait $$pid || status=1; done; \
+	test $$status = 0 && $(PY) -m tests.helpers.fuzz_stats $(FUZZ_STATS) $$shards
 
 ## Benchmark: ours vs the article's approach vs a bare joblib loop (full matrix: long; not a test).
 ## Table on stdout and in bench/results/<timestamp>.md. BENCH_ARGS="--repeats 5" etc.

@@ -206,7 +206,9 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     return params, options, kind
 
 
-def run(argv: list[str] | None = None) -> dict | None:
+def run(argv: list[str] | None = None, draw_report: bool = True) -> dict | None:
+    """Runs the pipeline; a local run prints its summary and, unless `draw_report` is False (a caller
+    that draws it itself, or not at all: the hostile-input fuzz), writes report.html."""
     params, options, kind = prepare(argv)
     frozen.freeze_once()  # the imported modules outlive the run: keep them out of every later collection
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1
@@ -214,7 +216,7 @@ def run(argv: list[str] | None = None) -> dict | None:
                      and sys.stderr.isatty())
     keys_expected = (source.distinct_keys_at_most(params, kind, progress.KEYS_COUNTED_UP_TO)
                      if show_progress else None)  # the progress total before the fits end
-    if runner.is_local(options) and not params.plan_only:
+    if draw_report and runner.is_local(options) and not params.plan_only:
         report.preload()  # the launcher mostly waits on its workers: import the plotting library meanwhile
     with (packing.spill_folder(runner.has_worker_processes(options)),
           progress.Display(show_progress, fits_per_window, keys_expected=keys_expected), beam.Pipeline(options=options) as pipeline):
@@ -235,6 +237,8 @@ def run(argv: list[str] | None = None) -> dict | None:
                and (name != select.SELECTION or compare.is_enabled(params))
                and (name != forecast.FORECASTS or forecast.is_enabled(params))]
     print(f"\nOutputs under {params.output}/: {', '.join(written)}, {sinks.SUMMARY_FILE}, {sinks.MANIFEST_FILE}")
+    if not draw_report:
+        return result
     try:
         print(f"Report: {report.write_report(params.output)}")
     except Exception as exc:  # the outputs are complete; a plotting problem must not fail the run

@@ -28,6 +28,7 @@ from pipeline.params.values import PipelineParams
 from pipeline.io import sample_data
 from pipeline.io.columns import CHUNK_ROWS, require_columns
 from pipeline.utils.packing import ReshuffleFrames
+from pipeline.utils.tagged import INFRASTRUCTURE_ERRORS
 
 SAMPLE_SCHEMA, SAMPLE_TABLE = "dataset", "table"
 INPUT_TABLE = "input_files"  # the --input files, with --source=duckdb
@@ -46,9 +47,22 @@ def resolve_source(params: PipelineParams, runner: str | None) -> str:
     return "duckdb"
 
 
-def duckdb_connection(input_pattern: str | None = None):
+def text_columns(params: PipelineParams) -> tuple[str, ...]:
+    """The columns every reader of --input files takes as the text written, never as a guessed type:
+    the key ("007" and "7" are two keys) and the date (parsed by validation, one format per column)."""
+    return params.key_column, params.date_column
+
+
+def query_text_columns(params: PipelineParams) -> tuple[str, ...]:
+    """What a local query sees as text in input_files: the key alone. Its date keeps the type the reader
+    finds for the whole file, so that the query's date functions work on it."""
+    return (params.key_column,)
+
+
+def duckdb_connection(input_pattern: str | None = None, text_columns: tuple[str, ...] = ()):
     """A sandboxed DuckDB connection: the embedded sample registered as dataset.table and, with
-    `input_pattern`, the input files as input_files; then no file, network or extension access
+    `input_pattern`, the input files as input_files (`text_columns` of CSV and JSONL files as the text
+    written: the key, query_text_columns); then no file, network or extension access
     (`enable_external_access=false`, which also stops scans of Python variables) and the
     configuration locked, so a query cannot turn access back on."""
     import duckdb
@@ -59,18 +73,18 @@ def duckdb_connection(input_pattern: str | None = None):
     connection.execute(f"CREATE SCHEMA {SAMPLE_SCHEMA}")
     connection.execute(f'CREATE VIEW {SAMPLE_SCHEMA}."{SAMPLE_TABLE}" AS SELECT * FROM embedded_sample')
     if input_pattern:
-        connection.register(INPUT_TABLE, read_input_files(input_pattern))
+        connection.register(INPUT_TABLE, read_input_files(input_pattern, text_columns))
     connection.execute("SET enable_external_access = false")
     connection.execute("SET lock_configuration = true")
     return connection
 
 
-def read_input_files(pattern: str) -> pd.DataFrame:
-    """Every file matching --input (local or gs://), in path order, as one DataFrame."""
+def read_input_files(pattern: str, text_columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Every file matching --input (local or gs://), in path order, as one DataFrame (read_file_table)."""
     frames = []
     for path in _matched_paths(pattern):
         with FileSystems.open(path) as handle:
-            frames.append(read_file_table(path, handle))
+            frames.append(read_file_table(path, handle, text_columns=text_columns))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -86,8 +100,8 @@ def duckdb_columns(query: str, input_pattern: str | None = None) -> list[str]:
                              f"{SAMPLE_TABLE}: the embedded sample; {INPUT_TABLE}: the --input files with "
                              "--source=duckdb); a local query may not read files, attach databases or load "
                              f"extensions: {exc}") from None
-    except ParameterError:
-        raise
+    except (ParameterError, *INFRASTRUCTURE_ERRORS, duckdb.IOException, duckdb.OutOfMemoryException):
+        raise  # a full disk or exhausted memory is not a bad query
     except duckdb.CatalogException as exc:  # an unknown table: DuckDB would suggest one of its own (pg_enum)
         raise ParameterError("query", query, "a query over the tables a local query can see: "
                              + ", ".join(visible_tables(input_pattern))
@@ -252,11 +266,12 @@ def _chunks(frame: pd.DataFrame, size: int = CHUNK_ROWS):
 
 
 class _RunDuckDBQuery(beam.DoFn):
-    def __init__(self, query: str, columns: tuple[str, ...], input_pattern: str | None = None):
-        self._query, self._columns, self._input = query, columns, input_pattern
+    def __init__(self, query: str, columns: tuple[str, ...], input_pattern: str | None = None,
+                 text_columns: tuple[str, ...] = ()):
+        self._query, self._columns, self._input, self._text_columns = query, columns, input_pattern, text_columns
 
     def process(self, _):
-        connection = duckdb_connection(self._input)  # the launch's sandbox, on the worker too
+        connection = duckdb_connection(self._input, self._text_columns)  # the launch's sandbox, on the worker too
         try:
             reader = connection.execute(self._query).to_arrow_reader(CHUNK_ROWS)
             for batch in reader:
@@ -313,15 +328,15 @@ class ReadSource(beam.PTransform):
             return (pbegin
                     | "Query" >> beam.Create([self._params.query])
                     | "RunInDuckDB" >> beam.ParDo(_RunDuckDBQuery(self._params.query, columns,
-                                                                self._params.input or None))
+                                                                self._params.input or None,
+                                                                query_text_columns(self._params)))
                     | "Spread" >> ReshuffleFrames())
         if self._kind == "file":
             chunks = (pbegin
                       | "Match" >> fileio.MatchFiles(self._params.input)
                       | "Pieces" >> beam.FlatMap(lambda metadata: file_pieces(metadata.path))
                       | "SpreadPieces" >> beam.Reshuffle()
-                      | "ReadChunks" >> beam.ParDo(_ReadFilePiece(columns, (self._params.key_column,
-                                                                           self._params.date_column))))
+                      | "ReadChunks" >> beam.ParDo(_ReadFilePiece(columns, text_columns(self._params))))
             if self._slots is None or count_file_pieces(self._params.input) < self._slots:
                 chunks = chunks | "Spread" >> ReshuffleFrames()
             return chunks

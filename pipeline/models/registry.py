@@ -18,6 +18,7 @@ import numpy as np
 from pipeline.models import combination, statistical
 from pipeline.params.declare import ParameterError
 from pipeline.utils import threads as thread_pools
+from pipeline.utils.tagged import INFRASTRUCTURE_ERRORS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +127,8 @@ def check_model(name: str, params: dict) -> None:
     features, target = rng.normal(size=(16, 2)), rng.normal(size=16)
     try:
         make_estimator(name, params, seed=0).fit(features, target).predict(features)
+    except INFRASTRUCTURE_ERRORS:  # a full disk or exhausted memory is not a bad parameter
+        raise
     except Exception as exc:  # the estimator's own validation message is the useful part
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 
@@ -144,6 +147,8 @@ def _check_statistical(spec: ModelSpec, params: dict) -> None:
         steps, ahead = statistical.inputs(steps, rng.normal(size=36)), statistical.inputs(ahead, rng.normal(size=4))
     try:
         spec.estimator_class()(season_length=4, **params).fit(steps, history).predict(ahead)
+    except INFRASTRUCTURE_ERRORS:  # a full disk or exhausted memory is not a bad parameter
+        raise
     except Exception as exc:  # statsforecast's own validation message is the useful part
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 

@@ -63,9 +63,11 @@ PARAMS: tuple[Param, ...] = (
           GROUP_SOURCE, default="", regex=r"^(D|W|M|Q|Y)?$", allowed="empty, or one of D, W, M, Q, Y",
           example="M"),
     Param("date_format", "Date format",
-          "How the date column's text is written, as a strptime format (%d/%m/%Y). Empty: the format of its "
-          "first values (ISO 8601 dates and times in any precision are one format). Every row is read with "
-          "that one format; a row in another is rejected (bad_date). Integers are read as yyyymmdd.",
+          "How the date column's text is written, as a strptime format (%d/%m/%Y). Empty: the format that "
+          "reads the most of its values (ISO 8601 dates and times in any precision are one format; a tie goes "
+          "to the first value's, month first); a run whose parts of the input would be read in different "
+          "formats fails before any fit, naming the one to pass here. Every row is read with that one format; "
+          "a row in another is rejected (bad_date). Integers are read as yyyymmdd.",
           GROUP_SOURCE, default="", regex=r"^([^%]*%[A-Za-z][^%]*)*$",
           allowed="empty, or a strptime format such as %d/%m/%Y", example="%d/%m/%Y"),
     Param("date_column", "Date column", "Date of each row; predictions are reported per key and date.",

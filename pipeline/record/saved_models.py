@@ -117,10 +117,10 @@ def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, win
 def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:
     """The rows of the run's own source, read locally (files or DuckDB; not BigQuery)."""
     if params.input and params.source != "duckdb":
-        return source.read_input_files(params.input)
+        return source.read_input_files(params.input, source.text_columns(params))
     if params.source == "bigquery":
         raise SystemExit("the run read BigQuery: export the rows and pass them with --input")
-    connection = source.duckdb_connection(params.input or None)
+    connection = source.duckdb_connection(params.input or None, source.query_text_columns(params))
     try:
         return connection.execute(params.query).df()
     finally:

@@ -16,12 +16,15 @@ import multiprocessing
 import time
 
 from pipeline.utils import threads as thread_pools
+from pipeline.utils.tagged import INFRASTRUCTURE_ERRORS
 
 STARTUP_SECONDS = 300.0  # generous: a cold worker imports numpy/scikit-learn once
 
 
 class CallTimeout(TimeoutError):
     """The call did not finish within its deadline; the helper process was killed."""
+
+    ledger_reason = "timeout"  # the group's own failure, though a TimeoutError is an OSError (utils.tagged)
 
 
 class HelperCrashed(RuntimeError):
@@ -37,7 +40,8 @@ class RemoteError(RuntimeError):
 
 
 def _serve(connection, threads: int, warmup) -> None:
-    """The helper's loop: receive (function, args), reply ("ok", result) or ("error", class, message).
+    """The helper's loop: receive (function, args), reply ("ok", result) or ("error", class, message,
+    whether it is an infrastructure error: OSError, MemoryError).
 
     `warmup`, (function, args) or None, runs before the helper says it is ready: imports that would
     otherwise count against the first call's time limit (scikit-learn takes seconds to import)."""
@@ -56,7 +60,7 @@ def _serve(connection, threads: int, warmup) -> None:
         try:
             reply = ("ok", function(*args))
         except Exception as exc:
-            reply = ("error", type(exc).__name__, str(exc)[:1000])
+            reply = ("error", type(exc).__name__, str(exc)[:1000], isinstance(exc, INFRASTRUCTURE_ERRORS))
         connection.send(reply)
 
 
@@ -99,7 +103,11 @@ class DeadlineCaller:
             self.stop()
             raise HelperCrashed(f"the helper process died (exit code {code})") from None
         if reply[0] == "error":
-            raise RemoteError(reply[1], reply[2])
+            _, class_name, message, infrastructure = reply
+            if infrastructure:  # a full disk or exhausted memory in the helper is the run's, not the group's
+                raise (MemoryError if class_name == "MemoryError" else OSError)(
+                    f"{class_name} in the deadline helper process: {message}")
+            raise RemoteError(class_name, message)
         return reply[1]
 
     def stop(self) -> None:

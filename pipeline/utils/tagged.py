@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import typing
 
-from pipeline.utils.deadline import CallTimeout
 
 
 def declare_outputs(pardo, *tags: str):
@@ -26,19 +25,11 @@ GROUP_ERRORS = DATA_ERRORS + (RuntimeError, AttributeError, AssertionError)
 
 def reraise_infrastructure(exc: BaseException) -> None:
     """Re-raises `exc` if it is the infrastructure's (a full disk, a lost connection, memory), for the
-    `except Exception` around a fit, where a user's model may raise anything else. A fit's own time limit
-    (utils.deadline.CallTimeout, a TimeoutError and so an OSError) stays the group's."""
-    if isinstance(exc, INFRASTRUCTURE_ERRORS) and not isinstance(exc, CallTimeout):
+    `except Exception` around a fit, where a user's model may raise anything else. An error that names its
+    own ledger reason stays the group's: a fit's time limit (utils.deadline.CallTimeout) is a TimeoutError,
+    and so an OSError."""
+    if isinstance(exc, INFRASTRUCTURE_ERRORS) and not getattr(exc, "ledger_reason", None):
         raise exc
-    if getattr(exc, "class_name", None) in _INFRASTRUCTURE_NAMES:  # raised in a fit's helper process
-        raise exc
 
 
-INFRASTRUCTURE_ERRORS = (OSError, MemoryError)
-
-
-def _subclass_names(cls: type) -> set[str]:
-    return {cls.__name__}.union(*(_subclass_names(sub) for sub in cls.__subclasses__()))
-
-
-_INFRASTRUCTURE_NAMES = frozenset(name for cls in INFRASTRUCTURE_ERRORS for name in _subclass_names(cls))
+INFRASTRUCTURE_ERRORS = (OSError, MemoryError)  # re-raised wherever a broader clause would record them

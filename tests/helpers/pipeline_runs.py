@@ -24,10 +24,10 @@ def read_output(output_dir: str, name: str) -> pd.DataFrame:
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
-def run_pipeline(output_dir, *args: str, in_process: bool = True) -> dict:
-    """Runs the pipeline end to end and returns its summary."""
+def run_pipeline(output_dir, *args: str, in_process: bool = True, report: bool = True) -> dict:
+    """Runs the pipeline end to end and returns its summary; without `report`, report.html is not drawn."""
     argv = [f"--output={output_dir}", *args, *(IN_PROCESS if in_process else [])]
-    return pipeline_run.run(argv)
+    return pipeline_run.run(argv, draw_report=report)
 
 
 def sorted_predictions(output_dir, key="shop_id", date="date", lineage: bool = True) -> pd.DataFrame:

@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from pipeline.utils import packing, periods
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import fanout
+from pipeline.stages.prepare import dates as date_values
 from pipeline.stages.prepare.dates import parse_dates
 from pipeline.stages.prepare.windows import DISTINCT_PERIODS_CHECKED, PeriodRangeFn
 from pipeline.utils.tagged import DATA_ERRORS, declare_outputs
@@ -32,16 +33,13 @@ REJECTED_COLUMNS = ("stage", "reason", "field", "row_json")
 KEY_ROWS, REJECTED, COUNTS, PERIOD_RANGE, UNEXPECTED = "key_rows", "rejected", "counts", "period_range", "unexpected"
 FORECAST_ROWS = "forecast_rows"  # --forecast: (key, the key's rows to forecast)
 KEY_COUNT = "key_count"  # distinct keys of the valid rows, counted up to a cap (pipeline.stages.prepare.fanout)
-_PERIOD_SPANS, _CHUNK_KEYS = "period_spans", "chunk_keys"
+_PERIOD_SPANS, _CHUNK_KEYS, _DATE_FORMATS = "period_spans", "chunk_keys", "date_formats"
 _ROW_JSON = "__row_json"  # --forecast: a row with a null target keeps its original row until the merge
 
 
 def rejected_frame(rows: pd.DataFrame, stage: str, reason: str, field: str) -> pd.DataFrame:
-    records = rows.to_dict(orient="records")
-    return pd.DataFrame({
-        "stage": stage, "reason": reason, "field": field,
-        "row_json": [json.dumps(r, default=str, allow_nan=True) for r in records],
-    }, columns=list(REJECTED_COLUMNS))
+    return pd.DataFrame({"stage": stage, "reason": reason, "field": field, "row_json": _row_jsons(rows)},
+                        columns=list(REJECTED_COLUMNS))
 
 
 def _row_jsons(rows: pd.DataFrame) -> list[str]:
@@ -52,8 +50,9 @@ def _numeric(values: pd.Series) -> pd.Series:
     return pd.to_numeric(values, errors="coerce").astype("float64")
 
 
-def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
-    """Returns (valid normalised rows with a `__key` column, rejected frame, counts)."""
+def validate_chunk(chunk: pd.DataFrame, params: PipelineParams, date_format: str | None = None):
+    """Returns (valid normalised rows with a `__key` column, rejected frame, counts). Text dates are read
+    in `date_format`, else --date_format, else the chunk's own (stages.prepare.dates)."""
     checks = []  # (field, reason, bad mask), first failing check wins per row
     key = chunk[params.key_column]
     key_text = key.astype("string")  # as written: "K1 " and "K1" are two keys; stripped only to test for blank
@@ -66,7 +65,7 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams):
         checks.append((params.time_column, "period_out_of_range",
                        (period < params.min_period) | (period > params.max_period)))
 
-    dates, bad_date = parse_dates(chunk[params.date_column], params.date_format)
+    dates, bad_date = parse_dates(chunk[params.date_column], date_format or params.date_format)
     checks.append((params.date_column, "bad_date", pd.Series(bad_date, index=chunk.index)))
 
     target = _numeric(chunk[params.target])
@@ -123,7 +122,13 @@ class _ValidateChunk(beam.DoFn):
         self._coerced = Metrics.counter("rows", "feature_values_coerced")
 
     def process(self, chunk: pd.DataFrame):
-        valid, rejected, counts = validate_chunk(chunk, self._params)
+        # The chunk's date format, and how many of its values each candidate reads: the run checks that
+        # every chunk chose the same (dates.AgreedFormatFn).
+        votes = {} if self._params.date_format else date_values.format_votes(chunk[self._params.date_column])
+        chosen = date_values.choose_format(votes)
+        valid, rejected, counts = validate_chunk(chunk, self._params, chosen)
+        if votes:
+            yield beam.pvalue.TaggedOutput(_DATE_FORMATS, (chosen, votes))
         time_column = self._params.time_column
         keys, columns = valid["__key"], valid.drop(columns="__key")
         # Row positions per key, then one take each: cheaper than iterating the groupby.
@@ -271,10 +276,10 @@ class ValidateAndGroupByKey(beam.PTransform):
         self._params, self._key_cap = params, key_cap
 
     def expand(self, chunks):
-        validate = declare_outputs(beam.ParDo(_ValidateChunk(self._params, self._key_cap)), REJECTED, COUNTS,
-                                   _PERIOD_SPANS, _CHUNK_KEYS)
+        side_outputs = (REJECTED, COUNTS, _PERIOD_SPANS, _CHUNK_KEYS, _DATE_FORMATS)
+        validate = declare_outputs(beam.ParDo(_ValidateChunk(self._params, self._key_cap)), *side_outputs)
         validated = chunks | "Validate" >> validate.with_exception_handling(
-            dead_letter_tag=UNEXPECTED, exc_class=DATA_ERRORS).with_outputs(REJECTED, COUNTS, _PERIOD_SPANS, _CHUNK_KEYS, main=KEY_ROWS)
+            dead_letter_tag=UNEXPECTED, exc_class=DATA_ERRORS).with_outputs(*side_outputs, main=KEY_ROWS)
         broken = validated[UNEXPECTED] | "RejectBrokenChunks" >> beam.ParDo(_RejectWholeChunk()).with_outputs(
             REJECTED, COUNTS)
         merged = (validated[KEY_ROWS]
@@ -284,8 +289,15 @@ class ValidateAndGroupByKey(beam.PTransform):
         rejected = ((validated[REJECTED], broken[REJECTED], merged[REJECTED])
                     | "AllRejected" >> beam.Flatten())
         counts = (validated[COUNTS], broken[COUNTS], merged[COUNTS]) | "AllCounts" >> beam.Flatten()
-        period_range = validated[_PERIOD_SPANS] | "PeriodRange" >> beam.CombineGlobally(
-            PeriodRangeFn(refuses_calendar_integers(self._params), self._params.time_column))
+        date_format = validated[_DATE_FORMATS] | "DateFormat" >> beam.CombineGlobally(
+            date_values.AgreedFormatFn(self._params.date_column))
+        # Every window waits on the period range: passed on once the chunks' date formats agree, no fit
+        # starts before a disagreement fails the run.
+        period_range = (validated[_PERIOD_SPANS]
+                        | "PeriodRange" >> beam.CombineGlobally(
+                            PeriodRangeFn(refuses_calendar_integers(self._params), self._params.time_column))
+                        | "OnceDateFormatAgreed" >> beam.Map(lambda span, _format: span,
+                                                             beam.pvalue.AsSingleton(date_format)))
         key_count = validated[_CHUNK_KEYS] | "CountKeys" >> beam.CombineGlobally(fanout.CountKeysFn(self._key_cap))
         return {KEY_ROWS: merged[KEY_ROWS], REJECTED: rejected, COUNTS: counts, PERIOD_RANGE: period_range,
                 KEY_COUNT: key_count, FORECAST_ROWS: merged[FORECAST_ROWS]}
