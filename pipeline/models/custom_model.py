@@ -152,12 +152,9 @@ def import_model(model: registry.ModelSpec | str) -> None:
 
 def imputes(model: str) -> bool:
     """Whether unknown feature values are imputed for `model` (registry models that take no missing value,
-    user estimator classes); a user function receives them as NaN."""
-    if combination.is_combination(model):  # counted when any member's are imputed
-        return any(imputes(member) for member in combination.members(model))
-    if not is_user_model(model):
-        return not registry.accepts_missing(model)
-    return inspect.isclass(load(model, check_allowed=False))
+    user estimator classes; a combination when any member's are); a user function receives them as NaN."""
+    return any(not spec.accepts_missing if spec is not None else inspect.isclass(load(member, check_allowed=False))
+               for member, spec in registry.members(model))
 
 
 def import_models(*models: registry.ModelSpec | str) -> None:
@@ -182,7 +179,7 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
                 feature_columns: list[str], split, key: str, seed: int) -> Fitted:
     """Fits `model` (see `resolve`) on a split's training rows and predicts its test rows.
 
-    `split` is a `pipeline.stages.fit.train.WindowSplit`: `arrays(...)` for estimators that take matrices
+    `split` is a `pipeline.stages.fit.split.WindowSplit`: `arrays(...)` for estimators that take matrices
     (converted once per split), `train` / `test` frames for user models.
     """
     if isinstance(model, registry.ModelSpec) and model.uses_history:

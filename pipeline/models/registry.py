@@ -28,6 +28,7 @@ class ModelSpec:
     threads_param: str | None = None
     defaults: tuple[tuple[str, Any], ...] = ()
     uses_history: bool = False  # a statistical model: fits on the target history (pipeline.models.statistical)
+    accepts_missing: bool = False  # fits and predicts with missing (NaN) feature values
 
     def estimator_class(self):
         module, cls = self.estimator_path.split(":")
@@ -38,36 +39,40 @@ REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("gbr", "sklearn.ensemble:GradientBoostingRegressor"),
-        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor"),
-        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs"),
+        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor", accepts_missing=True),
+        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs",
+                  accepts_missing=True),
         ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None),
-        ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),)),
+        ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),),
+                  accepts_missing=True),
         *(ModelSpec(name, f"{cls.__module__}:{cls.__name__}", seed_param=None, uses_history=True)
           for name, cls in statistical.MODELS.items()),
     )
 }
 
 
+def members(name: str) -> list[tuple[str, ModelSpec | None]]:
+    """Each member of the candidate `name` (a combination's, or the model itself) with its registry entry,
+    None for a user model (package.module:callable): the one lookup the member-aware questions share."""
+    return [(member, REGISTRY.get(member)) for member in combination.members(name)]
+
+
 def uses_history(name: str) -> bool:
     """A statistical model, or a combination with one among its members: fits on the key's target history."""
-    return any(member in REGISTRY and REGISTRY[member].uses_history for member in combination.members(name))
+    return any(spec is not None and spec.uses_history for _, spec in members(name))
 
 
 def needs_features(name: str) -> bool:
     """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
     here and every user model, package.module:callable), and so does a combination with one among its
     members; a model of the target history alone does not."""
-    return any(not (member in REGISTRY and REGISTRY[member].uses_history) for member in combination.members(name))
-
-
-# Registry models that fit and predict with missing (NaN) feature values; the others get them imputed.
-ACCEPTS_MISSING = frozenset({"hist_gbr", "random_forest", "xgboost"})
+    return any(spec is None or not spec.uses_history for _, spec in members(name))
 
 
 def accepts_missing(name: str) -> bool:
     """Whether the registry model `name` (every member of a combination) takes NaN feature values as
-    missing (False for a user model)."""
-    return all(member in ACCEPTS_MISSING for member in combination.members(name))
+    missing (False for a user model); the others get them imputed."""
+    return all(spec is not None and spec.accepts_missing for _, spec in members(name))
 
 
 def group_seed(run_seed: int, key: str, window_start: int) -> int:

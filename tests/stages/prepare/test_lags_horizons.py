@@ -11,6 +11,7 @@ from sklearn.linear_model import Ridge
 from pipeline.run import parse_args
 from pipeline.stages.prepare import features
 from pipeline.stages.fit import train
+from pipeline.stages.fit.split import split_at
 from pipeline.stages.prepare.windows import WindowPlan
 from tests.helpers.pipeline_runs import run_pipeline
 
@@ -66,7 +67,7 @@ def window_split(model):
     data = monthly_rows(months=30, seed=4)
     frame, params = key_features(data, "--lags=1,12", "--window_size=30", "--test_periods=6", f"--model={model}")
     cutoff = int(frame["month_index"].iloc[24])
-    return train.split_at(frame, cutoff, params), params
+    return split_at(frame, cutoff, params), params
 
 
 def test_unknown_values_are_missing_for_hist_gbr_and_imputed_with_the_training_mean_for_ridge():
@@ -138,7 +139,7 @@ def test_recursive_horizon_beats_unknown_lags_as_zero_at_every_step():
         actual = result.predictions["actual"].to_numpy()
         errors_recursive[i] = result.predictions["predicted"].to_numpy() - actual
         # today's rule: the same ridge, every test-row feature as known at the test start, unknown = 0.0
-        split = train.split_at(frame, plan.test_start(start), params)
+        split = split_at(frame, plan.test_start(start), params)
         columns = features.model_columns(params)
         x_train, y_train, _ = split.arrays(columns, "sales")
         known = split.test_as_known()[columns].to_numpy(dtype=float)
