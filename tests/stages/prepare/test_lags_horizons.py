@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
+from pipeline.models import registry
 from pipeline.run import parse_args
 from pipeline.stages.prepare import features
 from pipeline.stages.fit import train
@@ -149,3 +150,23 @@ def test_recursive_horizon_beats_unknown_lags_as_zero_at_every_step():
     rmse_zero = np.sqrt((errors_zero ** 2).mean(axis=0))
     assert (rmse_recursive < rmse_zero).all(), (rmse_recursive, rmse_zero)
     assert rmse_recursive[-1] < 2.5  # about the series' own spread (1 / sqrt(1 - 0.8^2) = 1.67)
+
+
+def test_ridge_recursion_without_input_checks_predicts_what_its_predict_would():
+    """registry.linear_predict (X @ coef_.T + intercept_, no scikit-learn checks per recursive call) gives
+    the recursion the very numbers Ridge.predict gives it."""
+    data = monthly_rows(months=48, seed=4, phi=0.8)
+    frame, params = key_features(data, "--lags=1,2,12", "--rolling_means=3", "--window_size=36",
+                                 "--test_periods=12", "--model=ridge")
+    plan = WindowPlan.from_params(params)
+    start = int(frame["month_index"].iloc[0])
+    window = frame[frame["month_index"] <= plan.end_of(start)].reset_index(drop=True)
+    split = split_at(window, plan.test_start(start), params)
+    x_train, y_train, x_test = split.arrays(features.model_columns(params), "sales")
+    fitted = Ridge().fit(x_train, y_train)
+    expected = x_test(fitted.predict)
+    assert callable(x_test) and len(np.unique(x_test.recursion.generation)) > 1  # several recursive calls
+    result = train.train_and_predict("A", start, window, params, plan)
+    assert np.array_equal(result.predictions["predicted"].to_numpy(), expected)
+    matrix = np.asfortranarray(np.random.default_rng(0).normal(size=(7, x_train.shape[1])))
+    assert np.array_equal(registry.linear_predict(fitted)(matrix), fitted.predict(matrix))
