@@ -16,6 +16,11 @@ import numpy as np
 SEPARATOR = "+"
 
 
+def candidates(model: str) -> list[str]:
+    """--model's candidates in order (a comma separates them; each one a model or a combination)."""
+    return [name.strip() for name in model.split(",") if name.strip()]
+
+
 def members(model: str) -> list[str]:
     """A candidate's members in order (a single model is its own only member)."""
     return [name.strip() for name in model.split(SEPARATOR)] if SEPARATOR in model else [model]

@@ -33,6 +33,7 @@ import importlib
 import inspect
 import os
 import re
+import threading
 import time
 
 import numpy as np
@@ -160,12 +161,9 @@ def import_model(model: registry.ModelSpec | str) -> None:
 
 def imputes(model: str) -> bool:
     """Whether unknown feature values are imputed for `model` (registry models that take no missing value,
-    user estimator classes); a user function receives them as NaN."""
-    if combination.is_combination(model):  # counted when any member's are imputed
-        return any(imputes(member) for member in combination.members(model))
-    if not is_user_model(model):
-        return not registry.accepts_missing(model)
-    return inspect.isclass(load(model, check_allowed=False))
+    user estimator classes; a combination when any member's are); a user function receives them as NaN."""
+    return any(not spec.accepts_missing if spec is not None else inspect.isclass(load(member, check_allowed=False))
+               for member, spec in registry.members(model))
 
 
 def import_models(*models: registry.ModelSpec | str) -> None:
@@ -174,14 +172,41 @@ def import_models(*models: registry.ModelSpec | str) -> None:
         import_model(model)
 
 
+def run_models(params: PipelineParams) -> tuple[registry.ModelSpec | str, ...]:
+    """Every model this run fits (`resolve`d): each member of each --model candidate, then --fallback_model."""
+    names = [member for candidate in combination.candidates(params.model) for member in combination.members(candidate)]
+    return tuple(resolve(name) for name in dict.fromkeys([*names, *filter(None, [params.fallback_model])]))
+
+
+_background_import: threading.Thread | None = None
+
+
+def import_in_background(params: PipelineParams) -> None:
+    """Starts importing what the run's models need in a thread of this process (once per process), so that
+    a worker pays those imports (statsforecast's: seconds) while it reads and validates rows and waits on
+    the shuffles, not when its first fit starts; that fit then finds them imported, or waits for them."""
+    global _background_import
+    if _background_import is not None:
+        return
+    threads.set_environment(params.model_threads)  # before any OpenMP/BLAS library the models bring is loaded
+    _background_import = threading.Thread(target=_import_quietly, args=run_models(params), daemon=True,
+                                          name="import-models")
+    _background_import.start()
+
+
+def _import_quietly(*models) -> None:
+    try:
+        import_models(*models)
+    except Exception:  # noqa: BLE001 - the fit imports again and records (or raises) the same error itself
+        pass
+
+
 def time_limited_caller(params: PipelineParams) -> DeadlineCaller | None:
     """The --group_timeout_s helper process for this run's model (None without a limit), started, with
     the model's imports done before the clock of any fit starts."""
     if params.group_timeout_s <= 0:
         return None
-    caller = DeadlineCaller(params.group_timeout_s, params.model_threads,
-                            warmup=(import_models, tuple(resolve(m) for m in [*combination.members(params.model),
-                                                                               *filter(None, [params.fallback_model])])))
+    caller = DeadlineCaller(params.group_timeout_s, params.model_threads, warmup=(import_models, run_models(params)))
     caller.start()
     return caller
 
@@ -190,7 +215,7 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
                 feature_columns: list[str], split, key: str, seed: int) -> Fitted:
     """Fits `model` (see `resolve`) on a split's training rows and predicts its test rows.
 
-    `split` is a `pipeline.stages.fit.train.WindowSplit`: `arrays(...)` for estimators that take matrices
+    `split` is a `pipeline.stages.fit.split.WindowSplit`: `arrays(...)` for estimators that take matrices
     (converted once per split), `train` / `test` frames for user models.
     """
     if isinstance(model, registry.ModelSpec) and model.uses_history:

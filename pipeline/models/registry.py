@@ -30,6 +30,8 @@ class ModelSpec:
     defaults: tuple[tuple[str, Any], ...] = ()
     uses_history: bool = False  # a statistical model: fits on the target history (pipeline.models.statistical)
     exogenous: bool = False  # a statistical model that takes the feature columns as regressors (arimax)
+    accepts_missing: bool = False  # fits and predicts with missing (NaN) feature values
+    linear: bool = False  # predicts X @ coef_.T + intercept_ (`linear_predict`)
 
     def estimator_class(self):
         module, cls = self.estimator_path.split(":")
@@ -40,10 +42,12 @@ REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
         ModelSpec("gbr", "sklearn.ensemble:GradientBoostingRegressor"),
-        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor"),
-        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs"),
-        ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None),
-        ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),)),
+        ModelSpec("hist_gbr", "sklearn.ensemble:HistGradientBoostingRegressor", accepts_missing=True),
+        ModelSpec("random_forest", "sklearn.ensemble:RandomForestRegressor", threads_param="n_jobs",
+                  accepts_missing=True),
+        ModelSpec("ridge", "sklearn.linear_model:Ridge", seed_param=None, linear=True),
+        ModelSpec("xgboost", "xgboost:XGBRegressor", threads_param="n_jobs", defaults=(("tree_method", "hist"),),
+                  accepts_missing=True),
         *(ModelSpec(name, f"{cls.__module__}:{cls.__name__}", seed_param=None, uses_history=True,
                     exogenous=cls.exogenous)
           for name, cls in statistical.MODELS.items()),
@@ -51,33 +55,34 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+def members(name: str) -> list[tuple[str, ModelSpec | None]]:
+    """Each member of the candidate `name` (a combination's, or the model itself) with its registry entry,
+    None for a user model (package.module:callable): the one lookup the member-aware questions share."""
+    return [(member, REGISTRY.get(member)) for member in combination.members(name)]
+
+
 def uses_history(name: str) -> bool:
     """A statistical model, or a combination with one among its members: fits on the key's target history."""
-    return any(member in REGISTRY and REGISTRY[member].uses_history for member in combination.members(name))
+    return any(spec is not None and spec.uses_history for _, spec in members(name))
 
 
 def needs_features(name: str) -> bool:
     """Whether the model `name` needs at least one feature column to fit: a regressor does (every model
     here and every user model, package.module:callable), and so does a combination with one among its
     members; a model of the target history alone does not, unless it takes regressors (arimax)."""
-    return any(not (member in REGISTRY and REGISTRY[member].uses_history) or REGISTRY[member].exogenous
-               for member in combination.members(name))
+    return any(spec is None or not spec.uses_history or spec.exogenous for _, spec in members(name))
 
 
 def takes_regressors(name: str) -> bool:
     """A statistical model with exogenous regressors among `name`'s members (they must not all be generated
     from the target history: pipeline.models.statistical)."""
-    return any(member in REGISTRY and REGISTRY[member].exogenous for member in combination.members(name))
-
-
-# Registry models that fit and predict with missing (NaN) feature values; the others get them imputed.
-ACCEPTS_MISSING = frozenset({"hist_gbr", "random_forest", "xgboost"})
+    return any(spec is not None and spec.exogenous for _, spec in members(name))
 
 
 def accepts_missing(name: str) -> bool:
     """Whether the registry model `name` (every member of a combination) takes NaN feature values as
-    missing (False for a user model)."""
-    return all(member in ACCEPTS_MISSING for member in combination.members(name))
+    missing (False for a user model); the others get them imputed."""
+    return all(spec is not None and spec.accepts_missing for _, spec in members(name))
 
 
 def group_seed(run_seed: int, key: str, window_start: int) -> int:
@@ -153,14 +158,24 @@ def _check_statistical(spec: ModelSpec, params: dict) -> None:
         raise ParameterError("model_params", params, f"{type(exc).__name__}: {exc}") from None
 
 
+def linear_predict(estimator):
+    """A fitted linear model's predict without its input checks: X @ coef_.T + intercept_, what its own
+    predict computes once it has validated X (the same numbers). For the recursive horizon, whose one-row
+    calls (a dozen a window with lag_1) cost about 0.15 ms each in scikit-learn's checks and 3 us here; its
+    inputs are the split's float matrices, imputed (stages.fit.split)."""
+    coef, intercept = estimator.coef_, estimator.intercept_
+    return lambda features: features @ coef.T + intercept
+
+
 def fit_estimator(estimator, train_features, train_target, test_features,
-                  threads: int | None = None) -> tuple[np.ndarray, float, float]:
+                  threads: int | None = None, recursive_predict=None) -> tuple[np.ndarray, float, float]:
     """Fits `estimator` and predicts; returns (predictions, fit seconds, predict seconds).
 
     The one place an estimator is fitted: registry models, user estimator classes and the
     --group_timeout_s helper process all come through here. `threads`: every thread pool the fit
     and the prediction use, set on this thread now that the estimator's library is imported
-    (pipeline.utils.threads).
+    (pipeline.utils.threads). `recursive_predict(fitted estimator)`: the predict a recursive test set calls
+    (default: the estimator's own).
     """
     import time
 
@@ -170,7 +185,10 @@ def fit_estimator(estimator, train_features, train_target, test_features,
     estimator.fit(train_features, train_target)
     fitted = time.perf_counter()
     # A callable test set predicts itself with the fitted model (the recursive horizon, stages.target_history).
-    predicted = test_features(estimator.predict) if callable(test_features) else estimator.predict(test_features)
+    if callable(test_features):
+        predicted = test_features(recursive_predict(estimator) if recursive_predict else estimator.predict)
+    else:
+        predicted = estimator.predict(test_features)
     predicted = np.asarray(predicted, dtype=float).reshape(-1)
     return predicted, fitted - started, time.perf_counter() - fitted
 
@@ -184,5 +202,5 @@ def fit_predict(spec: ModelSpec, params: dict, seed: int | None, threads: int, t
     and needs no registry state of the parent (see pipeline.utils.deadline).
     """
     estimator = spec.estimator_class()(**estimator_settings(spec, params, seed, threads))
-    return (*fit_estimator(estimator, train_features, train_target, test_features, threads),
-            estimator if keep_model else None)
+    return (*fit_estimator(estimator, train_features, train_target, test_features, threads,
+                           linear_predict if spec.linear else None), estimator if keep_model else None)

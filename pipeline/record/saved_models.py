@@ -32,7 +32,7 @@ from pipeline.models import registry
 from pipeline.params.values import PipelineParams
 from pipeline.models import custom_model
 from pipeline.stages.prepare import features, rows
-from pipeline.stages.fit import train
+from pipeline.stages.fit.split import split_at
 from pipeline.stages.prepare.windows import WindowPlan
 
 
@@ -81,7 +81,7 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int, sou
     else:
         columns = list(meta.get("model_columns") or meta["features"])  # artifacts before model_columns
         # As the run: test rows predicted recursively from the test start, unknown values imputed or not.
-        split = train.split_at(window, min(meta["test_periods"]), params)
+        split = split_at(window, min(meta["test_periods"]), params)
         test = split.test.reset_index(drop=True)
         _, _, matrix = split.arrays(columns, params.target, impute=custom_model.imputes(params.model))
         predicted = np.asarray(matrix(estimator.predict) if callable(matrix) else estimator.predict(matrix),
@@ -95,7 +95,7 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int, sou
 def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, window_start: int) -> pd.DataFrame:
     """One key x window's rows as the run gave them to the model: validated, a second row for a date
     rejected, generated features computed over the key's whole history (rows before the window
-    included), then the window's rows (the test rows' are rebuilt from the test start: train.WindowSplit)."""
+    included), then the window's rows (the test rows' are rebuilt from the test start: pipeline.stages.fit.split.WindowSplit)."""
     valid, _, _ = rows.validate_chunk(source_rows.reset_index(drop=True), params)
     if params.forecast:  # rows with an empty target (to forecast, or rejected) are in no window
         valid, _ = rows.split_future(valid, params)

@@ -1,5 +1,5 @@
 """Frames through a shuffle: inline bytes, or spilled to the folder a local run's processes share; and
-the prediction frames the fit stage joins (stages.train.PredictionBuffer)."""
+the prediction frames the fit stage joins (stages.fit.results.PredictionBuffer)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from pipeline.stages.fit.train import PredictionBuffer
+from pipeline.stages.fit.results import PredictionBuffer
 from pipeline.utils import packing
 
 

@@ -33,7 +33,7 @@ from pipeline.stages.fit import search, train
 
 def model_names(params: PipelineParams) -> list[str]:
     """The models of this run, in --model's order."""
-    return [name.strip() for name in params.model.split(",") if name.strip()]
+    return combination.candidates(params.model)
 
 
 def is_enabled(params: PipelineParams) -> bool:

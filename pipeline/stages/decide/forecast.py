@@ -38,6 +38,8 @@ from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import features
 from pipeline.stages.fit import intervals, search, train
+from pipeline.stages.fit.fitting import failure_reason, fit_checked
+from pipeline.stages.fit.split import FAILED, SKIPPED, TRAINED, split_at
 from pipeline.stages.decide import compare, select
 from pipeline.utils.tagged import GROUP_ERRORS, reraise_infrastructure
 
@@ -129,7 +131,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
     """One key's forecast (see the module docstring)."""
     future = future.sort_values(params.date_column, kind="mergesort", ignore_index=True)
     periods = future[params.time_column].to_numpy()
-    ledger = {params.key_column: key, "window_start": None, "window_end": int(periods.max()), "status": train.SKIPPED,
+    ledger = {params.key_column: key, "window_start": None, "window_end": int(periods.max()), "status": SKIPPED,
               "reason": "", "rows_train": 0, "rows_test": len(future), "fit_seconds": 0.0,
               "predict_seconds": 0.0, "error_class": "", "error_message": "", "model": None,
               "model_params": None, "run_id": params.run_id}
@@ -174,25 +176,25 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
                *features.history_columns(params)]
     to_predict = future_features(observed, future, params)
     data = pd.concat([rows[columns], to_predict[columns]], ignore_index=True)
-    split = train.split_at(data, int(periods.min()), params)
+    split = split_at(data, int(periods.min()), params)
     seed = registry.group_seed(params.seed, key, SEED_LABEL)
     failure, fitted, fitted_by, why = None, None, model, ""
     for fit_params, fit_model_params, reason in attempts:
         try:
-            fitted = train.fit_checked(fit_params, fit_model_params, split, key, seed, deadline)
+            fitted = fit_checked(fit_params, fit_model_params, split, key, seed, deadline)
             fitted_by, why = fit_params.model, reason if reason is not None else failure["reason"]
             break
         except Exception as exc:  # one key's failure must not stop the run; it is recorded instead
             reraise_infrastructure(exc)
-            failure = failure or {"reason": train.failure_reason(exc),
+            failure = failure or {"reason": failure_reason(exc),
                                   "error_class": getattr(exc, "class_name", type(exc).__name__),
                                   "error_message": str(exc)[:1000]}
     if fitted is None:
-        return KeyForecast({**ledger, "status": train.FAILED, **failure,
+        return KeyForecast({**ledger, "status": FAILED, **failure,
                             "reason": f"{FORECAST_REASON}_{failure['reason']}"})
     if failure is not None:
         ledger.update(error_class=failure["error_class"], error_message=failure["error_message"])
-    ledger.update(status=train.TRAINED, reason=f"{FORECAST_REASON}_fallback: {why}" if why else FORECAST_REASON,
+    ledger.update(status=TRAINED, reason=f"{FORECAST_REASON}_fallback: {why}" if why else FORECAST_REASON,
                   fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
     if params.fallback_model:
         ledger.update(fitted_model=fitted_by, fallback=why)
@@ -241,7 +243,7 @@ class _ForecastKeyFn(train.TrainAndPredictFn):
                             "model_columns": features.model_columns(params)})
         except GROUP_ERRORS as exc:  # anything else for one key: its failed ledger row
             result = KeyForecast({params.key_column: key, "window_start": None, "window_end": None,
-                                  "status": train.FAILED, "reason": f"{FORECAST_REASON}_unexpected_error",
+                                  "status": FAILED, "reason": f"{FORECAST_REASON}_unexpected_error",
                                   "rows_train": None, "rows_test": len(future), "fit_seconds": 0.0,
                                   "predict_seconds": 0.0, "error_class": type(exc).__name__,
                                   "error_message": repr(exc)[:1000], "model": None, "model_params": None,

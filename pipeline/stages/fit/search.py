@@ -50,6 +50,9 @@ from pipeline.models import custom_model
 from pipeline.stages.fit import evaluate
 from pipeline.models import registry
 from pipeline.stages.fit import train
+from pipeline.stages.fit.fitting import fit_in_time
+from pipeline.stages.fit.results import GroupResult
+from pipeline.stages.fit.split import FAILED, TRAINED, split_at, split_window
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare.windows import WindowPlan
@@ -154,7 +157,7 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
     cutoff = validation_start(plan, window_start, params.validation_periods)
     if (train_data[params.time_column] >= plan.test_start(window_start)).any():
         raise ValueError("the scoring step received test-period rows")  # the guarantee, enforced
-    split = train.split_at(train_data, cutoff, params)  # "test" here: the validation periods, recursive
+    split = split_at(train_data, cutoff, params)  # "test" here: the validation periods, recursive
     fit, validation = split.train, split.test
     seed = registry.group_seed(params.seed, key, window_start)
     base = {params.key_column: key, "window_start": window_start, "window_end": plan.end_of(window_start),
@@ -167,7 +170,7 @@ def score_configs(key: str, window_start: int, train_data: pd.DataFrame, configs
         try:
             if len(fit) < params.min_train_rows or not len(validation):
                 raise ValueError(f"validation split has {len(fit)} fit rows and {len(validation)} validation rows")
-            fitted = train.fit_in_time(params, {**params.model_params, **config}, split, key, seed, deadline)
+            fitted = fit_in_time(params, {**params.model_params, **config}, split, key, seed, deadline)
             score = evaluate.rmse(validation[params.target].to_numpy(dtype=float), fitted.predicted)
             if score is None or not math.isfinite(score):
                 raise FloatingPointError("the model predicted NaN or infinite values")
@@ -197,8 +200,8 @@ class _PlanSearchFn(train.TrainAndPredictFn):
     def handle(self, key, start, window_data):
         params, plan = self._params, self._plan
         yield (key, start), window_data
-        _, ledger = train.split_window(key, start, window_data, params, plan)
-        if ledger["status"] == train.TRAINED:
+        _, ledger = split_window(key, start, window_data, params, plan)
+        if ledger["status"] == TRAINED:
             # The training rows with their history columns: scoring predicts from its own cutoff on.
             is_train = (window_data[params.time_column] < plan.test_start(start)).to_numpy()
             train_data = window_data.loc[is_train].reset_index(drop=True)
@@ -247,15 +250,15 @@ class _ChooseRefitPredictFn(train.TrainAndPredictFn):
         model_params = {**self._params.model_params, **config}
         try:
             if scores and winner is None:
-                _, ledger = train.split_window(key, start, window_data, self._params, self._plan)
-                result = train.GroupResult({**ledger, "status": train.FAILED, "reason": "no_valid_config",
+                _, ledger = split_window(key, start, window_data, self._params, self._plan)
+                result = GroupResult({**ledger, "status": FAILED, "reason": "no_valid_config",
                                             "error_class": "SearchError", "error_message":
                                             f"every configuration failed: {scores[0]['error_message']}"})
             else:
                 result = train.train_and_predict(key, start, window_data, self._params, self._plan,
                                                  model_params=model_params, deadline=self._deadline)
         except GROUP_ERRORS as exc:  # as TrainAndPredict's dead letters: one group's error is a ledger row
-            result = train.GroupResult(train.unexpected_error_ledger(
+            result = GroupResult(train.unexpected_error_ledger(
                 self._params, self._plan, key, start, len(window_data), type(exc), repr(exc), model_params))
         if winner is not None:
             chosen = {"config_id": winner["config_id"], "validation_rmse": winner["validation_rmse"]}

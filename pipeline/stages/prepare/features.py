@@ -13,7 +13,7 @@ periods, before windowing, so the first training rows of a window still see the 
 The key's frequency is `periods.resolve_frequency` (--frequency, else inferred from the key's dates);
 the run counts the keys per frequency in summary.json. A value that is not known (no row there, or
 before the key's first row) is NaN: models that accept missing values get it as is, the others get
-the training mean of the column (pipeline.stages.fit.train.WindowSplit), counted in the summary as
+the training mean of the column (pipeline.stages.fit.split.WindowSplit), counted in the summary as
 `feature_values_imputed`.
 
 A row never uses its own or a later date. Test rows (and the search's validation rows, and rows to

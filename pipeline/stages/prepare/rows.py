@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
+from pipeline.models import custom_model
 from pipeline.utils import packing, periods
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import fanout
@@ -92,8 +93,10 @@ def validate_chunk(chunk: pd.DataFrame, params: PipelineParams, date_format: str
         params.target: target[good].to_numpy(),
     })
     if params.forecast and (future & good).any():
-        valid[_ROW_JSON] = [None if not is_future else row_json
-                            for is_future, row_json in zip(future[good].to_numpy(), _row_jsons(chunk.loc[good]))]
+        to_forecast = future[good].to_numpy()
+        row_jsons = np.full(len(to_forecast), None, dtype=object)  # only the rows to forecast are written out
+        row_jsons[to_forecast] = _row_jsons(chunk.loc[good & future])
+        valid[_ROW_JSON] = row_jsons.tolist()  # the column type the list of texts and None always had
     coerced = missing = 0
     for feature in params.features:
         raw = chunk.loc[good, feature]
@@ -120,6 +123,10 @@ class _ValidateChunk(beam.DoFn):
         self._rows_read = Metrics.counter("rows", "rows_read")
         self._rows_rejected = Metrics.counter("rows", "rows_rejected")
         self._coerced = Metrics.counter("rows", "feature_values_coerced")
+
+    def setup(self):
+        # The first stage of every worker: the model libraries load meanwhile (seconds for statsforecast).
+        custom_model.import_in_background(self._params)
 
     def process(self, chunk: pd.DataFrame):
         # The chunk's date format, and how many of its values each candidate reads: the run checks that

@@ -1,7 +1,7 @@
 """Fold plan dry run (`--plan_only`): what a run would train, before training anything.
 
 Same source, validation and windowing as a real run; instead of TrainAndPredict, `PlanWindows`
-applies the same rules (`train.split_window`) to each planned key x window and writes one plan
+applies the same rules (`split.split_window`) to each planned key x window and writes one plan
 row per group (train and test periods, row counts, would_train or would_skip with the reason) to
 <output>/plan/, plus <output>/plan.json with the totals and a cost estimate.
 
@@ -23,6 +23,7 @@ import pandas as pd
 from pipeline.models import registry
 from pipeline.stages.prepare import key_size
 from pipeline.stages.fit import train
+from pipeline.stages.fit.split import SKIPPED, split_window
 from pipeline.stages.decide import compare
 from pipeline.params.values import PipelineParams
 from pipeline.io.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
@@ -38,7 +39,7 @@ SAMPLE_FITS = 4
 
 def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: PipelineParams,
              plan: WindowPlan) -> dict:
-    _, ledger = train.split_window(key, window_start, window_data, params, plan)
+    _, ledger = split_window(key, window_start, window_data, params, plan)
     train_periods, test_periods = plan.train_periods(window_start), plan.test_periods_of(window_start)
     periods = window_data[params.time_column]
     train_start = min(int(periods.min()), window_start) if len(periods) else window_start  # expanding: earlier
@@ -48,7 +49,7 @@ def plan_row(key: str, window_start: int, window_data: pd.DataFrame, params: Pip
         "test_start": test_periods[0], "test_end": test_periods[-1],
         "periods_present": int(periods[periods >= window_start].nunique()),
         "rows_train": ledger["rows_train"], "rows_test": ledger["rows_test"],
-        "status": WOULD_SKIP if ledger["status"] == train.SKIPPED else WOULD_TRAIN,
+        "status": WOULD_SKIP if ledger["status"] == SKIPPED else WOULD_TRAIN,
         "reason": ledger["reason"], "model": params.model, "run_id": params.run_id,
     }
 

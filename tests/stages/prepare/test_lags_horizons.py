@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import Ridge
 
+from pipeline.models import registry
 from pipeline.run import parse_args
 from pipeline.stages.prepare import features
 from pipeline.stages.fit import train
+from pipeline.stages.fit.split import split_at
 from pipeline.stages.prepare.windows import WindowPlan
 from tests.helpers.pipeline_runs import run_pipeline
 
@@ -66,7 +68,7 @@ def window_split(model):
     data = monthly_rows(months=30, seed=4)
     frame, params = key_features(data, "--lags=1,12", "--window_size=30", "--test_periods=6", f"--model={model}")
     cutoff = int(frame["month_index"].iloc[24])
-    return train.split_at(frame, cutoff, params), params
+    return split_at(frame, cutoff, params), params
 
 
 def test_unknown_values_are_missing_for_hist_gbr_and_imputed_with_the_training_mean_for_ridge():
@@ -138,7 +140,7 @@ def test_recursive_horizon_beats_unknown_lags_as_zero_at_every_step():
         actual = result.predictions["actual"].to_numpy()
         errors_recursive[i] = result.predictions["predicted"].to_numpy() - actual
         # today's rule: the same ridge, every test-row feature as known at the test start, unknown = 0.0
-        split = train.split_at(frame, plan.test_start(start), params)
+        split = split_at(frame, plan.test_start(start), params)
         columns = features.model_columns(params)
         x_train, y_train, _ = split.arrays(columns, "sales")
         known = split.test_as_known()[columns].to_numpy(dtype=float)
@@ -148,3 +150,23 @@ def test_recursive_horizon_beats_unknown_lags_as_zero_at_every_step():
     rmse_zero = np.sqrt((errors_zero ** 2).mean(axis=0))
     assert (rmse_recursive < rmse_zero).all(), (rmse_recursive, rmse_zero)
     assert rmse_recursive[-1] < 2.5  # about the series' own spread (1 / sqrt(1 - 0.8^2) = 1.67)
+
+
+def test_ridge_recursion_without_input_checks_predicts_what_its_predict_would():
+    """registry.linear_predict (X @ coef_.T + intercept_, no scikit-learn checks per recursive call) gives
+    the recursion the very numbers Ridge.predict gives it."""
+    data = monthly_rows(months=48, seed=4, phi=0.8)
+    frame, params = key_features(data, "--lags=1,2,12", "--rolling_means=3", "--window_size=36",
+                                 "--test_periods=12", "--model=ridge")
+    plan = WindowPlan.from_params(params)
+    start = int(frame["month_index"].iloc[0])
+    window = frame[frame["month_index"] <= plan.end_of(start)].reset_index(drop=True)
+    split = split_at(window, plan.test_start(start), params)
+    x_train, y_train, x_test = split.arrays(features.model_columns(params), "sales")
+    fitted = Ridge().fit(x_train, y_train)
+    expected = x_test(fitted.predict)
+    assert callable(x_test) and len(np.unique(x_test.recursion.generation)) > 1  # several recursive calls
+    result = train.train_and_predict("A", start, window, params, plan)
+    assert np.array_equal(result.predictions["predicted"].to_numpy(), expected)
+    matrix = np.asfortranarray(np.random.default_rng(0).normal(size=(7, x_train.shape[1])))
+    assert np.array_equal(registry.linear_predict(fitted)(matrix), fitted.predict(matrix))
