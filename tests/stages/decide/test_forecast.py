@@ -3,6 +3,7 @@ reconcile, a key without enough history gets a ledger row, and the forecast is a
 model on the same rows with the same seed, bit for bit."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -211,7 +212,8 @@ def test_forecasts_go_to_their_bigquery_table_partitioned_by_date():
         f"--query={ARTICLE_QUERY}", "--run_id=r1", "--forecast=true", "--interval_levels=80",
         "--output_table=my-project:results.predictions", "--forecast_table=my-project:results.forecasts"])
     write = "WriteBigQuery/ToBigQuery_forecasts/Write"
-    assert values_of(display, "table", write) == {"my-project:results.forecasts"}
+    (table,) = values_of(display, "table", write)  # this job's staging table; swapped in at publish
+    assert re.fullmatch(r"my-project:results\.forecasts__staging_r1_[0-9a-f]{8}", table), table
     layout = values_of(display, "additional_bq_params", write)
     assert layout and all("'field': 'date'" in v for v in layout)
     params = parse_args(["--forecast=true", "--interval_levels=80,95"])[0]
