@@ -17,6 +17,7 @@ def declare_outputs(pardo, *tags: str):
 # alone may become dead letters. OSError (a full disk, a lost connection) and MemoryError are the
 # infrastructure's: they fail the bundle, so that the runner retries it and, if they persist, the job fails.
 DATA_ERRORS = (ValueError, TypeError, LookupError, ArithmeticError)
+INFRASTRUCTURE_ERRORS = (OSError, MemoryError)  # re-raised wherever a broader clause would record them
 
 # What a group's step can raise outside its fit and still be the group's own failure (our code meeting a
 # shape nobody foresaw): Beam's exception handling around the fit stages takes these alone.
@@ -31,5 +32,3 @@ def reraise_infrastructure(exc: BaseException) -> None:
     if isinstance(exc, INFRASTRUCTURE_ERRORS) and not getattr(exc, "ledger_reason", None):
         raise exc
 
-
-INFRASTRUCTURE_ERRORS = (OSError, MemoryError)  # re-raised wherever a broader clause would record them
