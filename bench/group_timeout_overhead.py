@@ -15,7 +15,7 @@ import time
 import pandas as pd
 
 from pipeline.run import parse_args
-from pipeline.io import sample_data
+from pipeline.io.sources import sample_data
 from pipeline.stages.fit import train
 from pipeline.utils.deadline import DeadlineCaller
 from pipeline.stages.prepare.windows import WindowPlan

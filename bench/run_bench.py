@@ -113,7 +113,7 @@ def data_path(shops: int, years: int = 6) -> str:
     """The article's schema, `shops` shops x `years` years daily, generated once per size."""
     path = os.path.join(DATA_DIR, f"shops_{shops}.parquet" if years == 6 else f"shops_{shops}_y{years}.parquet")
     if not os.path.exists(path):
-        from pipeline.io import sample_data
+        from pipeline.io.sources import sample_data
 
         os.makedirs(DATA_DIR, exist_ok=True)
         sample_data.write(sample_data.generate(shops, years=years, seed=7, messy=False), path + ".tmp.parquet")

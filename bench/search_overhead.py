@@ -27,8 +27,8 @@ import pandas as pd
 from sklearn.linear_model import Ridge
 
 from pipeline import run as pipeline_run
-from pipeline.io.results import read_summary
-from pipeline.io import sample_data
+from pipeline.io.publishing.results import read_summary
+from pipeline.io.sources import sample_data
 
 FEATURES = ["attr1", "attr2", "attr3"]
 

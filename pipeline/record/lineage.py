@@ -30,7 +30,7 @@ from importlib import metadata
 import apache_beam as beam
 
 import pipeline
-from pipeline.io.results import write_json
+from pipeline.io.publishing.results import write_json
 from pipeline.params.values import PipelineParams
 
 LINEAGE_COLUMNS = ("run_id", "params_hash", "code_version")

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.results import read_json, read_table
-from pipeline.io.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
+from pipeline.io.publishing.results import read_json, read_table
+from pipeline.io.outputs.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 from pipeline.record import forecast_report, model_comparison, report_keys, report_plots, scale_free, scores
 
 MANY_ROWS = 24  # a longer table is folded away (<details>) under its chart

@@ -19,7 +19,7 @@ import sys
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import source
+from pipeline.io.sources import local_query
 
 LAUNCH_ONLY_PARAMS = frozenset({"query", "input", "source", "output", "run_id", "plan_only", "model_dir",
                                 "if_output_exists", "input_table",
@@ -62,7 +62,7 @@ def fetch_bigquery_rows(manifest_doc: dict, key: str, window_start: int, path: s
     import pyarrow.parquet as pq
     from google.cloud import bigquery as bq
 
-    from pipeline.io import bigquery
+    from pipeline.io.warehouse import bigquery
 
     sql, parameters = bigquery_rows_query(manifest_doc, key, window_start)
     client = client or bigquery.make_client(None)
@@ -117,7 +117,7 @@ def _duckdb_query(params: dict, key: str, window_start: int) -> str:
     """The run's DuckDB query (a file run's: over its files, registered as input_files), restricted."""
     # A file run's rows are the files themselves; a --source=duckdb run's are its query over them.
     read_files = bool(params.get("input")) and params.get("source") != "duckdb"
-    source_sql = f"SELECT * FROM {source.INPUT_TABLE}" if read_files else params["query"]
+    source_sql = f"SELECT * FROM {local_query.INPUT_TABLE}" if read_files else params["query"]
     first, last = _periods(params, window_start)
     periods = f"<= {last}" if first is None else f"BETWEEN {first} AND {last}"
     return (f"SELECT * FROM ({source_sql}) AS source "

@@ -1,11 +1,11 @@
-"""Re-predicting one key x window from its saved model (see `pipeline.io.artifacts` for the layout).
+"""Re-predicting one key x window from its saved model (see `pipeline.io.outputs.artifacts` for the layout).
 
     python -m pipeline.record.saved_models predict --model_dir DIR --run_output OUT --run_id RUN --key S001 \
         --window 2013 [--model ridge] [--input rows.parquet] [--output predictions.csv]
 
 A saved model is loaded only as the run's published ledger (under the run's --output, `--run_output`)
 records it: the ledger row of the key x window gives the model (hence the loader) and the model file's
-SHA-256, checked before anything is deserialised (pipeline.io.artifacts.load_model). With several
+SHA-256, checked before anything is deserialised (pipeline.io.outputs.artifacts.load_model). With several
 models (--model=a,b), `--model` says whose artifact, and --model_dir is <model_dir>/<model>.
 
 Rows come from --input, else from the run's own source; they go through the pipeline's own validation,
@@ -24,10 +24,10 @@ import numpy as np
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import source
-from pipeline.io.artifacts import ArtifactRecord, ArtifactRefused, load_model, read_meta
-from pipeline.io.results import read_json, read_table
-from pipeline.io.sinks import SUMMARY_FILE
+from pipeline.io.sources import files, local_query, source
+from pipeline.io.outputs.artifacts import ArtifactRecord, ArtifactRefused, load_model, read_meta
+from pipeline.io.publishing.results import read_json, read_table
+from pipeline.io.outputs.sinks import SUMMARY_FILE
 from pipeline.models import registry
 from pipeline.params.values import PipelineParams
 from pipeline.models import custom_model
@@ -117,10 +117,10 @@ def window_rows(source_rows: pd.DataFrame, params: PipelineParams, key: str, win
 def source_rows_of_run(params: PipelineParams) -> pd.DataFrame:
     """The rows of the run's own source, read locally (files or DuckDB; not BigQuery)."""
     if params.input and params.source != "duckdb":
-        return source.read_input_files(params.input, source.text_columns(params))
+        return files.read_input_files(params.input, source.text_columns(params))
     if params.source == "bigquery":
         raise SystemExit("the run read BigQuery: export the rows and pass them with --input")
-    connection = source.duckdb_connection(params.input or None, source.query_text_columns(params))
+    connection = local_query.duckdb_connection(params.input or None, local_query.query_text_columns(params))
     try:
         return connection.execute(params.query).df()
     finally:
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
 def _predict(args: argparse.Namespace) -> int:
     if args.input:
         with FileSystems.open(args.input) as handle:
-            source_rows = source.read_file_table(args.input, handle)
+            source_rows = files.read_file_table(args.input, handle)
     else:
         meta = read_meta(args.model_dir, args.run_id, args.key, args.window)  # JSON only: nothing is loaded
         source_rows = source_rows_of_run(params_from_meta(meta))

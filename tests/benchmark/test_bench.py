@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from bench import article, bare, run_bench
-from pipeline.io import sample_data
+from pipeline.io.sources import sample_data
 from tests.helpers.pipeline_runs import IN_PROCESS, run_pipeline
 
 

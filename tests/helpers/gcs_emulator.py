@@ -56,7 +56,7 @@ def serve(bucket: str) -> None:
 def _honour_generation_preconditions() -> None:
     """gcp-storage-emulator ignores `ifGenerationMatch` on uploads; real GCS refuses a mismatch with
     412 atomically. This wraps the emulator's upload handler (one lock: the emulator serves requests
-    on several threads) so that pipeline.io.commit_record's compare-and-swap meets GCS's behaviour."""
+    on several threads) so that pipeline.io.publishing.commit_record's compare-and-swap meets GCS's behaviour."""
     from http import HTTPStatus
 
     from gcp_storage_emulator import server

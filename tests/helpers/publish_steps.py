@@ -8,7 +8,7 @@ import threading
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import commit_record
+from pipeline.io.publishing import commit_record
 
 
 class Crash(Exception):

@@ -29,9 +29,9 @@ import pandas as pd
 import pytest
 from google.cloud import bigquery as bq_client
 
-from pipeline.io import bigquery
-from pipeline.io import sample_data
-from pipeline.io import sinks
+from pipeline.io.warehouse import bigquery
+from pipeline.io.sources import sample_data
+from pipeline.io.outputs import sinks
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
 from pipeline.runner import pipeline_options

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from google.api_core import exceptions
 
-from pipeline.io import bigquery
+from pipeline.io.warehouse import bigquery
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
 from pipeline.runner import pipeline_options

@@ -20,14 +20,14 @@ import pandas as pd
 import pytest
 from apache_beam.portability.api import beam_runner_api_pb2
 
-from pipeline.io import bigquery
+from pipeline.io.warehouse import bigquery
 from pipeline.stages.prepare import rows
 from pipeline import run
-from pipeline.io import labels, sinks
+from pipeline.io.outputs import labels, sinks
 from pipeline.params.catalog import PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
-from pipeline.io import bigquery_beam
+from pipeline.io.warehouse import bigquery_beam
 from pipeline import runner
 from tests.helpers import ROOT
 
@@ -225,7 +225,7 @@ def test_readme_shows_the_rmse_sql_as_tested():
 def test_query_reads_in_the_given_temporary_dataset_at_the_given_priority():
     from apache_beam.io.gcp.bigquery import BigQueryQueryPriority
 
-    from pipeline.io.bigquery_beam import read_transform
+    from pipeline.io.warehouse.bigquery_beam import read_transform
 
     argv = [f"--query={ARTICLE_QUERY}", "--bq_temp_dataset=my-project:scratch", "--bq_query_priority=INTERACTIVE"]
     read = read_transform(parse_args(argv)[0], "launch-project")

@@ -3,7 +3,7 @@ on bqemulator (127.0.0.1).
 
 The launch checks every target table (schemas, the run-id rule), --if_output_exists for the files and
 the run id's lease first; only then are missing tables and this job's staging tables created. The job
-writes to its staging tables; its publish step swaps them in, in one transaction (pipeline.io.bigquery_swap).
+writes to its staging tables; its publish step swaps them in, in one transaction (pipeline.io.warehouse.bigquery_swap).
 A run refused by any check, a job failing before its publish step, or a failing swap statement leaves
 every table as it was. Full pipeline runs here use Beam's in-process runner (tests/helpers/bq_emulator.py).
 
@@ -25,7 +25,9 @@ import pytest
 from google.cloud import bigquery as bq_client
 
 from pipeline import run as pipeline_run
-from pipeline.io import bigquery, bigquery_swap, publish, sinks
+from pipeline.io.outputs import sinks
+from pipeline.io.publishing import publish
+from pipeline.io.warehouse import bigquery, bigquery_swap
 from pipeline.params.declare import ParameterError
 from pipeline.run import parse_args
 from pipeline.stages.record.summary import NotPublished, too_many_failures

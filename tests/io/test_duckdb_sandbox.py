@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from pipeline import run as pipeline_run
-from pipeline.io import sample_data, source
+from pipeline.io.sources import local_query, sample_data, source
 from pipeline.params.declare import ParameterError
 from tests.helpers.pipeline_runs import make_rows, run_pipeline, sorted_predictions
 
@@ -40,7 +40,7 @@ def test_a_query_reaching_a_file_is_refused_before_any_work(tmp_path, secret, qu
 
 
 def test_the_connection_cannot_be_unlocked_nor_reach_python_variables(secret):
-    connection = source.duckdb_connection()
+    connection = local_query.duckdb_connection()
     hidden = pd.DataFrame({"a": [1]})  # noqa: F841 (a local a replacement scan could find)
     try:
         for statement in ("SET enable_external_access = true", "SET lock_configuration = false",
@@ -70,7 +70,7 @@ def test_the_article_query_and_input_files_registered_in_duckdb_still_work(tmp_p
     data.to_parquet(path, index=False)
     from_file = run_pipeline(tmp_path / "file", f"--input={path}", "--model=ridge")
     from_query = run_pipeline(tmp_path / "query", f"--input={path}", "--source=duckdb", "--model=ridge",
-                              f"--query=SELECT {COLUMNS} FROM {source.INPUT_TABLE} WHERE shop_id = 'A'")
+                              f"--query=SELECT {COLUMNS} FROM {local_query.INPUT_TABLE} WHERE shop_id = 'A'")
     assert from_file["source"] == "file" and from_query["source"] == "duckdb"
     assert from_file["rows_read"] == len(data) and from_query["rows_read"] == len(data) // 2
     a = sorted_predictions(tmp_path / "file", lineage=False)

@@ -18,7 +18,8 @@ import pandas as pd
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import artifacts, results
+from pipeline.io.outputs import artifacts
+from pipeline.io.publishing import results
 from pipeline.record import saved_models
 from pipeline.params.declare import ParameterError
 from tests.helpers.pipeline_runs import make_rows, run_pipeline, sorted_predictions

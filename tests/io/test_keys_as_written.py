@@ -8,7 +8,7 @@ import json
 import pandas as pd
 import pytest
 
-from pipeline.io import source
+from pipeline.io.sources import local_query
 from pipeline.run import parse_args
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 
@@ -54,7 +54,7 @@ def test_keys_stay_as_written(tmp_path, file_name, extra, keys):
 def test_a_local_query_sees_the_key_as_text_and_the_date_as_typed(tmp_path):
     path = write(rows(KEY_SETS["leading-zero"]), tmp_path / "input.csv")
     params = parse_args([f"--input={path}", "--source=duckdb", f"--query={QUERY}"])[0]
-    connection = source.duckdb_connection(params.input, source.query_text_columns(params))
+    connection = local_query.duckdb_connection(params.input, local_query.query_text_columns(params))
     try:
         types = {row[0]: row[1] for row in connection.execute("DESCRIBE input_files").fetchall()}
         keys = [row[0] for row in connection.execute("SELECT DISTINCT shop_id FROM input_files").fetchall()]

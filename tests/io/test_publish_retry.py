@@ -20,7 +20,8 @@ import pickle
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import output_claim, publish, results
+from pipeline.io.publishing import results
+from pipeline.io.publishing import output_claim, publish
 from tests.helpers.pipeline_runs import make_rows, run_pipeline
 from tests.helpers.gcs_emulator import restore, snapshot, write_parquet
 from tests.helpers.publish_steps import Crash, CrashAfter

@@ -2,15 +2,15 @@
 
 import pandas as pd
 
-from pipeline.io import sample_data
-from pipeline.io import source
+from pipeline.io.sources import local_query, sample_data
+from pipeline.io.sources import source
 from tests.helpers.pipeline_runs import run_pipeline, sorted_predictions
 
 ARTICLE_QUERY = "SELECT year,date,shop_id,sales,attr1,attr2,attr3\nFROM dataset.table"
 
 
 def test_article_query_returns_the_sample_rows():
-    connection = source.duckdb_connection()
+    connection = local_query.duckdb_connection()
     queried = connection.execute(ARTICLE_QUERY).df()
     expected = sample_data.generate()
     assert list(queried.columns) == ["year", "date", "shop_id", "sales", "attr1", "attr2", "attr3"]

@@ -24,7 +24,8 @@ import json
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import output_claim, publish, results
+from pipeline.io.publishing import results
+from pipeline.io.publishing import output_claim, publish
 from pipeline.run import parse_args
 from tests.helpers.gcs_emulator import restore, snapshot
 from tests.helpers.publish_steps import CrashAfter, Interleaved

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.io import artifacts, results
+from pipeline.io.outputs import artifacts
+from pipeline.io.publishing import results
 from pipeline.record import reproduce, saved_models
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 

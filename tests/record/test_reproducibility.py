@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.record import lineage
 from pipeline.record import report
 from pipeline.stages.fit import train
@@ -28,7 +28,7 @@ from pipeline.stages.prepare.windows import WindowPlan
 from pipeline.record import saved_models
 from pipeline.stages.prepare import fingerprint
 from pipeline.record import reproduce
-from pipeline.io import results
+from pipeline.io.publishing import results
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 
 YEARS = [2001, 2002, 2003, 2004]

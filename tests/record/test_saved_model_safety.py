@@ -16,7 +16,7 @@ import pickle
 import pandas as pd
 import pytest
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.record import saved_models
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 
@@ -130,7 +130,7 @@ def test_bounded_folder_names_stay_apart():
 
 
 def test_the_hash_column_only_with_model_dir():
-    from pipeline.io import sinks
+    from pipeline.io.outputs import sinks
     from pipeline.run import parse_args
 
     without, with_models = (sinks.output_schemas(parse_args(argv)[0])["ledger"].names

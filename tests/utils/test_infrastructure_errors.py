@@ -8,7 +8,7 @@ import errno
 
 import pytest
 
-from pipeline.io import source
+from pipeline.io.sources import local_query
 from pipeline.models import registry
 from pipeline.params.declare import ParameterError
 from pipeline.utils.deadline import DeadlineCaller, RemoteError
@@ -58,10 +58,10 @@ def test_the_launch_check_of_a_query_does_not_call_a_full_disk_a_bad_query(monke
     def full_disk(connection, query):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(source, "single_statement", full_disk)
+    monkeypatch.setattr(local_query, "single_statement", full_disk)
     with pytest.raises(OSError, match="No space left") as raised:
-        source.duckdb_columns("SELECT 1 AS a")
+        local_query.duckdb_columns("SELECT 1 AS a")
     assert not isinstance(raised.value, ParameterError)
     monkeypatch.undo()
     with pytest.raises(ParameterError):  # a query DuckDB cannot run is still the query's
-        source.duckdb_columns("SELECT no_such_column FROM dataset.table")
+        local_query.duckdb_columns("SELECT no_such_column FROM dataset.table")

@@ -24,7 +24,7 @@ import json
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.models import combination, registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams

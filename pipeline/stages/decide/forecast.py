@@ -32,7 +32,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.models import registry
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams

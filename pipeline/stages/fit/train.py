@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.models import custom_model, registry, statistical
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit import evaluate

@@ -26,8 +26,8 @@ from pipeline.stages.fit import train
 from pipeline.stages.fit.split import SKIPPED, split_window
 from pipeline.stages.decide import compare
 from pipeline.params.values import PipelineParams
-from pipeline.io.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
-from pipeline.io.results import read_json, read_table, write_json
+from pipeline.io.outputs.sinks import PLAN_NAME, PLAN_SUMMARY_FILE, staging_path
+from pipeline.io.publishing.results import read_json, read_table, write_json
 from pipeline.stages.prepare.fingerprint import input_fingerprint
 from pipeline.utils.counters import SumCounters
 from pipeline.stages.prepare.windows import WindowPlan
@@ -179,7 +179,7 @@ def format_plan(document: dict, table: pd.DataFrame, key_column: str, max_skips:
     """A compact text view: one line per window, the skipped groups, then the totals and estimate."""
     lines = ["Fold plan (one line per window; every key x window is a row in plan/):", ""]
     if len(table):
-        labelled = "train_label" in table  # written plans carry readable periods (pipeline.io.labels)
+        labelled = "train_label" in table  # written plans carry readable periods (pipeline.io.outputs.labels)
         train_span = table["train_label"] if labelled else _span(table["train_start"], table["train_end"])
         test_span = table["test_label"] if labelled else _span(table["test_start"], table["test_end"])
         window = table["window_label"] if labelled else table["window_start"]

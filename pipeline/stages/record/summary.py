@@ -17,9 +17,9 @@ import pandas as pd
 
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.io.bigquery import OUTPUT_TABLE_PARAMS
-from pipeline.io.results import finite_json, write_json
-from pipeline.io.sinks import SUMMARY_FILE, staging_path
+from pipeline.io.warehouse.bigquery import OUTPUT_TABLE_PARAMS
+from pipeline.io.publishing.results import finite_json, write_json
+from pipeline.io.outputs.sinks import SUMMARY_FILE, staging_path
 from pipeline.stages.fit import evaluate
 from pipeline.stages.prepare.fingerprint import input_fingerprint
 from pipeline.stages.decide.forecast import FORECAST_REASON

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.io import artifacts
+from pipeline.io.outputs import artifacts
 from pipeline.params.declare import ParameterError
 from pipeline.record import saved_models
 from pipeline.run import parse_args

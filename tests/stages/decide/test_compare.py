@@ -113,7 +113,7 @@ def test_plan_only_counts_fits_per_model(tmp_path, data_path):
 
 
 def test_saved_models_one_artifact_per_model(tmp_path, data_path):
-    from pipeline.io.artifacts import load_model
+    from pipeline.io.outputs.artifacts import load_model
     from pipeline.record.saved_models import artifact_record
 
     out, models = tmp_path / "out", tmp_path / "models"

@@ -154,7 +154,7 @@ def test_a_forecast_table_needs_forecast():
 @pytest.fixture(scope="module")
 def sample_runs(tmp_path_factory):
     """The embedded sample: without --forecast, with it (and bands), and without its future rows."""
-    from pipeline.io import sample_data
+    from pipeline.io.sources import sample_data
 
     base = tmp_path_factory.mktemp("sample")
     old = base / "without_future.parquet"
@@ -167,7 +167,7 @@ def sample_runs(tmp_path_factory):
 
 
 def test_the_samples_future_rows_are_rejected_without_forecast_and_forecast_with_it(sample_runs):
-    from pipeline.io import sample_data
+    from pipeline.io.sources import sample_data
 
     base, summaries = sample_runs
     future = 29 * sample_data.FUTURE_DAYS
@@ -205,7 +205,8 @@ def test_new_parameters_leave_the_params_hash_of_runs_that_do_not_set_them():
 
 
 def test_forecasts_go_to_their_bigquery_table_partitioned_by_date():
-    from pipeline.io import bigquery, sinks
+    from pipeline.io.outputs import sinks
+    from pipeline.io.warehouse import bigquery
     from tests.io.test_bigquery_graph import ARTICLE_QUERY, dry_run_display_data, values_of
 
     display = dry_run_display_data([

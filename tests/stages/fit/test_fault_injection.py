@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from pipeline import run as pipeline_run
-from pipeline.io.results import read_summary
+from pipeline.io.publishing.results import read_summary
 from pipeline.utils.deadline import CallTimeout, DeadlineCaller, HelperCrashed, RemoteError
 from tests.helpers import faulty_models
 from tests.helpers.faulty_models import KEYS, WINDOWS, YEARS, chosen_groups

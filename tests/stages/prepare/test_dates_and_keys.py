@@ -16,8 +16,8 @@ import pandas as pd
 import pytest
 
 from pipeline import run as pipeline_run
-from pipeline.io import source
-from pipeline.io.results import read_summary
+from pipeline.io.sources import files, local_query, sample_data, source
+from pipeline.io.publishing.results import read_summary
 from pipeline.run import parse_args
 from pipeline.stages.prepare import fingerprint, rows
 from pipeline.stages.prepare.dates import parse_dates
@@ -147,7 +147,7 @@ def test_duckdb_timestamptz_dates_are_read(tmp_path):
 def test_csv_keys_are_the_text_written():
     text = "year,date,shop_id,sales,attr1,attr2,attr3\n" + "".join(
         f"2003,2003-03-0{day},{key},1.0,1,2,3\n" for key in ("007", "7", "K1", "K1 ") for day in (1, 2))
-    frame = source.read_file_table("input.csv", io.BytesIO(text.encode()), text_columns=("shop_id", "date"))
+    frame = files.read_file_table("input.csv", io.BytesIO(text.encode()), text_columns=("shop_id", "date"))
     valid, rejected, _ = rows.validate_chunk(frame, params())
     assert len(rejected) == 0
     assert sorted(valid["__key"].unique()) == ["007", "7", "K1", "K1 "]
@@ -185,8 +185,8 @@ def test_an_empty_csv_is_a_clear_parameter_error(tmp_path, capsys):
     "-- daily sales\nSELECT year, date, shop_id, sales FROM dataset.table ;  -- done",
 ], ids=["semicolon", "trailing-comment", "both"])
 def test_a_query_ending_in_a_semicolon_or_a_comment_is_accepted(query):
-    assert source.duckdb_columns(query) == ["year", "date", "shop_id", "sales"]
-    sample_keys = source.sample_data.generate()["shop_id"].nunique()
+    assert local_query.duckdb_columns(query) == ["year", "date", "shop_id", "sales"]
+    sample_keys = sample_data.generate()["shop_id"].nunique()
     assert source.distinct_keys_at_most(dataclasses.replace(params(), query=query, input=None), "duckdb",
                                         100) == sample_keys
 
@@ -195,7 +195,7 @@ def test_more_than_one_statement_is_refused():
     from pipeline.params.declare import ParameterError
 
     with pytest.raises(ParameterError, match="one SELECT statement"):
-        source.duckdb_columns("SELECT 1 AS a; SELECT 2 AS a")
+        local_query.duckdb_columns("SELECT 1 AS a; SELECT 2 AS a")
 
 
 # -- runs that must not replace the published outputs --------------------------------------------------

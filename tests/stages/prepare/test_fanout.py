@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import run, runner
-from pipeline.io import source
+from pipeline.io.sources import source
 from pipeline.stages.prepare import fanout
 from tests.helpers.pipeline_runs import make_rows, read_output, run_pipeline
 from tests.stages.decide.test_forecast import future

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from pipeline.io import results
+from pipeline.io.publishing import results
 from tests.helpers.pipeline_runs import make_rows, run_pipeline
 
 

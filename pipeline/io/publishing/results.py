@@ -9,8 +9,8 @@ import math
 import pandas as pd
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.publish import published_files
-from pipeline.io.sinks import PLAN_SUMMARY_FILE, SUMMARY_FILE
+from pipeline.io.publishing.publish import published_files
+from pipeline.io.outputs.sinks import PLAN_SUMMARY_FILE, SUMMARY_FILE
 
 
 NON_FINITE = "non_finite_values"  # where a document's NaN or infinite numbers were, and why they are null

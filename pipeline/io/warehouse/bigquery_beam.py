@@ -4,8 +4,8 @@
   (Storage Read API by default, or an export job), batched into the same DataFrame chunks as the
   other sources.
 - Sinks: predictions, metrics, ledger and rejected rows, each to this job's staging table of its
-  table when named, with `beam.io.WriteToBigQuery`, schemas and layout from `pipeline.io.bigquery`;
-  the publish step swaps the staged rows into the tables (pipeline.io.bigquery_swap).
+  table when named, with `beam.io.WriteToBigQuery`, schemas and layout from `pipeline.io.warehouse.bigquery`;
+  the publish step swaps the staged rows into the tables (pipeline.io.warehouse.bigquery_swap).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from apache_beam.io.gcp.internal.clients.bigquery import DatasetReference
 from apache_beam.io.gcp.bigquery_tools import RetryStrategy
 from apache_beam.options.pipeline_options import GoogleCloudOptions
 
-from pipeline.io import labels, sinks
-from pipeline.io.bigquery import parse_dataset, table_layout, table_schema
-from pipeline.io.bigquery_swap import StagedOutputs
+from pipeline.io.outputs import labels, sinks
+from pipeline.io.warehouse.bigquery import parse_dataset, table_layout, table_schema
+from pipeline.io.warehouse.bigquery_swap import StagedOutputs
 from pipeline.io.columns import CHUNK_ROWS
 from pipeline.params.values import PipelineParams
 

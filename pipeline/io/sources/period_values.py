@@ -8,7 +8,8 @@ from __future__ import annotations
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.columns import calendar_integer_error
-from pipeline.io.source import MAX_FOOTERS_READ, _input_paths, duckdb_connection
+from pipeline.io.sources.files import MAX_FOOTERS_READ, input_paths
+from pipeline.io.sources.local_query import duckdb_connection
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.utils import periods
@@ -37,7 +38,7 @@ def launch_periods(params: PipelineParams, kind: str) -> list[int]:
             finally:
                 connection.close()
             return [row[0] for row in rows if row[0] is not None]
-        paths = _input_paths(params.input) if kind == "file" else []
+        paths = input_paths(params.input) if kind == "file" else []
         if not paths or len(paths) > MAX_FOOTERS_READ or not all(p.endswith(".parquet") for p in paths):
             return []
         import pyarrow.compute as pc

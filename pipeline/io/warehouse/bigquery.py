@@ -5,7 +5,7 @@
 - Before any work (`check`): the source's column names and BigQuery types, the
   existing target tables' schemas, and the run-id rule: with WRITE_APPEND a run
   id that already has rows in a target table is refused (--if_run_exists=fail), or its rows
-  are replaced when the job publishes (replace; pipeline.io.bigquery_swap: nothing is deleted
+  are replaced when the job publishes (replace; pipeline.io.warehouse.bigquery_swap: nothing is deleted
   at launch). `check` changes nothing; it returns the `TargetChanges` (tables to create) that
   the launcher applies only once every check, files and the run id's lease included, has passed.
 """
@@ -18,7 +18,7 @@ import re
 import pyarrow as pa
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from pipeline.io import sinks
+from pipeline.io.outputs import sinks
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.io.columns import require_columns
@@ -223,7 +223,7 @@ def create_table(client, table_id: str, schema: pa.Schema, layout: dict, expires
 @dataclasses.dataclass
 class TargetChanges:
     """What the launch will change in BigQuery once every check has passed: the target tables to
-    create. (Nothing is deleted at launch: pipeline.io.bigquery_swap replaces a run's rows.)"""
+    create. (Nothing is deleted at launch: pipeline.io.warehouse.bigquery_swap replaces a run's rows.)"""
 
     client: object = None
     create: list = dataclasses.field(default_factory=list)  # (table id, Arrow schema, layout)

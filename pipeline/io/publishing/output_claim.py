@@ -3,7 +3,7 @@
 - Files we did not write are never deleted, and never silently left to mix with ours: when the output
   folders (or the run files: summary.json, plan.json, manifest.json, report.html) hold files and no
   commit record of ours lists an earlier run, the launch is refused, naming the files. With a record,
-  --if_output_exists=replace replaces only what it lists (pipeline.io.publish); files it does not list
+  --if_output_exists=replace replaces only what it lists (pipeline.io.publishing.publish); files it does not list
   (a user's notes) stay where they are. --if_output_exists=fail refuses any file, and holds under
   concurrency too: the lease's base is "no record", so a commit over another job's record is refused.
 - A run id is held by one live job at a time: the launch swaps a lease into
@@ -25,9 +25,9 @@ import socket
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import commit_record, publish
-from pipeline.io.commit_record import RecordChanged
-from pipeline.io.sinks import check_output_location, output_path, staging_path, staging_root
+from pipeline.io.publishing import commit_record, publish
+from pipeline.io.publishing.commit_record import RecordChanged
+from pipeline.io.outputs.sinks import check_output_location, output_path, staging_path, staging_root
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 

@@ -2,7 +2,7 @@
 
 The output schemas are declared here once; the BigQuery sink derives its table
 schemas from them. Sinks write under <output>/_staging/<run_id>/ and
-pipeline.io.publish copies the outputs to their final names once all are written,
+pipeline.io.publishing.publish copies the outputs to their final names once all are written,
 so a crash leaves no half-written file and no mix of two runs under a final name.
 """
 
@@ -16,7 +16,7 @@ import pandas as pd
 import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import labels
+from pipeline.io.outputs import labels
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.utils import packing  # noqa: F401  (registers the coder of the Arrow tables written)
@@ -46,9 +46,9 @@ def output_schemas(params: PipelineParams) -> dict[str, pa.Schema]:
     # --interval_method=model: whether a row's band is its statistical model's own or conformal
     bounds += [("interval_source", pa.string())] if params.interval_levels and params.interval_method == "model" else []
     coverage = [(f"coverage_{level}", pa.float64()) for level in params.interval_levels]
-    # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.artifacts)
+    # --model_dir: each saved model file's SHA-256, checked before it is loaded (pipeline.io.outputs.artifacts)
     artifact = [("artifact_sha256", pa.string())] if params.model_dir else []
-    # readable periods next to the integers (pipeline.io.labels fills them)
+    # readable periods next to the integers (pipeline.io.outputs.labels fills them)
     period_label, window_label, train_label, test_label = ((name, pa.string()) for name in (
         labels.PERIOD_LABEL, "window_label", "train_label", "test_label"))
     # MASE, sMAPE, WAPE of the model and of seasonal naive (pipeline.stages.fit.evaluate)
@@ -104,7 +104,7 @@ def staging_root(params: PipelineParams) -> str:
 
 
 def staging_path(params: PipelineParams, name: str) -> str:
-    """Where this run writes `name` before pipeline.io.publish moves it under --output."""
+    """Where this run writes `name` before pipeline.io.publishing.publish moves it under --output."""
     return FileSystems.join(staging_root(params), name)
 
 

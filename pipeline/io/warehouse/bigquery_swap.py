@@ -5,9 +5,9 @@ step swaps their rows in, in one transaction over every table, or not at all.
   staging table per target table, `<table>__staging_<run id>_<publish id>` in the target's dataset, with
   the target's schema and layout and an expiration (STAGING_HOURS), so that the staging tables of a job
   that died go away on their own. Nothing is deleted at launch.
-- The job writes its rows to the staging tables only (pipeline.io.bigquery_beam): the target tables keep
+- The job writes its rows to the staging tables only (pipeline.io.warehouse.bigquery_beam): the target tables keep
   their rows while it runs, and a job that fails before its publish step leaves them untouched.
-- Publish (pipeline.io.publish, after the lease and staged-files checks, before the files' commit record
+- Publish (pipeline.io.publishing.publish, after the lease and staged-files checks, before the files' commit record
   is swapped): one multi-statement query, `BEGIN TRANSACTION;` then for each table `DELETE` the rows of
   this run id (every row with WRITE_TRUNCATE) and `INSERT ... SELECT` the staging table's, `COMMIT
   TRANSACTION;`. A statement that fails rolls the whole transaction back: every table keeps its rows.
@@ -27,8 +27,8 @@ import re
 
 from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
-from pipeline.io import sinks
-from pipeline.io.bigquery import (CLIENT_TIMEOUT_SECONDS, RUN_ID_COLUMN, client_retry, create_table, make_client,
+from pipeline.io.outputs import sinks
+from pipeline.io.warehouse.bigquery import (CLIENT_TIMEOUT_SECONDS, RUN_ID_COLUMN, client_retry, create_table, make_client,
                                   output_tables, table_id, table_layout)
 from pipeline.params.declare import RUN_ID_RE
 from pipeline.params.values import PipelineParams

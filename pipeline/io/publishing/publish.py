@@ -4,13 +4,13 @@ publish) and two jobs publishing to one --output (two launches, or a relaunch of
 
 Every sink writes under `<output>/_staging/<run_id>/` (Beam's file sinks themselves write to a
 temporary folder there and rename at finalize); the summary (or, with --plan_only, plan.json) and
-manifest.json are staged there too. The launch (pipeline.io.output_claim) leaves a lease there:
+manifest.json are staged there too. The launch (pipeline.io.publishing.output_claim) leaves a lease there:
 this job's publish id and the base, the publish id of the commit record it found at launch. When
 every output is written, the last stage publishes:
 
 1. check: the staged `part-*` files of every output are exactly the files the sinks finalised (the
    names they returned), or the commit is refused; the record lists those names, never a listing.
-   Then the BigQuery outputs, when there are any, are swapped in (pipeline.io.bigquery_swap);
+   Then the BigQuery outputs, when there are any, are swapped in (pipeline.io.warehouse.bigquery_swap);
 2. write the commit record, the staged summary.json (plan.json) plus `"published": {"publish_id",
    "files": {output: [final names]}, "replaced": {"publish_id", "files"}}` (the outputs this kind of
    run writes, an empty list for an empty one; `replaced`: the files of the record it replaces), to
@@ -18,7 +18,7 @@ every output is written, the last stage publishes:
 3. copy (not move) each staged file to `<output>/<name>/part-<publish_id>-…`, skipping files already
    there with the same checksum. Names carry the publish id: nothing of another run is touched;
 4. commit: a compare-and-swap of `<output>/summary.json` (plan.json) from the base to this record
-   (pipeline.io.commit_record: `ifGenerationMatch` on GCS, an flock'd check and rename locally).
+   (pipeline.io.publishing.commit_record: `ifGenerationMatch` on GCS, an flock'd check and rename locally).
    When another job committed since this one was launched, this job has lost: it deletes its own
    copies and fails, and the other job's outputs stay published, whole;
 5. move manifest.json in (while the record is still this job's), then delete what the record
@@ -36,7 +36,7 @@ crashes after every single filesystem operation, locally and on GCS; tests/io/te
 interleaves two jobs at every step).
 
 What a reader sees: the commit record lists one run's files, all in place. A reader that takes the
-files the record lists (pipeline.io.results does) never sees two runs mixed; one that lists a folder
+files the record lists (pipeline.io.publishing.results does) never sees two runs mixed; one that lists a folder
 can see another run's files, and every row carries its run_id.
 """
 
@@ -49,10 +49,10 @@ import secrets
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io import commit_record
-from pipeline.io.commit_record import RecordChanged
+from pipeline.io.publishing import commit_record
+from pipeline.io.publishing.commit_record import RecordChanged
 from pipeline.params.values import PipelineParams
-from pipeline.io.sinks import (MANIFEST_FILE, OUTPUT_NAMES, PLAN_NAME, PLAN_SUMMARY_FILE, REPORT_FILE, STAGING,
+from pipeline.io.outputs.sinks import (MANIFEST_FILE, OUTPUT_NAMES, PLAN_NAME, PLAN_SUMMARY_FILE, REPORT_FILE, STAGING,
                                SUMMARY_FILE, output_path, staging_path, staging_root)
 
 COMMIT_MARKERS = (SUMMARY_FILE, PLAN_SUMMARY_FILE)
@@ -60,7 +60,7 @@ RUN_FILES = (MANIFEST_FILE, REPORT_FILE)
 PUBLISHED = "published"  # the commit record's block: publish_id and the files of every output
 FOLDERS = (*OUTPUT_NAMES, PLAN_NAME)
 PENDING_PREFIX = "commit-"  # the commit record's name in the staging folder before it is swapped in
-LEASE_FILE = "lease.json"  # in the staging folder: which job holds the run id (pipeline.io.output_claim)
+LEASE_FILE = "lease.json"  # in the staging folder: which job holds the run id (pipeline.io.publishing.output_claim)
 
 
 class PublishRefused(RuntimeError):

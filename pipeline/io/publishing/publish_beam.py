@@ -1,11 +1,11 @@
 """The publish step in the pipeline: the file names the sinks finalised, and the stage that publishes
-(pipeline.io.publish) once the whole run is staged."""
+(pipeline.io.publishing.publish) once the whole run is staged."""
 
 from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.io import publish
+from pipeline.io.publishing import publish
 from pipeline.params.values import PipelineParams
 
 

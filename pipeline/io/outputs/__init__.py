@@ -1,0 +1,1 @@
+"""Outputs: each output's schema and sink, readable period labels, saved models."""
