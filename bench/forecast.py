@@ -182,7 +182,10 @@ def peer_row(series, peer: dict, model: str, select: str, candidates: list[str])
 
 
 def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str], combinations: list[str],
-                    rules: list[str], windows: int, refresh_peer: tuple[str, ...] = (), ours_too: bool = True) -> list[tuple]:
+                    rules: list[str], windows: int, refresh_peer: tuple[str, ...] = (),
+                    ours_for: set[str] | None = None) -> list[tuple]:
+    """The table's rows of one frequency; our pipeline runs for the models, combinations and rules in
+    `ours_for` (None: all of them), the other rows have the peer's side only."""
     series = forecast_data.read_tourism(wheel, frequency, replicas)
     horizon = series[0].horizon
     peer = run_peer(wheel, frequency, replicas, singles, windows, refresh_peer)
@@ -193,7 +196,8 @@ def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str
         candidates = [(m, "auto") for m in (*singles, *combinations)] + [
             (",".join((*singles, *combinations)), rule) for rule in rules]
         for model, select in candidates:
-            ours = (run_ours(table, work, frequency, horizon, model, select, windows) if ours_too
+            ours = (run_ours(table, work, frequency, horizon, model, select, windows)
+                    if ours_for is None or (model if "," not in model else select) in ours_for
                     else {"wall_seconds": None})
             names = model.split(",")
             label = model if len(names) == 1 else f"choice ({select})"
@@ -219,8 +223,9 @@ def main(argv=None) -> int:
     parser.add_argument("--combinations", default=",".join(COMBINATIONS))
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--n_windows", type=int, default=2)
-    parser.add_argument("--peer_only", action="store_true",
-                        help="statsforecast's side alone (its combinations and our rules on its backtests), no pipeline run")
+    parser.add_argument("--ours", default="all",
+                        help="the models, combinations and rules run through our pipeline (all, none, or a "
+                             "list); the others' rows have statsforecast's side alone")
     parser.add_argument("--refresh_peer", default="naive,seasonal_naive,theta",
                         help="the peer's models measured again in this run rather than read from its cache")
     args = parser.parse_args(argv)
@@ -232,14 +237,15 @@ def main(argv=None) -> int:
     for frequency in args.frequencies.split(","):
         rows += bench_frequency(wheel, frequency, args.replicas, args.models.split(","),
                                 [c for c in args.combinations.split(",") if c], [r for r in args.rules.split(",") if r],
-                                args.n_windows, tuple(args.refresh_peer.split(",")), not args.peer_only)
+                                args.n_windows, tuple(args.refresh_peer.split(",")),
+                                None if args.ours == "all" else set(args.ours.split(",")) - {"none"})
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", f"forecast-{stamp()}.md"), "w") as handle:
-        handle.write(f"replicas {args.replicas}, n_windows {args.n_windows}{', peer only' if args.peer_only else ''}"
+        handle.write(f"replicas {args.replicas}, n_windows {args.n_windows}{'' if args.ours == 'all' else f', ours: {args.ours}'}"
                      f"\n\n{text}\n")
     return 0
 
