@@ -47,8 +47,8 @@ PEER_PYTHON = os.path.join(ROOT, "bench", ".venv-forecast", "bin", "python")
 # The peer's results per frequency x replicas x windows x model, kept between runs (gitignored, like all of
 # bench/results/): delete a file, or pass --refresh_peer, to measure that model again.
 PEER_CACHE = os.path.join(ROOT, "bench", "results", "peer-cache")
-SINGLES = ("naive", "seasonal_naive", "theta", "ets", "arima")
-COMBINATIONS = ("theta+ets", "theta+ets+arima")
+SINGLES = ("naive", "seasonal_naive", "theta", "dynamic_theta", "ets", "ces", "arima")
+COMBINATIONS = ("theta+ets", "ets+ces", "theta+ets+ces", "arima+ets+ces+dynamic_theta")
 RULES = ("auto", "per_key", "global")
 
 
