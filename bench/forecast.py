@@ -47,8 +47,8 @@ PEER_PYTHON = os.path.join(ROOT, "bench", ".venv-forecast", "bin", "python")
 # The peer's results per frequency x replicas x windows x model, kept between runs (gitignored, like all of
 # bench/results/): delete a file, or pass --refresh_peer, to measure that model again.
 PEER_CACHE = os.path.join(ROOT, "bench", "results", "peer-cache")
-SINGLES = ("naive", "seasonal_naive", "theta", "ets", "arima")
-COMBINATIONS = ("theta+ets", "theta+ets+arima")
+SINGLES = ("naive", "seasonal_naive", "theta", "dynamic_theta", "ets", "ces", "arima")
+COMBINATIONS = ("theta+ets", "ets+ces", "theta+ets+ces", "arima+ets+ces+dynamic_theta")
 RULES = ("auto", "per_key", "global")
 
 
@@ -89,12 +89,27 @@ def peer_cache_path(frequency: str, replicas: int, windows: int, model: str) -> 
     return os.path.join(PEER_CACHE, f"{frequency}-r{replicas}-w{windows}-{model}.json")
 
 
+def cached_peer(frequency: str, replicas: int, windows: int, model: str) -> dict | None:
+    """A model's cached peer results with `windows` backtest windows, or cut from a run with more: windows
+    of one horizon anchored at each series' end are the same fits whatever their number, so the last
+    `windows` of a longer run are these (its backtest time is then not this run's: None)."""
+    for more in range(windows, windows + 4):
+        path = peer_cache_path(frequency, replicas, more, model)
+        if os.path.exists(path):
+            values = json.load(open(path))
+            if more > windows:
+                values["backtests"] = {k: v[len(v) - windows:] for k, v in values["backtests"].items()}
+                values["backtest_seconds"] = None
+            return values
+    return None
+
+
 def run_peer(wheel: str, frequency: str, replicas: int, models: list[str], windows: int,
              refresh: tuple[str, ...] = ()) -> dict:
     """The peer's results per model ({"models": {model: ...}}, bench/forecast_peer.py), each model read from
     PEER_CACHE when an earlier run left it there (AutoETS and AutoARIMA take many minutes), else run and cached;
     the models in `refresh` are run again (the fast ones, so that their wall times pair with ours)."""
-    missing = [m for m in models if m in refresh or not os.path.exists(peer_cache_path(frequency, replicas, windows, m))]
+    missing = [m for m in models if m in refresh or cached_peer(frequency, replicas, windows, m) is None]
     result: dict = {"models": {}, "warmup_seconds": None}
     if missing:
         if not os.path.exists(PEER_PYTHON):
@@ -113,7 +128,7 @@ def run_peer(wheel: str, frequency: str, replicas: int, models: list[str], windo
             with open(peer_cache_path(frequency, replicas, windows, model), "w") as handle:
                 json.dump({"series": fresh["series"], "n_jobs": fresh["n_jobs"], "measured": stamp(), **values}, handle)
     for model in models:
-        values = json.load(open(peer_cache_path(frequency, replicas, windows, model)))
+        values = cached_peer(frequency, replicas, windows, model)
         values["forecasts"] = {k: np.asarray(v, dtype=float) for k, v in values["forecasts"].items()}
         values["backtests"] = {k: [np.asarray(w, dtype=float) for w in v] for k, v in values["backtests"].items()}
         result["models"][model] = values
@@ -167,7 +182,10 @@ def peer_row(series, peer: dict, model: str, select: str, candidates: list[str])
 
 
 def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str], combinations: list[str],
-                    rules: list[str], windows: int, refresh_peer: tuple[str, ...] = ()) -> list[tuple]:
+                    rules: list[str], windows: int, refresh_peer: tuple[str, ...] = (),
+                    ours_for: set[str] | None = None) -> list[tuple]:
+    """The table's rows of one frequency; our pipeline runs for the models, combinations and rules in
+    `ours_for` (None: all of them), the other rows have the peer's side only."""
     series = forecast_data.read_tourism(wheel, frequency, replicas)
     horizon = series[0].horizon
     peer = run_peer(wheel, frequency, replicas, singles, windows, refresh_peer)
@@ -178,7 +196,9 @@ def bench_frequency(wheel: str, frequency: str, replicas: int, singles: list[str
         candidates = [(m, "auto") for m in (*singles, *combinations)] + [
             (",".join((*singles, *combinations)), rule) for rule in rules]
         for model, select in candidates:
-            ours = run_ours(table, work, frequency, horizon, model, select, windows)
+            ours = (run_ours(table, work, frequency, horizon, model, select, windows)
+                    if ours_for is None or (model if "," not in model else select) in ours_for
+                    else {"wall_seconds": None})
             names = model.split(",")
             label = model if len(names) == 1 else f"choice ({select})"
             mine = forecast_data.score(series, ours.get("forecasts", {}))
@@ -203,6 +223,9 @@ def main(argv=None) -> int:
     parser.add_argument("--combinations", default=",".join(COMBINATIONS))
     parser.add_argument("--rules", default=",".join(RULES))
     parser.add_argument("--n_windows", type=int, default=2)
+    parser.add_argument("--ours", default="all",
+                        help="the models, combinations and rules run through our pipeline (all, none, or a "
+                             "list); the others' rows have statsforecast's side alone")
     parser.add_argument("--refresh_peer", default="naive,seasonal_naive,theta",
                         help="the peer's models measured again in this run rather than read from its cache")
     args = parser.parse_args(argv)
@@ -214,14 +237,16 @@ def main(argv=None) -> int:
     for frequency in args.frequencies.split(","):
         rows += bench_frequency(wheel, frequency, args.replicas, args.models.split(","),
                                 [c for c in args.combinations.split(",") if c], [r for r in args.rules.split(",") if r],
-                                args.n_windows, tuple(args.refresh_peer.split(",")))
+                                args.n_windows, tuple(args.refresh_peer.split(",")),
+                                None if args.ours == "all" else set(args.ours.split(",")) - {"none"})
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in rows]
     text = "\n".join(lines)
     print(text)
     os.makedirs(os.path.join(ROOT, "bench", "results"), exist_ok=True)
     with open(os.path.join(ROOT, "bench", "results", f"forecast-{stamp()}.md"), "w") as handle:
-        handle.write(f"replicas {args.replicas}, n_windows {args.n_windows}\n\n{text}\n")
+        handle.write(f"replicas {args.replicas}, n_windows {args.n_windows}{'' if args.ours == 'all' else f', ours: {args.ours}'}"
+                     f"\n\n{text}\n")
     return 0
 
 

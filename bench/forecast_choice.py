@@ -29,16 +29,18 @@ def candidate(per_model: dict[str, dict], name: str) -> dict | None:
 
 
 def window_scores(s: forecast_data.Series, backtests: dict[str, list[np.ndarray]]) -> dict[int, dict[str, float]]:
-    """{window: {candidate: MASE}} of one series, windows numbered oldest first; `backtests` {candidate:
-    [forecast of window 0, ...]}, each window one horizon long, the last ending at the series' end."""
+    """{window: {candidate: MASE}} of one series, windows numbered from the series' end (-1: the last, one
+    horizon before it; a short series may have fewer windows than the others, the same numbers mean the
+    same place); `backtests` {candidate: [forecast of the oldest window, ...]}, each one horizon long."""
     out: dict[int, dict[str, float]] = {}
     for name, windows in backtests.items():
         for index, predicted in enumerate(windows):
-            cutoff = len(s.train) - (len(windows) - index) * s.horizon
+            position = index - len(windows)
+            cutoff = len(s.train) + position * s.horizon
             value = forecast_data.mase(s.train[cutoff:cutoff + s.horizon], np.asarray(predicted, dtype=float),
                                        s.train[:cutoff], s.season)
             if np.isfinite(value):
-                out.setdefault(index, {})[name] = value
+                out.setdefault(position, {})[name] = value
     return out
 
 

@@ -362,8 +362,9 @@ PARAMS: tuple[Param, ...] = (
     Param("select", "Selection rule",
           "With several candidates, which one each key keeps: per_key (its own best mean score), global (the "
           "best mean over every key's windows, for every key) or auto (the global choice, unless the key's own "
-          "best beats it on every one of at least 2 windows and by 10% on average). summary.json reports each "
-          "rule's out-of-sample value (chosen on earlier windows, scored on the next).",
+          "best beats it on every one of at least 2 windows, 2 + log2(k - 1) rounded up with k candidates, and "
+          "by 10% on average). summary.json reports each rule's out-of-sample value (chosen on earlier "
+          "windows, scored on the next).",
           GROUP_MODEL, default="auto", choices=("per_key", "global", "auto"), param_type="ENUM"),
     # -- forecast of the periods that have not happened, with intervals (issue 15) --
     Param("forecast", "Forecast future periods",

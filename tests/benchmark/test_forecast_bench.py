@@ -56,11 +56,38 @@ def _series(train, horizon=2, season=1):
 def test_peer_windows_are_scored_on_the_expanding_span_before_each_window():
     from bench import forecast_choice
 
-    # 8 training values, 2 windows of 2: window 0 tests values 5-6 (train 1-4), window 1 tests 7-8 (train 1-6).
+    # 8 training values, 2 windows of 2, numbered from the end: window -2 tests values 5-6 (train 1-4),
+    # window -1 tests 7-8 (train 1-6).
     series = _series([1, 2, 3, 4, 5, 6, 7, 8])
     scores = forecast_choice.window_scores(series, {"a": [np.array([5.0, 6.0]), np.array([8.0, 9.0])]})
-    # Scale (season 1, yearly): mean |x_t - x_t-1| = 1 on both spans; window 0 exact, window 1 off by 1.
-    assert scores == {0: {"a": 0.0}, 1: {"a": 1.0}}
+    # Scale (season 1, yearly): mean |x_t - x_t-1| = 1 on both spans; window -2 exact, window -1 off by 1.
+    assert scores == {-2: {"a": 0.0}, -1: {"a": 1.0}}
+    # A series with one window fewer: its window is the last one, numbered as the others' last.
+    assert forecast_choice.window_scores(series, {"a": [np.array([8.0, 9.0])]}) == {-1: {"a": 1.0}}
+
+
+def test_peer_gives_a_short_series_the_backtest_windows_it_holds():
+    import pandas as pd
+
+    from bench import forecast_peer
+
+    frame = pd.DataFrame({"unique_id": ["long"] * 25 + ["short"] * 22, "y": 0.0})
+    # 3 windows of 8 need 25 values (one left to train on); 22 hold 2.
+    assert forecast_peer.windows_that_fit(frame, 8, 3) == {3: ["long"], 2: ["short"]}
+    assert forecast_peer.windows_that_fit(frame, 8, 2) == {2: ["long", "short"]}
+
+
+def test_peer_cache_of_more_windows_gives_the_last_ones(tmp_path, monkeypatch):
+    from bench import forecast
+
+    monkeypatch.setattr(forecast, "PEER_CACHE", str(tmp_path))
+    with open(forecast.peer_cache_path("QUARTERLY", 1, 3, "theta"), "w") as handle:
+        json.dump({"backtests": {"S": [[1], [2], [3]], "T": [[5], [6]]}, "backtest_seconds": 9.0,
+                   "forecasts": {"S": [4]}, "forecast_seconds": 1.0}, handle)
+    cut = forecast.cached_peer("QUARTERLY", 1, 2, "theta")
+    assert cut["backtests"] == {"S": [[2], [3]], "T": [[5], [6]]} and cut["backtest_seconds"] is None
+    assert forecast.cached_peer("QUARTERLY", 1, 3, "theta")["backtest_seconds"] == 9.0
+    assert forecast.cached_peer("QUARTERLY", 1, 4, "theta") is None  # fewer windows cannot give more
 
 
 def test_peer_combination_is_the_members_mean_and_rules_choose_on_backtests_only():

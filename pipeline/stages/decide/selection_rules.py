@@ -10,15 +10,21 @@ Evidence: a key's comparable windows, those in which every candidate has a score
   (each key x window counts once). The scores are pooled as they are: with keys of different scales use
   a scale-free --select_metric (mase, the default, smape or wape), or the large keys decide.
 - `auto` (the default with several candidates): the global choice, except for a key whose own best beats
-  it on *every* one of at least AUTO_MIN_WINDOWS comparable windows and whose mean score is lower by at
+  it on *every* one of at least `auto_min_windows` comparable windows and whose mean score is lower by at
   least AUTO_MARGIN (10%) of the global choice's mean on that key. Noise alone rarely passes both (of
-  two equally good candidates, the one not chosen globally wins all of a key's 3 windows with probability
-  1/8, and by a 10% margin less often still); a key that really follows another model passes them easily.
+  two equally good candidates, the one not chosen globally wins all of a key's n windows with probability
+  1/2^n, and by a 10% margin less often still); a key that really follows another model passes them easily.
+  The key's own best is the best of k - 1 challengers, so noise passes up to (k - 1) times as often: the
+  windows needed grow with log2(k - 1) (AUTO_MIN_WINDOWS with 2 candidates, 5 with 7, 6 with 11), which
+  keeps that chance at most what it is with two candidates. Without it, on the tourism data with 3 windows
+  and 7 candidates, auto overrode 15% of the keys and did worse than global (bench/NOTE.md).
 
 `chosen_by` says what decided a key: `key` (its own evidence) or `global` (the pooled evidence).
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -70,13 +76,19 @@ def global_choice(pooled: dict, models: list[str], before: int | None = None) ->
     return best({m: [total / n] for m, (total, n) in totals.items() if n}, models)
 
 
+def auto_min_windows(candidates: int) -> int:
+    """The comparable windows a key needs before its own evidence may override the global choice among
+    `candidates` (AUTO_MIN_WINDOWS + ceil(log2(candidates - 1)))."""
+    return AUTO_MIN_WINDOWS + math.ceil(math.log2(max(candidates - 1, 1)))
+
+
 def auto_choice(windows: dict[int, dict[str, float]], models: list[str], global_model: str | None
                 ) -> tuple[str | None, str]:
     """`auto`: (the model, what chose it) from the key's own windows and the global choice."""
     own = choose(windows, models)
     if global_model is None:
         return own, BY_KEY
-    if own is None or own == global_model or len(windows) < AUTO_MIN_WINDOWS:
+    if own is None or own == global_model or len(windows) < auto_min_windows(len(models)):
         return global_model, BY_GLOBAL
     every = all(scores[own] < scores[global_model] for scores in windows.values())
     own_mean = float(np.mean([scores[own] for scores in windows.values()]))

@@ -273,3 +273,17 @@ def test_global_and_auto_choose_by_mase_where_rmse_would_choose_the_other_model(
     document = select.comparison_document(totals, params)
     parts = model_comparison.section({"model_comparison": document}, lambda rows, header: repr(rows))
     assert "Models compared (MASE, out of sample)" in "".join(parts)
+
+
+def test_auto_needs_more_windows_of_evidence_with_more_candidates():
+    from pipeline.stages.decide import selection_rules as rules
+    # The key's own best is the best of k - 1 challengers: 2 windows with 2 candidates, 5 with 7, 6 with 11.
+    assert [rules.auto_min_windows(k) for k in (2, 3, 7, 11)] == [2, 3, 5, 6]
+    models = ["ridge", "gbr", "rf", "xgb", "theta", "ets", "naive"]
+    strong = {start: {**dict.fromkeys(models, 2.0), "ridge": 1.0} for start in range(3)}
+    # The same strong evidence that overrides among two candidates is not enough among seven on 3 windows...
+    assert rules.auto_choice(strong, models[:2], "gbr") == ("ridge", "key")
+    assert rules.auto_choice(strong, models, "gbr") == ("gbr", "global")
+    # ...and is on 5.
+    five = {start: {**dict.fromkeys(models, 2.0), "ridge": 1.0} for start in range(5)}
+    assert rules.auto_choice(five, models, "gbr") == ("ridge", "key")
