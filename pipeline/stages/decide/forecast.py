@@ -107,11 +107,18 @@ def training_rows(observed: pd.DataFrame, params: PipelineParams) -> tuple[pd.Da
     return rows, span
 
 
+def in_date_order(frame: pd.DataFrame, date_column: str) -> pd.DataFrame:
+    """`frame` sorted by date (stable), with a fresh index; as it is when it already is (the usual case)."""
+    if frame[date_column].is_monotonic_increasing:
+        return frame.reset_index(drop=True)
+    return frame.sort_values(date_column, kind="mergesort", ignore_index=True)
+
+
 def future_features(observed: pd.DataFrame, future: pd.DataFrame, params: PipelineParams) -> pd.DataFrame:
     """Generated features of the rows to forecast, as a test row's: from the key's observed rows (their
     targets unknown), then predicted recursively (pipeline.stages.prepare.target_history)."""
     spec = features.FeatureSpec.from_params(params)
-    future = future.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    future = in_date_order(future, params.date_column)
     if spec.calendar:
         future = features.add_calendar_features(future, spec, params.date_column)
     if spec.target_names:
@@ -129,7 +136,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
                  metric_rows: list[dict], predictions: list[pd.DataFrame], params: PipelineParams,
                  deadline=None) -> KeyForecast:
     """One key's forecast (see the module docstring)."""
-    future = future.sort_values(params.date_column, kind="mergesort", ignore_index=True)
+    future = in_date_order(future, params.date_column)
     periods = future[params.time_column].to_numpy()
     ledger = {params.key_column: key, "window_start": None, "window_end": int(periods.max()), "status": SKIPPED,
               "reason": "", "rows_train": 0, "rows_test": len(future), "fit_seconds": 0.0,
@@ -152,7 +159,8 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
         return skipped("no_history", "no row with a target")
     rows, span = training_rows(observed, params)
     ledger.update(window_start=span.start, rows_train=len(rows))
-    present = rows[params.time_column].loc[lambda p: p >= span.start].nunique()
+    periods_present = rows[params.time_column].to_numpy()
+    present = len(np.unique(periods_present[periods_present >= span.start]))
     target = rows[params.target].to_numpy(dtype=float)
     short = None  # too little history: the fallback's case, else a skip
     if present < len(span):

@@ -46,7 +46,7 @@ def parse_dates(column: pd.Series, date_format: str = "") -> tuple[np.ndarray, n
     elif pd.api.types.is_numeric_dtype(column.dtype):
         days = _yyyymmdd(column)
     elif pd.api.types.infer_dtype(column, skipna=True) in ("date", "datetime"):
-        days = np.array([_python_day(value) for value in column], dtype="datetime64[D]")
+        days = _python_days(column)
     else:
         days = _text_days(column, date_format)
     bad = np.isnat(days) | (days < FIRST_DAY) | (days > LAST_DAY)
@@ -59,6 +59,13 @@ def _yyyymmdd(column: pd.Series) -> np.ndarray:
         integral = np.isfinite(values) & (values == np.floor(values)) & (values >= 1000_0101) & (values <= 9999_1231)
     text = pd.Series(np.where(integral, values, 0).astype("int64"), index=column.index).astype(str).where(integral)
     return _days(pd.to_datetime(text, format="%Y%m%d", errors="coerce"))
+
+
+def _python_days(column: pd.Series) -> np.ndarray:
+    """`_python_day` of each value, converted once per distinct value (a date repeats across keys);
+    nulls (factorize's code -1) take the NaT put last."""
+    codes, distinct = pd.factorize(column)
+    return np.array([*(_python_day(value) for value in distinct), _NAT_DAY], dtype="datetime64[D]")[codes]
 
 
 def _python_day(value) -> np.datetime64:

@@ -261,11 +261,16 @@ def future_rows(observed: pd.DataFrame, future: pd.DataFrame, params: PipelinePa
     (the first by (date, period, features) is kept, whatever the order the rows arrived in)."""
     last = int(observed[params.time_column].max()) if len(observed) else None
     after = future[params.time_column].to_numpy() > last if last is not None else np.ones(len(future), bool)
-    in_span, future = future.loc[~after], future.loc[after]
-    future = future.sort_values([params.date_column, params.time_column, *params.features], kind="mergesort",
-                                ignore_index=True)
-    duplicate = (future.duplicated([params.date_column], keep="first")
-                 | future[params.date_column].isin(observed[params.date_column])).to_numpy()
+    in_span, future = (future.iloc[:0], future) if after.all() else (future.loc[~after], future.loc[after])
+    dates = future[params.date_column]
+    if dates.is_monotonic_increasing and dates.is_unique:  # the usual case: the sort below keeps the order
+        repeated = np.zeros(len(future), bool)
+    else:
+        future = future.sort_values([params.date_column, params.time_column, *params.features], kind="mergesort")
+        repeated = future.duplicated([params.date_column], keep="first").to_numpy()
+    duplicate = repeated | future[params.date_column].isin(observed[params.date_column]).to_numpy()
+    if not duplicate.any():
+        return future.reset_index(drop=True), in_span, future.iloc[:0]
     return future.loc[~duplicate].reset_index(drop=True), in_span, future.loc[duplicate]
 
 
