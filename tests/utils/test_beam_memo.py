@@ -46,10 +46,14 @@ def test_arguments_are_beams_own_for_functions_methods_and_the_rest():
     assert userstate.get_dofn_specs(dofn) == ({_Buffered.BUFFER}, {_Buffered.FLUSH})
 
 
-def test_each_caller_gets_lists_of_its_own():
+def test_each_caller_gets_values_of_its_own():
     args, defaults = core.get_function_args_defaults(plain)
     args.append("x"), defaults.clear()
     assert core.get_function_args_defaults(plain) == (["a", "b"], [1])
+    dofn = _Buffered()
+    state, timers = userstate.get_dofn_specs(dofn)
+    state.clear(), timers.clear()
+    assert userstate.get_dofn_specs(dofn) == userstate.get_dofn_specs.__wrapped__(dofn) != (set(), set())
 
 
 def test_a_function_is_not_kept_alive_by_the_memo():
@@ -74,9 +78,10 @@ def test_views_share_one_store_of_values():
 
 
 def test_install_twice_wraps_once():
-    wrapped, view_as = core.get_function_args_defaults, PipelineOptions.view_as
+    wrapped = core.get_function_args_defaults, userstate.get_dofn_specs, PipelineOptions.view_as
     beam_memo.install()
-    assert core.get_function_args_defaults is wrapped and PipelineOptions.view_as is view_as
+    assert (core.get_function_args_defaults, userstate.get_dofn_specs, PipelineOptions.view_as) == wrapped
+    assert all(getattr(f, "memoized", False) for f in wrapped)
 
 
 def test_a_stateful_pipeline_runs_as_before():
