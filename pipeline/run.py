@@ -41,7 +41,7 @@ from pipeline.stages.prepare import fanout, features, fingerprint, key_size, row
 from pipeline.stages.fit import intervals, search, train
 from pipeline.stages.decide import compare, forecast, select
 from pipeline.stages.record import plan, summary
-from pipeline.utils import frozen, packing, progress
+from pipeline.utils import beam_memo, frozen, packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -212,6 +212,7 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
 def run(argv: list[str] | None = None, draw_report: bool = True) -> dict | None:
     """Runs the pipeline; a local run prints its summary and, unless `draw_report` is False (a caller
     that draws it itself, or not at all: the hostile-input fuzz), writes report.html."""
+    beam_memo.install()  # what Beam derives again and again while building and running, derived once
     params, options, kind = prepare(argv)
     frozen.freeze_once()  # the imported modules outlive the run: keep them out of every later collection
     fits_per_window = len(compare.model_names(params)) if compare.is_enabled(params) else 1

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -86,6 +87,12 @@ def code_version(commit: str, dirty: bool) -> str:
 
 
 def library_versions() -> dict:
+    return dict(_installed_versions())
+
+
+@functools.cache
+def _installed_versions() -> dict:
+    """Read once per process: each lookup parses a package's metadata file, and what is imported stays."""
     versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
