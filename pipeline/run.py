@@ -27,7 +27,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from pipeline import runner
 from pipeline.io.outputs import sinks
 from pipeline.io.publishing import output_claim, publish, publish_beam
-from pipeline.io.sources import columns
+from pipeline.io import columns
 from pipeline.io.sources import period_values, source
 from pipeline.io.warehouse import bigquery, bigquery_beam, bigquery_swap
 from pipeline.io.publishing.results import read_summary, read_table

@@ -1,1 +1,1 @@
-"""Sources: the user's query or files (DuckDB, Parquet, CSV) as column chunks, the embedded sample (the columns' roles: pipeline.io.sources.columns)."""
+"""Sources: the user's query or files (DuckDB, Parquet, CSV) as column chunks, the embedded sample (the columns' roles: pipeline.io.columns)."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.sources.columns import calendar_integer_error
+from pipeline.io.columns import calendar_integer_error
 from pipeline.io.sources.files import MAX_FOOTERS_READ, input_paths
 from pipeline.io.sources.local_query import duckdb_connection
 from pipeline.params.declare import ParameterError

@@ -16,7 +16,7 @@ import pandas as pd
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.io.sources.columns import CHUNK_ROWS, require_columns
+from pipeline.io.columns import CHUNK_ROWS, require_columns
 from pipeline.io.sources.files import (MAX_FOOTERS_READ, EmptyFile, count_file_pieces, file_columns, file_pieces,
                                        input_paths, read_file_table)
 from pipeline.io.sources.local_query import duckdb_columns, duckdb_connection, query_text_columns, single_statement

@@ -21,7 +21,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOpt
 from pipeline.io.outputs import sinks
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
-from pipeline.io.sources.columns import require_columns
+from pipeline.io.columns import require_columns
 
 # Which --*_table parameter names the table of each output.
 OUTPUT_TABLE_PARAMS = {"predictions": "output_table", "metrics": "metrics_table",

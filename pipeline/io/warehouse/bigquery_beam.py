@@ -23,7 +23,7 @@ from apache_beam.options.pipeline_options import GoogleCloudOptions
 from pipeline.io.outputs import labels, sinks
 from pipeline.io.warehouse.bigquery import parse_dataset, table_layout, table_schema
 from pipeline.io.warehouse.bigquery_swap import StagedOutputs
-from pipeline.io.sources.columns import CHUNK_ROWS
+from pipeline.io.columns import CHUNK_ROWS
 from pipeline.params.values import PipelineParams
 
 

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from pipeline.io.sources.columns import calendar_integer_error
+from pipeline.io.columns import calendar_integer_error
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare.window_plan import EXPANDING, GLOBAL, KEY, SLIDING, WindowPlan
