@@ -46,8 +46,8 @@ test: dev-venv
 ## pipeline, each checked for its invariants, in FUZZ_JOBS processes at once (default 2, one per core;
 ## shard i draws from seed FUZZ_SEED + i); the counts, the seeds and each process's memory are printed
 ## at the end and written to FUZZ_STATS (FUZZ_SEED=<n> with the same FUZZ_JOBS replays a run).
-## `make test` (CI) runs 12 derandomized cases of the same property. A case costs about 1.3 CPU-s, so
-## 1,000 take about 11 minutes on 2 free cores (bench/NOTE.md, "Hostile-input fuzz").
+## `make test` (CI) runs 12 derandomized cases of the same property. A case costs 1.3 to 1.5 CPU-s, so
+## 1,000 take about 13 minutes on 2 free cores (bench/NOTE.md, "Hostile-input fuzz").
 FUZZ_EXAMPLES ?= 1000
 FUZZ_JOBS ?= 2
 FUZZ_SEED ?= $(shell date +%s)
