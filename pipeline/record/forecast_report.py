@@ -3,7 +3,7 @@
 `coverage_section`: the out-of-sample coverage of each band (summary.json's `intervals`), per model, level
 and test period. `forecast_section`: for the best, median and worst keys (by backtest RMSE), the actuals
 and backtest predictions of the last observed periods, then the forecast, with the bands drawn.
-The report's own helpers (table, image, figure, where to draw) are passed in, so this module imports nothing of it.
+The report's own helpers (table, image, figure) are passed in, so this module imports nothing of it.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def plot_forecasts(predictions: pd.DataFrame, forecasts: pd.DataFrame, picks: li
 
 
 def forecast_section(summary: dict, picks: list, predictions: pd.DataFrame, forecasts: pd.DataFrame | None,
-                     table, img, figure_fn, png_fn, draw) -> list[str]:
+                     table, img, figure_fn, png_fn) -> list[str]:
     document = summary.get("forecast")
     if not document:
         return []
@@ -101,6 +101,6 @@ def forecast_section(summary: dict, picks: list, predictions: pd.DataFrame, fore
              "window).</p>"]
     if forecasts is not None and len(forecasts) and picks:
         parameters = summary.get("parameters", {})
-        parts.append(img(draw(plot_forecasts, predictions, forecasts, picks, parameters, figure_fn, png_fn),
+        parts.append(img(plot_forecasts(predictions, forecasts, picks, parameters, figure_fn, png_fn),
                          "forecast of the best, median and worst keys"))
     return parts

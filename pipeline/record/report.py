@@ -32,7 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.io.outputs.sinks import MANIFEST_FILE, REPORT_FILE, SUMMARY_FILE
 from pipeline.io.publishing.results import read_json, read_table
-from pipeline.record import drawing, forecast_report, model_comparison, report_keys, report_plots, scale_free, scores
+from pipeline.record import forecast_report, model_comparison, report_keys, report_plots, scale_free, scores
 
 MANY_ROWS = 24  # a longer table is folded away (<details>) under its chart
 
@@ -57,10 +57,8 @@ def best_median_worst(key_rmse: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def preload() -> threading.Thread:
-    """Starts the helper that draws charts beside the launcher (`drawing.start`) and imports the plotting
-    library on a background thread (about a second), so that a launcher waiting on its workers has done
-    both before the run ends and the report is drawn."""
-    drawing.start()  # first: it forks, and a fork must not happen while a thread is importing
+    """Imports the plotting library on a background thread (about a second), so that a launcher
+    waiting on its workers has done it before the run ends and the report is drawn."""
     thread = threading.Thread(target=report_plots._pyplot, name="preload-report", daemon=True)
     thread.start()
     return thread
@@ -94,20 +92,8 @@ def describe_models(parameters: dict) -> str:
 
 # -- HTML ----------------------------------------------------------------------------------------------
 
-def _img(png: bytes | drawing.Drawing, alt: str):
-    """The <img> of a chart: a string, or for a chart still being drawn (`drawing.draw`) an object that
-    becomes that string (`str`) when the document is joined."""
-    if isinstance(png, drawing.Drawing):
-        return _PendingImage(png, alt)
+def _img(png: bytes, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-class _PendingImage:
-    def __init__(self, chart: drawing.Drawing, alt: str):
-        self._chart, self._alt = chart, alt
-
-    def __str__(self) -> str:
-        return _img(self._chart.png(), self._alt)
 
 
 def _table(rows: list[tuple], header: tuple | None = None) -> str:
@@ -163,7 +149,7 @@ def _period_section(metrics: pd.DataFrame, models: list[str], unit: str | None) 
         rows.append((test, *(by_model["rmse"].get(m) for m in models), base,
                      *(by_model["rmse"].get(m) / base if base and np.isfinite(base) else None for m in models)))
     ratio = [f"ratio {m}" if len(models) > 1 else "ratio" for m in models]
-    return parts + [_img(drawing.draw(report_plots.plot_models_by_period, table, models), "RMSE per test period"),
+    return parts + [_img(report_plots.plot_models_by_period(table, models), "RMSE per test period"),
                     _table(rows, ("test period", *(f"RMSE {m}" if len(models) > 1 else "RMSE" for m in models),
                                   "baseline RMSE", *ratio))]
 
@@ -175,9 +161,7 @@ def _coverage_plot(summary: dict, unit: str | None) -> list[str]:
     rows = [(model, int(level), scores.period_text(period, unit), value)
             for model, by_level in document["coverage_out_of_sample"].items()
             for level, measured in by_level.items() for period, value in measured["by_test_period"].items()]
-    if not rows:
-        return []
-    return [_img(drawing.draw(report_plots.plot_coverage, rows), "interval coverage, nominal vs observed")]
+    return [_img(report_plots.plot_coverage(rows), "interval coverage, nominal vs observed")] if rows else []
 
 
 def _key_table(metrics, keyed, chosen, forecasts, key_column) -> pd.DataFrame:
@@ -242,29 +226,28 @@ def render(summary: dict, manifest: dict | None, metrics: pd.DataFrame, read_pre
         which = "each key's chosen model" if len(models) > 1 else models[0]
         parts += ["<h2>Per-key RMSE</h2>",
                   "".join(f"<p>{html.escape(v.sentence())}.</p>" for v in found),
-                  _img(drawing.draw(report_plots.plot_key_rmse_distribution, keyed, models),
-                       "distribution of per-key RMSE"),
-                  _img(drawing.draw(report_plots.plot_win_loss, keyed, models), "per key: model vs baseline"),
+                  _img(report_plots.plot_key_rmse_distribution(keyed, models), "distribution of per-key RMSE"),
+                  _img(report_plots.plot_win_loss(keyed, models), "per key: model vs baseline"),
                   f"<h2>Predicted vs actual: best, median and worst keys ({html.escape(which)})</h2>",
-                  _img(drawing.draw(report_plots.plot_keys_over_time, predictions, picks, scored, key_column,
-                                    date_column, report_plots.MODEL_COLORS[0]),
+                  _img(report_plots.plot_keys_over_time(predictions, picks, scored, key_column, date_column,
+                                                        report_plots.MODEL_COLORS[0]),
                        "predicted vs actual over time"),
                   _table([(label, key, chosen[key], scored.at[key, "rmse"], scored.at[key, "baseline_rmse"])
                           for label, key in picks], ("", key_column, "model", "RMSE", "baseline RMSE"))]
         forecasts = (forecasts_all[forecasts_all[key_column].isin([k for _, k in picks])]
                      if forecasts_all is not None else None)
         parts += forecast_report.forecast_section(summary, picks, predictions, forecasts, _table, _img,
-                                                  report_plots.figure, report_plots.png, drawing.draw)
+                                                  report_plots.figure, report_plots.png)
         parts += report_keys.section(table, predictions[predictions[key_column].isin(plotted)], key_column,
                                      date_column, plotted)
 
     parts.append("<h2>Ledger</h2>")
     if len(ledger):
         counts = ledger_counts(ledger)
-        parts += [_img(drawing.draw(report_plots.plot_ledger, counts), "ledger counts by status and reason"),
+        parts += [_img(report_plots.plot_ledger(counts), "ledger counts by status and reason"),
                   _table([(s, r, int(n)) for (s, r), n in counts.items()], ("status", "reason", "key x windows"))]
     parts.append("</body></html>")
-    return "\n".join(map(str, parts))
+    return "\n".join(parts)
 
 
 def ledger_counts(ledger: pd.DataFrame) -> pd.Series:
