@@ -25,12 +25,12 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from pipeline import runner
+from pipeline.io import columns
 from pipeline.io.outputs import sinks
 from pipeline.io.publishing import output_claim, publish, publish_beam
-from pipeline.io import columns
+from pipeline.io.publishing.results import read_summary, read_table
 from pipeline.io.sources import period_values, source
 from pipeline.io.warehouse import bigquery, bigquery_beam, bigquery_swap
-from pipeline.io.publishing.results import read_summary, read_table
 from pipeline.models import custom_model
 from pipeline.params import parse
 from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
