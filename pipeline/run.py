@@ -11,6 +11,7 @@ Reads like the data flow:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import gc
@@ -41,7 +42,7 @@ from pipeline.stages.prepare import fanout, features, fingerprint, key_size, row
 from pipeline.stages.fit import intervals, search, train
 from pipeline.stages.decide import compare, forecast, select
 from pipeline.stages.record import plan, summary
-from pipeline.utils import beam_memo, frozen, packing, progress
+from pipeline.utils import beam_memo, fork_server, frozen, packing, progress
 
 SAMPLE_QUERY = PARAMS_BY_NAME["query"].default
 
@@ -209,6 +210,25 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
     return params, options, kind
 
 
+def local_fork_server(argv: list[str], options: PipelineOptions):
+    """The fork server of a local run's worker processes (pipeline.utils.fork_server); nothing (a null
+    context) when the workers are not local processes."""
+    if not runner.has_worker_processes(options):
+        fork_server.stop_early()
+        return contextlib.nullcontext()
+    return fork_server.claim(argv, __name__)
+
+
+def import_models_of(argv: list[str]) -> None:
+    """Imports what fitting the models of the command line `argv` needs (the fork server calls it before
+    the launcher has parsed `argv`); nothing when it does not parse: the launcher says why."""
+    try:
+        params, _ = parse_args(argv)
+    except (ParameterError, SystemExit):
+        return
+    custom_model.import_models(*custom_model.run_models(params))
+
+
 def run(argv: list[str] | None = None, draw_report: bool = True) -> dict | None:
     """Runs the pipeline; a local run prints its summary and, unless `draw_report` is False (a caller
     that draws it itself, or not at all: the hostile-input fuzz), writes report.html."""
@@ -222,8 +242,10 @@ def run(argv: list[str] | None = None, draw_report: bool = True) -> dict | None:
                      if show_progress else None)  # the progress total before the fits end
     if draw_report and runner.is_local(options) and not params.plan_only:
         report.preload()  # the launcher mostly waits on its workers: import the plotting library meanwhile
-    with (packing.spill_folder(runner.has_worker_processes(options)),
-          progress.Display(show_progress, fits_per_window, keys_expected=keys_expected), beam.Pipeline(options=options) as pipeline):
+    with (local_fork_server(sys.argv[1:] if argv is None else list(argv), options) as forks,
+          packing.spill_folder(runner.has_worker_processes(options)),
+          progress.Display(show_progress, fits_per_window, keys_expected=keys_expected),
+          beam.Pipeline(runner=runner.local_runner(options, forks), options=options) as pipeline):
         build(pipeline, params, kind)
     if not runner.is_local(options):
         return None  # Dataflow: the summary is written by the job itself
