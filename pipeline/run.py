@@ -212,11 +212,11 @@ def prepare(argv: list[str] | None) -> tuple[PipelineParams, PipelineOptions, st
 
 def local_fork_server(argv: list[str], options: PipelineOptions):
     """The fork server of a local run's worker processes (pipeline.utils.fork_server); nothing (a null
-    context) when the workers are not local processes."""
+    context: Beam starts its workers itself) when they are not local processes, or it cannot run."""
     if not runner.has_worker_processes(options):
         fork_server.stop_early()
         return contextlib.nullcontext()
-    return fork_server.claim(argv, __name__)
+    return fork_server.claim(argv, __name__) or contextlib.nullcontext()
 
 
 def import_models_of(argv: list[str]) -> None:

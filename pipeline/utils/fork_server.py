@@ -1,16 +1,19 @@
-"""Local worker processes forked from one warm process, instead of each started from nothing.
+"""Local worker processes forked from one warm process, instead of each started from nothing (Linux).
 
 Beam's local runner (multi_processing mode) starts every worker as `python -m
 apache_beam.runners.worker.sdk_worker_main`: a fresh interpreter that imports Beam, pandas, pyarrow, this
 package's stages and the models' libraries (statsforecast's alone: about a second) before its first bundle,
 each worker on its own core, while the run waits. A fork server imports all that once, in the background
-while the launcher parses its parameters and builds the graph, and then forks a worker per request:
-copy-on-write, ready in milliseconds (bench/NOTE.md gives what it saves).
+while the launcher imports, parses its parameters and builds the graph, and then forks a worker per
+request: copy-on-write, ready in milliseconds (bench/NOTE.md gives what it saves).
 
-    server = ForkServer.start()          # as early as the launcher can (pipeline/__main__.py)
-    server.preload([("pipeline.models.custom_model", "import_named_models", ["theta"])])
-    runner.local_runner(options, server) # Beam's local runner, its worker command pointed at `server`
+    start_early(argv, "pipeline.run")  # first thing in `python -m pipeline` (pipeline/__main__.py)
+    server = claim(argv, "pipeline.run")   # the run's, once it knows its workers are local processes
+    runner.local_runner(options, server)   # Beam's local runner, its worker command pointed at `server`
     server.close()
+
+The server imports Beam's worker, then calls the entry module's `import_models_of(argv)`, which imports the
+entry's own modules (every stage) and what the models of `argv` need.
 
 The worker command Beam runs is `client` below, a small process that imports nothing but the standard library:
 it hands the server its environment, working folder and standard streams (the worker writes where Beam's own
@@ -50,6 +53,9 @@ from pipeline.utils import threads
 
 MODULE = "pipeline.utils.fork_server"  # not __name__: that is "__main__" in the server and the client
 BEAM_WORKER = "apache_beam.runners.worker.sdk_worker_main"
+# Linux only: fork is unsafe in macOS's system libraries (Python's own multiprocessing spawns there), and
+# PR_SET_PDEATHSIG is Linux's. Elsewhere Beam starts its workers itself.
+SUPPORTED = sys.platform.startswith("linux")
 _PR_SET_PDEATHSIG = 1
 _PARENT_CHECK_SECONDS = 1.0
 
@@ -104,21 +110,29 @@ def start_early(argv: list[str], entry: str) -> None:
     the plain local default (no --runner, no --direct_running_mode: Beam's local runner with worker
     processes); `claim` takes it, or it is stopped at exit. Any other run decides later (`claim`)."""
     global _early
-    if _early is None and not any(arg.split("=")[0] in ("--runner", "--direct_running_mode", "--help", "-h")
-                                  for arg in argv):
+    if _early is None and SUPPORTED and not any(
+            arg.split("=")[0] in ("--runner", "--direct_running_mode", "--help", "-h") for arg in argv):
         threads.limit_malloc_arenas()  # before the server starts: glibc reads it once, and forks inherit it
-        _early = ForkServer.start(argv, entry)
+        try:
+            _early = ForkServer.start(argv, entry)
+        except OSError:  # no temporary folder, no process to spare: the run goes on with Beam's own workers
+            return
         atexit.register(_early.close)
 
 
-def claim(argv: list[str], entry: str) -> ForkServer:
-    """The server started early, if it is still running, else a new one (`ForkServer.start`); the caller
-    closes it."""
+def claim(argv: list[str], entry: str) -> ForkServer | None:
+    """The server started early, if it is still running, else a new one (`ForkServer.start`), which the
+    caller closes; None where there can be none (not Linux, or it could not start)."""
     global _early
     server, _early = _early, None
     if server is not None and server.alive():
         return server
-    return ForkServer.start(argv, entry)
+    if not SUPPORTED:
+        return None
+    try:
+        return ForkServer.start(argv, entry)
+    except OSError:
+        return None
 
 
 def stop_early() -> None:
@@ -227,7 +241,7 @@ def _become_worker(message: dict, fds: list[int]) -> None:
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGCHLD, signal.SIGTERM):
             signal.signal(signum, signal.SIG_DFL)
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)  # dies with the server
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
             os.close(fd)
