@@ -254,7 +254,12 @@ def fit_predict(params: PipelineParams, model: registry.ModelSpec | str, model_p
 
 def history_steps(params: PipelineParams, split) -> tuple[str, np.ndarray, np.ndarray]:
     """(the key's frequency, the training rows' steps, the test rows' steps) of a split, for the
-    statistical models (pipeline.models.statistical)."""
+    statistical models (pipeline.models.statistical); worked out once per split."""
+    return split.derived(("history_steps", params.date_column, params.frequency, params.period),
+                         lambda: _history_steps(params, split))
+
+
+def _history_steps(params: PipelineParams, split) -> tuple[str, np.ndarray, np.ndarray]:
     train_dates = split.column(params.date_column, test=False)
     frequency = statistical.key_frequency(params.frequency, params.period, train_dates)
     return (frequency, periods.steps(train_dates, frequency),

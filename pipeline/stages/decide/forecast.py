@@ -41,6 +41,7 @@ from pipeline.stages.fit import intervals, search, train
 from pipeline.stages.fit.fitting import failure_reason, fit_checked
 from pipeline.stages.fit.split import FAILED, SKIPPED, TRAINED, split_at
 from pipeline.stages.decide import compare, select
+from pipeline.utils import frames
 from pipeline.utils.tagged import GROUP_ERRORS, reraise_infrastructure
 
 FORECASTS = "forecasts"
@@ -136,8 +137,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
                  metric_rows: list[dict], predictions: list[pd.DataFrame], params: PipelineParams,
                  deadline=None) -> KeyForecast:
     """One key's forecast (see the module docstring)."""
-    future = in_date_order(future, params.date_column)
-    periods = future[params.time_column].to_numpy()
+    periods = future[params.time_column].to_numpy()  # in any order: only its first, its last and its number
     ledger = {params.key_column: key, "window_start": None, "window_end": int(periods.max()), "status": SKIPPED,
               "reason": "", "rows_train": 0, "rows_test": len(future), "fit_seconds": 0.0,
               "predict_seconds": 0.0, "error_class": "", "error_message": "", "model": None,
@@ -183,7 +183,7 @@ def forecast_key(key: str, observed: pd.DataFrame | None, future: pd.DataFrame, 
     columns = [params.time_column, params.date_column, params.target, *features.model_columns(params),
                *features.history_columns(params)]
     to_predict = future_features(observed, future, params)
-    data = pd.concat([rows[columns], to_predict[columns]], ignore_index=True)
+    data = frames.stack([rows, to_predict], columns)
     split = split_at(data, int(periods.min()), params)
     seed = registry.group_seed(params.seed, key, SEED_LABEL)
     failure, fitted, fitted_by, why = None, None, model, ""

@@ -31,7 +31,7 @@ class WindowSplit:
 
     def __init__(self, data: pd.DataFrame, time_column: str, test_start: int,
                  target_features: tuple = (), target: str | None = None):
-        self.data, self._values, self._arrays = data, {}, {}
+        self.data, self._values, self._arrays, self._derived = data, {}, {}, {}
         self._target_features, self._target = list(target_features), target
         self.is_test = self.values(time_column) >= test_start
         self.rows_test = int(self.is_test.sum())
@@ -57,6 +57,13 @@ class WindowSplit:
         if name not in self._values:
             self._values[name] = self.data[name].to_numpy()
         return self._values[name]
+
+    def derived(self, key: tuple, compute):
+        """`compute()`, once per split and `key`: what several steps of one fit read from the same rows
+        (the key's frequency and steps: the eligibility rule, the model and the seasonal baseline)."""
+        if key not in self._derived:
+            self._derived[key] = compute()
+        return self._derived[key]
 
     def column(self, name: str, test: bool) -> np.ndarray:
         values = self.values(name)

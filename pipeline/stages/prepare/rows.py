@@ -22,7 +22,7 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline.models import custom_model
-from pipeline.utils import packing, periods
+from pipeline.utils import frames, packing, periods
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import fanout
 from pipeline.stages.prepare import dates as date_values
@@ -242,7 +242,7 @@ class _MergeKeyRows(beam.DoFn):
                                                 "rows_rejected_validation": len(in_span),
                                                 "rows_rejected_duplicate": len(duplicate)})
         if len(future):
-            yield beam.pvalue.TaggedOutput(FORECAST_ROWS, (key, future.drop(columns=_ROW_JSON)))
+            yield beam.pvalue.TaggedOutput(FORECAST_ROWS, (key, future))
 
 
 def split_future(rows: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -250,13 +250,14 @@ def split_future(rows: pd.DataFrame, params: PipelineParams) -> tuple[pd.DataFra
     if _ROW_JSON not in rows:
         return rows, rows.iloc[:0].assign(**{_ROW_JSON: pd.Series(dtype=object)})
     null = rows[params.target].isna().to_numpy()
-    return rows.loc[~null].drop(columns=_ROW_JSON).reset_index(drop=True), rows.loc[null].reset_index(drop=True)
+    observed = [name for name in rows.columns if name != _ROW_JSON]
+    return frames.take_rows(rows, ~null, observed), frames.take_rows(rows, null)
 
 
 def future_rows(observed: pd.DataFrame, future: pd.DataFrame, params: PipelineParams):
-    """(rows to forecast, rows inside the observed span, second rows for a date) of one key's rows with a
-    null target. A row is to forecast when its period comes after the key's last period with a target
-    (every one when the key has none); one at or before it is rejected as bad_target, as without
+    """(rows to forecast, without their original rows' texts; rows inside the observed span; second rows
+    for a date) of one key's rows with a null target. A row is to forecast when its period comes after the
+    key's last period with a target (every one when the key has none); one at or before it is rejected as bad_target, as without
     --forecast. A row to forecast on a date that already has a row is rejected as duplicate_key_date
     (the first by (date, period, features) is kept, whatever the order the rows arrived in)."""
     last = int(observed[params.time_column].max()) if len(observed) else None
@@ -269,9 +270,8 @@ def future_rows(observed: pd.DataFrame, future: pd.DataFrame, params: PipelinePa
         future = future.sort_values([params.date_column, params.time_column, *params.features], kind="mergesort")
         repeated = future.duplicated([params.date_column], keep="first").to_numpy()
     duplicate = repeated | future[params.date_column].isin(observed[params.date_column]).to_numpy()
-    if not duplicate.any():
-        return future.reset_index(drop=True), in_span, future.iloc[:0]
-    return future.loc[~duplicate].reset_index(drop=True), in_span, future.loc[duplicate]
+    to_forecast = frames.take_rows(future, ~duplicate, [name for name in future.columns if name != _ROW_JSON])
+    return to_forecast, in_span, future.loc[duplicate] if duplicate.any() else future.iloc[:0]
 
 
 class ValidateAndGroupByKey(beam.PTransform):

@@ -55,8 +55,8 @@ def prediction_counters(frame: pd.DataFrame, time_column: str) -> dict:
     sums = {"n": np.bincount(group, minlength=len(periods)).astype(float)}
     sums.update({stat: np.bincount(group, weights=np.nan_to_num(values, nan=0.0), minlength=len(periods))
                  for stat, values in squared.items()})
-    return {f"period_{stat}": {str(p): float(total) for p, total in zip(periods.tolist(), sums[stat])}
-            for stat in sums}
+    labels = [str(p) for p in periods.tolist()]
+    return {f"period_{stat}": dict(zip(labels, totals.tolist())) for stat, totals in sums.items()}
 
 
 # Per row, for the model and seasonal naive: |e| / MASE's scale, the sMAPE term, |e|; and |y|, and
