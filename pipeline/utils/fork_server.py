@@ -1,33 +1,25 @@
 """Local worker processes forked from one warm process, instead of each started from nothing (Linux).
 
 Beam's local runner (multi_processing mode) starts every worker as `python -m
-apache_beam.runners.worker.sdk_worker_main`: a fresh interpreter that imports Beam, pandas, pyarrow, this
-package's stages and the models' libraries (statsforecast's alone: about a second) before its first bundle,
-each worker on its own core, while the run waits. A fork server imports all that once, in the background
-while the launcher imports, parses its parameters and builds the graph, and then forks a worker per
-request: copy-on-write, ready in milliseconds (bench/NOTE.md gives what it saves).
+apache_beam.runners.worker.sdk_worker_main`, a fresh interpreter that imports Beam, pandas, pyarrow, this
+package's stages and the models' libraries (statsforecast's: about a second) before its first bundle. A fork
+server imports all that once, while the launcher imports, parses and builds the graph, then forks each worker
+Beam asks for: copy-on-write, ready in milliseconds (bench/NOTE.md gives what it saves).
 
-    start_early(argv, "pipeline.run")  # first thing in `python -m pipeline` (pipeline/__main__.py)
+    start_early(argv, "pipeline.run")      # first thing in `python -m pipeline` (pipeline/__main__.py)
     server = claim(argv, "pipeline.run")   # the run's, once it knows its workers are local processes
     runner.local_runner(options, server)   # Beam's local runner, its worker command pointed at `server`
-    server.close()
 
-The server imports Beam's worker, then calls the entry module's `import_models_of(argv)`, which imports the
-entry's own modules (every stage) and what the models of `argv` need.
-
-The worker command Beam runs is `client` below, a small process that imports nothing but the standard library:
-it hands the server its environment, working folder and standard streams (the worker writes where Beam's own
-would), waits for the forked worker's exit code and exits with it. A client that is killed takes its worker
-with it (the server kills the worker when the client's connection closes); a server that dies takes its
-workers with it (PR_SET_PDEATHSIG); a server whose launcher is gone exits within a second. A client that
-finds no server runs the worker itself, exactly as Beam would have.
-
-Forking is safe because the server never starts a Python thread or a gRPC channel: it imports and forks,
-nothing else (gRPC's threads, which must not be forked, start in each worker after its fork). The native
-pools that imports start (OpenBLAS, jemalloc) handle fork themselves, as they do under multiprocessing's
-fork. Each worker gets the environment Beam gave its command; what libraries read only when loaded
-(thread counts) is the server's, and `pipeline.utils.threads.limit` sets the thread pools before every fit
-anyway. This module imports only the standard library at its top, so that the client starts in tens of ms.
+The server imports Beam's worker, then calls the entry module's `import_models_of(argv)` (the entry's own
+imports: every stage; then what the models of `argv` need). Beam's worker command is `client` below, which
+imports only the standard library: it hands the server its environment, folder and standard streams, waits
+for the forked worker's exit code and exits with it. A killed client takes its worker with it (the server
+kills it when the client's connection closes), a server that dies takes its workers (PR_SET_PDEATHSIG), a
+server whose launcher is gone exits within a second, and a client that finds no server runs Beam's worker
+itself. Forking is safe because the server never starts a Python thread or a gRPC channel (gRPC's threads,
+which must not be forked, start in each worker after its fork); the native pools imports start (OpenBLAS,
+jemalloc) handle fork, as under multiprocessing's fork. What libraries read from the environment when they
+load (thread counts) is the server's; `pipeline.utils.threads.limit` sets the pools before every fit anyway.
 """
 
 from __future__ import annotations
@@ -295,8 +287,8 @@ def client(address: str, argv: list[str]) -> int:
     """Asks the server at `address` for a worker with this process's environment and streams; its exit code."""
     worker_argv = [BEAM_WORKER, *argv]
     try:
-        connection = _send(address, {"op": "fork", "env": dict(os.environ), "cwd": os.getcwd(),
-                                     "argv": worker_argv}, fds=(0, 1, 2))
+        connection = _send(address, {"env": dict(os.environ), "cwd": os.getcwd(), "argv": worker_argv},
+                           fds=(0, 1, 2))
     except OSError:  # no server (it was stopped, or never started): the worker Beam would have started
         os.execv(sys.executable, [sys.executable, "-m", *worker_argv])
     reader = connection.makefile("rb")
