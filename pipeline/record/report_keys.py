@@ -51,7 +51,9 @@ def _points(values: np.ndarray, low: float, high: float) -> str:
     x = np.linspace(0, WIDTH, len(values)) if len(values) > 1 else np.array([WIDTH / 2])
     span = (high - low) or 1.0
     y = HEIGHT - 4 - (values - low) / span * (HEIGHT - 8)
-    return " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x, y) if np.isfinite(b))
+    drawn = np.isfinite(y)
+    pairs = np.column_stack([x[drawn], y[drawn]]).ravel().tolist()
+    return " ".join(["%.1f,%.1f"] * int(drawn.sum())) % tuple(pairs)  # one formatting call for all the points
 
 
 def key_svg(rows: pd.DataFrame, date_column: str) -> str:
