@@ -32,7 +32,7 @@ from pipeline.io.publishing import output_claim, publish, publish_beam
 from pipeline.io.publishing.results import read_summary, read_table
 from pipeline.io.sources import period_values, source
 from pipeline.io.warehouse import bigquery, bigquery_beam, bigquery_swap
-from pipeline.models import custom_model
+from pipeline.models import custom_model, model_fit
 from pipeline.params import parse
 from pipeline.params.catalog import PARAMS, PARAMS_BY_NAME
 from pipeline.params.declare import ParameterError
@@ -226,7 +226,7 @@ def import_models_of(argv: list[str]) -> None:
         params, _ = parse_args(argv)
     except (ParameterError, SystemExit):
         return
-    custom_model.import_models(*custom_model.run_models(params))
+    model_fit.import_models(*model_fit.run_models(params))
 
 
 def run(argv: list[str] | None = None, draw_report: bool = True) -> dict | None:

@@ -83,7 +83,7 @@ def predict_window(model_dir: str, run_id: str, key: str, window_start: int, sou
         # As the run: test rows predicted recursively from the test start, unknown values imputed or not.
         split = split_at(window, min(meta["test_periods"]), params)
         test = split.test.reset_index(drop=True)
-        _, _, matrix = split.arrays(columns, params.target, impute=custom_model.imputes(params.model))
+        _, _, matrix = split.arrays(columns, params.target, impute=model_fit.imputes(params.model))
         predicted = np.asarray(matrix(estimator.predict) if callable(matrix) else estimator.predict(matrix),
                                dtype=float) if len(test) else np.array([])
     return pd.DataFrame({

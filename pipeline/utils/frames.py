@@ -28,17 +28,19 @@ def take_rows(frame: pd.DataFrame, positions: np.ndarray, columns=None) -> pd.Da
     """`frame.iloc[positions][columns].reset_index(drop=True)`: the rows at `positions` (or where a
     boolean mask is true), in `columns` (default: all)."""
     columns = list(frame.columns) if columns is None else list(columns)
-    arrays = _numpy_columns(frame, columns)
-    if arrays is None:
+    arrays = _numpy_columns(frame, columns) if columns else None
+    if arrays is None or len(arrays) < len(columns):  # an extension column, no column, or a name twice
         return frame.iloc[positions][columns].reset_index(drop=True)
-    return pd.DataFrame({name: values[positions] for name, values in arrays.items()}, columns=columns)
+    # Fresh arrays (numpy's fancy indexing copies): pandas need not copy them again. No `columns=`:
+    # with a dict, pandas would reindex the frame by it, which costs more than the rest.
+    return pd.DataFrame({name: values[positions] for name, values in arrays.items()}, copy=False)
 
 
 def stack(frames: list[pd.DataFrame], columns) -> pd.DataFrame:
     """`pd.concat([f[columns] for f in frames], ignore_index=True)`."""
     columns = list(columns)
-    parts = [_numpy_columns(frame, columns) for frame in frames]
-    if any(part is None for part in parts) or any(
+    parts = [_numpy_columns(frame, columns) for frame in frames] if columns else [None]
+    if any(part is None or len(part) < len(columns) for part in parts) or any(
             part[name].dtype != parts[0][name].dtype for part in parts[1:] for name in columns):
         return pd.concat([frame[columns] for frame in frames], ignore_index=True)
-    return pd.DataFrame({name: np.concatenate([part[name] for part in parts]) for name in columns}, columns=columns)
+    return pd.DataFrame({name: np.concatenate([part[name] for part in parts]) for name in columns}, copy=False)

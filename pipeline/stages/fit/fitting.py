@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from pipeline.models import combination, custom_model
+from pipeline.models import combination, model_fit
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit.split import FAILED, TRAINED, WindowSplit
 from pipeline.stages.prepare import features
@@ -17,7 +17,7 @@ from pipeline.utils.tagged import reraise_infrastructure
 
 
 def fit_in_time(params: PipelineParams, model_params: dict, split: WindowSplit, key: str, seed: int,
-                deadline: DeadlineCaller | None) -> custom_model.Fitted:
+                deadline: DeadlineCaller | None) -> model_fit.Fitted:
     """Fits and predicts, in this process or in the deadline's helper process (which receives the
     model itself, registry entry or user spec, so it needs no state of this process).
 
@@ -28,12 +28,12 @@ def fit_in_time(params: PipelineParams, model_params: dict, split: WindowSplit, 
         fits = [fit_in_time(dataclasses.replace(params, model=name), combination.member_params(model_params, name),
                             split, key, seed, deadline) for name in names]
         estimators = [fit.estimator for fit in fits]
-        return custom_model.Fitted(
+        return model_fit.Fitted(
             combination.mean_of([fit.predicted for fit in fits]), sum(fit.fit_seconds for fit in fits),
             sum(fit.predict_seconds for fit in fits),
             combination.MeanOfModels(names, estimators) if all(e is not None for e in estimators) else None)
     call = deadline.call if deadline is not None else _call_here
-    return call(custom_model.fit_predict, params, custom_model.resolve(params.model), model_params,
+    return call(model_fit.fit_predict, params, model_fit.resolve(params.model), model_params,
                 features.model_columns(params), split, key, seed)
 
 
@@ -63,7 +63,7 @@ def may_fall_back(params: PipelineParams, reason: str, split: WindowSplit) -> bo
 
 
 def fit_checked(params: PipelineParams, model_params: dict, split: WindowSplit, key: str, seed: int,
-                deadline) -> custom_model.Fitted:
+                deadline) -> model_fit.Fitted:
     """`fit_in_time`, with predictions that are not all finite an error."""
     fitted = fit_in_time(params, model_params, split, key, seed, deadline)
     if not np.isfinite(fitted.predicted).all():
@@ -72,7 +72,7 @@ def fit_checked(params: PipelineParams, model_params: dict, split: WindowSplit, 
 
 
 def fit_fallback(params: PipelineParams, split: WindowSplit, key: str, seed: int, deadline, ledger: dict
-                 ) -> tuple[custom_model.Fitted | None, dict]:
+                 ) -> tuple[model_fit.Fitted | None, dict]:
     """(the fallback's fit or None, the ledger row): trained with reason `fallback: <why>` and the
     candidate's error kept; failed (the original reason, both errors in the message) if the fallback fails."""
     why = ledger["reason"]

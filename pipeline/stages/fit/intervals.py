@@ -43,7 +43,7 @@ import apache_beam as beam
 import numpy as np
 import pandas as pd
 
-from pipeline.models import custom_model
+from pipeline.models import model_fit
 from pipeline.params.declare import ParameterError
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit import train
@@ -52,7 +52,7 @@ from pipeline.stages.prepare.windows import WindowPlan
 
 CALIBRATION = "calibration_residuals"
 SOURCE = "interval_source"  # with --interval_method=model: which method made a row's band
-CONFORMAL, MODEL = "conformal", custom_model.MODEL_INTERVALS
+CONFORMAL, MODEL = "conformal", model_fit.MODEL_INTERVALS
 METHOD = ("split conformal, symmetric: predicted +/- the k-th smallest of the key's n earlier absolute "
           "residuals of the same model, k = ceil((n+1)(1-alpha)); no band (infinite) when k > n")
 MODEL_METHOD = ("statistical models: statsforecast's own prediction intervals (mean +/- z * sigma_h), fitted "
@@ -81,7 +81,7 @@ def model_bands(params: PipelineParams) -> bool:
 
 
 def _has_model_bands(frame: pd.DataFrame, levels) -> bool:
-    """A prediction frame whose bands its model made (the fit added them: pipeline.models.custom_model)."""
+    """A prediction frame whose bands its model made (the fit added them: pipeline.models.model_fit)."""
     return all(name in frame for level in levels for name in bound_names(level))
 
 

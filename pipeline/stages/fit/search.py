@@ -46,7 +46,7 @@ import apache_beam as beam
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline.models import custom_model
+from pipeline.models import custom_model, model_fit
 from pipeline.stages.fit import evaluate
 from pipeline.models import registry
 from pipeline.stages.fit import train
@@ -216,7 +216,7 @@ class _ScoreConfigsFn(beam.DoFn):
         self._deadline = None
 
     def setup(self):
-        # As TrainAndPredictFn.setup: the fits (custom_model.fit_predict) set their own thread's pools.
+        # As TrainAndPredictFn.setup: the fits (model_fit.fit_predict) set their own thread's pools.
         threads.set_environment(self._params.model_threads)
 
     def process(self, element):
@@ -228,7 +228,7 @@ class _ScoreConfigsFn(beam.DoFn):
     def _time_limit(self) -> DeadlineCaller | None:
         """The --group_timeout_s helper process, started on first use (as TrainAndPredictFn's)."""
         if self._deadline is None:
-            self._deadline = custom_model.time_limited_caller(self._params)
+            self._deadline = model_fit.time_limited_caller(self._params)
         return self._deadline
 
     def teardown(self):

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from pipeline.models import custom_model, registry, statistical
+from pipeline.models import model_fit, registry, statistical
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit.recursive import RecursiveTest, fill_unknown
 from pipeline.stages.prepare import features, target_history
@@ -162,7 +162,7 @@ def split_window(key: str, window_start: int, window_data: pd.DataFrame, params:
     elif split.rows_train < params.min_train_rows:
         ledger.update(status=SKIPPED, reason="too_few_rows",
                       error_message=f"{split.rows_train} training rows < {params.min_train_rows}")
-    elif registry.uses_history(params.model) and (irregular := custom_model.irregularity(params, split)):
+    elif registry.uses_history(params.model) and (irregular := model_fit.irregularity(params, split)):
         ledger.update(status=SKIPPED, reason=statistical.IRREGULAR, error_message=irregular)
     elif not (train_target != train_target[:1]).any():
         # Every estimator would just echo the constant; the naive baseline already does that.

@@ -23,7 +23,7 @@ import pandas as pd
 from apache_beam.metrics import Metrics
 
 from pipeline.io.outputs import artifacts
-from pipeline.models import custom_model, registry, statistical
+from pipeline.models import model_fit, registry, statistical
 from pipeline.params.values import PipelineParams
 from pipeline.stages.fit import evaluate
 from pipeline.stages.fit.fitting import fit_checked, fit_fallback, failure_reason, may_fall_back
@@ -75,7 +75,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 
     actual = split.column(target, test=True).astype(float)
     ledger.update(fit_seconds=fitted.fit_seconds, predict_seconds=fitted.predict_seconds)
-    if custom_model.imputes(params.model):  # counted in summary.json (not an output column)
+    if model_fit.imputes(params.model):  # counted in summary.json (not an output column)
         ledger["feature_values_imputed"] = split.unknown_values(features.model_columns(params))
     baseline = evaluate.naive_baseline(  # training values only: never an earlier test period's actuals
         split.column(date_column, test=False), split.column(time_column, test=False),
@@ -120,7 +120,7 @@ def train_and_predict(key: str, window_start: int, window_data: pd.DataFrame, pa
 def seasonal_baseline(params: PipelineParams, split: WindowSplit) -> tuple[np.ndarray, float | None]:
     """(seasonal naive of the test rows, MASE's scale) from the training rows, in steps of the key's
     frequency and --season_length (pipeline.stages.fit.evaluate)."""
-    frequency, train_steps, test_steps = custom_model.history_steps(params, split)
+    frequency, train_steps, test_steps = model_fit.history_steps(params, split)
     season = statistical.season_length(params.season_length, frequency)
     train_values = split.column(params.target, test=False).astype(float)
     return (evaluate.seasonal_naive(train_steps, train_values, test_steps, season),
@@ -154,7 +154,7 @@ class TrainAndPredictFn(beam.DoFn):
         # and XGBoost are imported at the first fit) and for the deadline's helper process; each fit
         # then sets the pools of its own thread (registry.fit_estimator, pipeline.utils.threads).
         threads.set_environment(self._params.model_threads)
-        self._deadline = custom_model.time_limited_caller(self._params)
+        self._deadline = model_fit.time_limited_caller(self._params)
         if registry.uses_history(self._params.model):
             statistical.warm_up()  # statsforecast's imports and first calls, once per worker process, untimed
         # Imported modules live as long as the process: keep them out of every later collection.

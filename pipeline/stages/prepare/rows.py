@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from apache_beam.metrics import Metrics
 
-from pipeline.models import custom_model
+from pipeline.models import model_fit
 from pipeline.utils import frames, packing, periods
 from pipeline.params.values import PipelineParams
 from pipeline.stages.prepare import fanout
@@ -126,7 +126,7 @@ class _ValidateChunk(beam.DoFn):
 
     def setup(self):
         # The first stage of every worker: the model libraries load meanwhile (seconds for statsforecast).
-        custom_model.import_in_background(self._params)
+        model_fit.import_in_background(self._params)
 
     def process(self, chunk: pd.DataFrame):
         # The chunk's date format, and how many of its values each candidate reads: the run checks that

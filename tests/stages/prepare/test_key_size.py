@@ -72,3 +72,11 @@ def test_a_negative_limit_fails_before_work():
     with pytest.raises(ParameterError) as raised:
         parse_args(["--max_key_rows=-1"])
     assert raised.value.name == "max_key_rows"
+
+
+def test_frame_bytes_are_what_pandas_counts_deep_strings_and_extension_columns_included():
+    frame = pd.DataFrame({"period": range(40), "date": pd.date_range("2020-01-01", periods=40, freq="MS"),
+                          "sales": [0.5] * 40, "note": ["x" * i for i in range(40)],
+                          "shop": pd.Categorical(["a", "b"] * 20), "flag": pd.array([1, None] * 20, dtype="Int64")})
+    for part in (frame, frame[["period", "sales"]], frame.iloc[3:17], frame.set_index("note")):
+        assert key_size.frame_bytes(part) == int(part.memory_usage(index=True, deep=True).sum())
