@@ -30,7 +30,7 @@ from pipeline.io.publishing.results import read_json, read_table
 from pipeline.io.outputs.sinks import SUMMARY_FILE
 from pipeline.models import registry
 from pipeline.params.values import PipelineParams
-from pipeline.models import custom_model
+from pipeline.models import model_fit
 from pipeline.stages.prepare import features, rows
 from pipeline.stages.fit.split import split_at
 from pipeline.stages.prepare.windows import WindowPlan
