@@ -156,11 +156,12 @@ def build(pipeline: beam.Pipeline, params: PipelineParams, source_kind: str) -> 
 def fit_transform(params: PipelineParams) -> beam.PTransform:
     """The fit of each key x window: one model, the search (--param_grid) or several models.
 
-    Intervals, model selection and forecasts read each key x window's predictions apart; without them,
-    the fits join many windows' predictions into one frame on the way to the sinks."""
+    Intervals and model selection read each key x window's predictions apart (and so do forecasts, for
+    their bands); without them, the fits join many windows' predictions into one frame on the way to the
+    sinks."""
     if compare.is_enabled(params):
         return compare.FitModels(params)
-    frame_per_window = intervals.is_enabled(params) or forecast.is_enabled(params)
+    frame_per_window = intervals.is_enabled(params)
     if search.is_enabled(params):
         return search.SearchAndTrain(params, frame_per_window)
     return train.TrainAndPredict(params, frame_per_window)
