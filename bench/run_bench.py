@@ -74,6 +74,9 @@ LEFTOVER_GRACE = 30.0  # seconds the measured run's orphaned processes get to ex
 WORKER_MODULES = ("apache_beam.runners.worker.sdk_worker_main",  # Beam's local runner
                   "joblib.externals.loky.backend.popen_loky_posix",  # joblib's loky workers
                   "pyspark.daemon")  # Spark's Python workers (forked from the daemon: same command line)
+# Our local workers are forked from the fork server (pipeline/utils/fork_server.py) and keep its command line;
+# the server counts as a worker too (the workers' pages are its own, shared); its small clients count as neither.
+FORK_SERVER = ("pipeline.utils.fork_server", "serve")
 ROLES = ("launcher", "worker", "jvm")
 MODELS_SHOPS, MODELS_YEARS = 20, 16  # --models: 20 shops x (16 - 3 + 1) window starts = 280 fits per model
 MODELS_TARGET = 1.3  # issue 17: ours / bare wall per model
@@ -149,7 +152,7 @@ def command(variant: str, shops: int, model: str, workers: int, years: int = 6) 
 def role_of(cmdline: list[str]) -> str | None:
     """'worker' or 'jvm' from a command line; None when it says neither (a shell, a resource tracker,
     a forked child before its exec: asked again at the next sample)."""
-    if any(module in cmdline for module in WORKER_MODULES):
+    if any(module in cmdline for module in WORKER_MODULES) or all(part in cmdline for part in FORK_SERVER):
         return "worker"
     if cmdline and os.path.basename(cmdline[0]) == "java":
         return "jvm"

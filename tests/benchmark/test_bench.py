@@ -85,6 +85,9 @@ def test_roles_come_from_command_line_elements():
     assert run_bench.role_of(["python", "-m", "joblib.externals.loky.backend.popen_loky_posix", "--pipe", "9"]) == "worker"
     assert run_bench.role_of(["/venv/bin/python", "-m", "pyspark.daemon", "pyspark.worker"]) == "worker"
     assert run_bench.role_of(["/usr/lib/jvm/java-17-openjdk-amd64/bin/java", "-cp", "x", "SparkSubmit"]) == "jvm"
+    # The fork server and the workers it forks share its command line; its clients are neither.
+    assert run_bench.role_of(["/venv/bin/python", "-m", "pipeline.utils.fork_server", "serve", "/tmp/f/socket"]) == "worker"
+    assert run_bench.role_of(["/venv/bin/python", "-m", "pipeline.utils.fork_server", "client", "/tmp/f/socket"]) is None
     # Beam's `sh -c "python -m ...sdk_worker_main"` wrapper is not a worker, nor is a resource tracker.
     assert run_bench.role_of(["/bin/sh", "-c", "python -m apache_beam.runners.worker.sdk_worker_main"]) is None
     assert run_bench.role_of(["python", "-c", "from joblib.externals.loky.backend.resource_tracker import main"]) is None
